@@ -1,0 +1,28 @@
+# Two commands set everything up on a fresh Debian machine:
+#   make run    build in release mode and start the `tollgate demo` tour
+#   make test   formatting, lints and the whole test suite
+CARGO ?= cargo
+export CARGO_TERM_COLOR ?= never
+
+.PHONY: run test build check fmt lint
+
+run:
+	@.ci/deps.sh build
+	$(CARGO) build --release
+	./target/release/tollgate demo
+
+build:
+	@.ci/deps.sh build
+	$(CARGO) build --release
+
+test:
+	@.ci/deps.sh test
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) test
+
+check:
+	$(CARGO) run --quiet -- check --config config/tollgate.yaml
+
+fmt:
+	$(CARGO) fmt --all

@@ -1,0 +1,85 @@
+//! The command line of SPEC section 1.
+
+mod demo;
+
+use crate::config::Config;
+use crate::server::{self, ServeOptions};
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "tollgate",
+    version,
+    about = "A reverse-proxy authentication gateway"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, clap::Args)]
+struct ConfigArg {
+    /// The YAML configuration file.
+    #[arg(long, env = "TOLLGATE_CONFIG", default_value = "config/tollgate.yaml")]
+    config: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the gateway: data plane, admin API and metrics.
+    Serve {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Take the listening sockets over from the running instance (via upgrade_sock),
+        /// then SIGQUIT the old one to let it drain.
+        #[arg(long)]
+        upgrade: bool,
+    },
+    /// Validate a configuration file and print every error with its path and line.
+    Check {
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// A zero-setup tour: an echo API, the gateway in front of it, and curl lines to try.
+    Demo(demo::DemoArgs),
+}
+
+pub fn run(cli: Cli) -> ExitCode {
+    match cli.command {
+        Command::Check { config } => match Config::load(&config.config) {
+            Ok(_) => {
+                println!("{}: ok", config.config.display());
+                ExitCode::SUCCESS
+            }
+            Err(errors) => {
+                eprintln!("{}: {} error(s)", config.config.display(), errors.0.len());
+                eprintln!("{errors}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Serve { config, upgrade } => {
+            let loaded = match Config::load(&config.config) {
+                Ok(loaded) => loaded,
+                Err(errors) => {
+                    eprintln!("{}: {} error(s)", config.config.display(), errors.0.len());
+                    eprintln!("{errors}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            report(server::serve(loaded, ServeOptions { upgrade }))
+        }
+        Command::Demo(args) => report(demo::run(args)),
+    }
+}
+
+fn report(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,255 @@
+//! The validated, frozen configuration: every field typed, every cross-reference checked.
+
+mod duration;
+mod lines;
+mod reader;
+mod schema;
+
+pub use duration::{format_duration, parse_duration};
+pub use reader::{canonical_ip, parse_cidr};
+
+use http::Method;
+use ipnet::IpNet;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// One problem in the YAML, with where it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub path: String,
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let path = if self.path.is_empty() {
+            "(document)"
+        } else {
+            &self.path
+        };
+        write!(f, "{path}: {}", self.message)?;
+        if let Some(line) = self.line {
+            write!(f, " (line {line})")?;
+        }
+        Ok(())
+    }
+}
+
+/// Every error found in one configuration file.
+#[derive(Debug, thiserror::Error)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (index, error) in self.0.iter().enumerate() {
+            if index > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{error}")?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: Vec<SocketAddr>,
+    pub threads: usize,
+    pub upgrade_sock: PathBuf,
+    pub grace_period: Duration,
+    pub access_log: AccessLog,
+    pub environment: Environment,
+    pub key_prefix: String,
+    pub admin: AdminConfig,
+    pub metrics: MetricsConfig,
+    pub store: StoreConfig,
+    pub trusted_proxies: Vec<IpNet>,
+    pub infrastructure_ips: Vec<IpNet>,
+    pub policy: PolicyConfig,
+    pub permissions: Vec<String>,
+    pub presets: BTreeMap<String, Vec<String>>,
+    pub roles: BTreeMap<String, Vec<String>>,
+    pub oauth: OAuthConfig,
+    pub rate_limits: RateLimitConfig,
+    pub upstreams: BTreeMap<String, UpstreamConfig>,
+    pub routes: Vec<RouteConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccessLog {
+    Stdout,
+    Off,
+    File(PathBuf),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Environment {
+    Live,
+    Test,
+}
+
+impl Environment {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Environment::Live => "live",
+            Environment::Test => "test",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "live" => Some(Environment::Live),
+            "test" => Some(Environment::Test),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct AdminConfig {
+    pub listen: SocketAddr,
+    pub token_env: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct MetricsConfig {
+    pub listen: SocketAddr,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreUrl {
+    /// The embedded store: a SQLite file, created with its folder on first start.
+    Sqlite(PathBuf),
+    /// A PostgreSQL server shared by several replicas.
+    Postgres(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    pub url: StoreUrl,
+    pub sync_interval: Duration,
+    pub max_staleness: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyConfig {
+    pub block_legacy_keys: bool,
+    pub max_key_lifetime: Option<Duration>,
+}
+
+#[derive(Debug, Clone)]
+pub struct OAuthConfig {
+    pub issuer: String,
+    pub audience: Option<String>,
+    pub signing_key_path: PathBuf,
+    pub access_token_ttl: Duration,
+    pub refresh_token_ttl: Duration,
+    pub auth_code_ttl: Duration,
+    pub external_issuers: Vec<ExternalIssuer>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ExternalIssuer {
+    pub issuer: String,
+    pub jwks_url: String,
+    pub audience: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LimitBackend {
+    Local,
+    Redis(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct RateLimitConfig {
+    pub backend: LimitBackend,
+    pub replicas: u32,
+    pub tiers: Tiers,
+    pub burst: Window,
+}
+
+/// Limits by how the caller authenticated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tiers {
+    pub anonymous: Tier,
+    pub api_key: Tier,
+    pub oauth: Tier,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tier {
+    pub per_minute: u64,
+    pub per_day: u64,
+}
+
+/// A fixed budget of requests per period.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    pub requests: u64,
+    pub per: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct UpstreamConfig {
+    /// `host:port` of each target, resolved at start.
+    pub targets: Vec<String>,
+    pub tls: bool,
+    pub connect_timeout: Duration,
+    pub read_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct RouteConfig {
+    /// The metric label; the path prefix unless `name` is set.
+    pub name: String,
+    pub path_prefix: String,
+    /// `None` matches every method.
+    pub methods: Option<Vec<Method>>,
+    pub upstream: String,
+    pub require: Vec<String>,
+    pub anonymous: bool,
+    pub rate_limit: Option<Window>,
+}
+
+impl Config {
+    /// Reads and validates `path`.
+    pub fn load(path: &Path) -> Result<Self, ConfigErrors> {
+        let source = std::fs::read_to_string(path).map_err(|error| {
+            ConfigErrors(vec![ConfigError {
+                path: String::new(),
+                line: None,
+                message: format!("cannot read {}: {error}", path.display()),
+            }])
+        })?;
+        Self::parse(&source)
+    }
+
+    /// Validates YAML text, reporting every error with its path and line.
+    pub fn parse(source: &str) -> Result<Self, ConfigErrors> {
+        schema::parse(source)
+    }
+}
+
+impl Default for Tiers {
+    fn default() -> Self {
+        Tiers {
+            anonymous: Tier {
+                per_minute: 60,
+                per_day: 1_000,
+            },
+            api_key: Tier {
+                per_minute: 300,
+                per_day: 10_000,
+            },
+            oauth: Tier {
+                per_minute: 600,
+                per_day: 50_000,
+            },
+        }
+    }
+}

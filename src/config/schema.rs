@@ -1,0 +1,671 @@
+//! The YAML schema of SPEC section 2: which keys exist, their types, defaults and cross-checks.
+
+use super::lines::LineIndex;
+use super::reader::{child, Object, Reader};
+use super::*;
+use serde_yaml_ng::Value;
+use std::collections::BTreeSet;
+
+const TOP_KEYS: &[&str] = &[
+    "listen",
+    "threads",
+    "upgrade_sock",
+    "grace_period",
+    "access_log",
+    "environment",
+    "key_prefix",
+    "admin",
+    "metrics",
+    "store",
+    "trusted_proxies",
+    "infrastructure_ips",
+    "policy",
+    "permissions",
+    "presets",
+    "roles",
+    "oauth",
+    "rate_limits",
+    "upstreams",
+    "routes",
+];
+
+const METHODS: &[&str] = &[
+    "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE",
+];
+
+pub fn parse(source: &str) -> Result<Config, ConfigErrors> {
+    let value: Value = match serde_yaml_ng::from_str(source) {
+        Ok(value) => value,
+        Err(error) => {
+            return Err(ConfigErrors(vec![ConfigError {
+                path: String::new(),
+                line: error.location().map(|location| location.line()),
+                message: format!("invalid YAML: {error}"),
+            }]))
+        }
+    };
+    // An empty file is a valid configuration made only of defaults.
+    let value = if value.is_null() {
+        Value::Mapping(Default::default())
+    } else {
+        value
+    };
+    let lines = LineIndex::build(source);
+    let mut r = Reader::new(&lines);
+    let config = read_config(&mut r, &value);
+    match config {
+        Some(config) if r.errors.is_empty() => Ok(config),
+        _ => {
+            let mut errors = r.errors;
+            errors.sort_by_key(|error| error.line.unwrap_or(0));
+            Err(ConfigErrors(errors))
+        }
+    }
+}
+
+fn read_config(r: &mut Reader<'_>, value: &Value) -> Option<Config> {
+    let top = r.object(value, "", TOP_KEYS)?;
+    let default_listen: SocketAddr = ([0, 0, 0, 0], 8080).into();
+    let listen = r.field(
+        &top,
+        "listen",
+        vec![default_listen],
+        |r, value, path| match value {
+            Value::Sequence(_) => r.list(value, path, Reader::socket_addr).filter(|list| {
+                if list.is_empty() {
+                    r.error(path, "needs at least one address");
+                }
+                !list.is_empty()
+            }),
+            _ => r.socket_addr(value, path).map(|addr| vec![addr]),
+        },
+    );
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = r.field(&top, "threads", cpus, |r, value, path| {
+        r.positive(value, path).map(|n| n as usize)
+    });
+    let upgrade_sock = r.field(
+        &top,
+        "upgrade_sock",
+        "data/tollgate-upgrade.sock".into(),
+        |r, v, p| r.string(v, p).map(PathBuf::from),
+    );
+    let grace_period = r.field(
+        &top,
+        "grace_period",
+        Duration::from_secs(30),
+        Reader::duration,
+    );
+    let access_log = r.field(&top, "access_log", AccessLog::Stdout, |r, value, path| {
+        Some(match r.string(value, path)?.as_str() {
+            "stdout" => AccessLog::Stdout,
+            "off" => AccessLog::Off,
+            "" => {
+                r.error(path, "expected stdout, off or a file path");
+                return None;
+            }
+            file => AccessLog::File(file.into()),
+        })
+    });
+    let environment = r.field(&top, "environment", Environment::Live, |r, value, path| {
+        let text = r.string(value, path)?;
+        let environment = Environment::parse(&text);
+        if environment.is_none() {
+            r.error(path, format!("expected live or test, found \"{text}\""));
+        }
+        environment
+    });
+    let key_prefix = r.field(&top, "key_prefix", "tg".to_string(), |r, value, path| {
+        let prefix = r.string(value, path)?;
+        let valid = (1..=16).contains(&prefix.len())
+            && prefix
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+        if !valid {
+            r.error(path, "must be 1 to 16 lowercase letters or digits");
+            return None;
+        }
+        Some(prefix)
+    });
+    let admin = read_admin(r, &top);
+    let metrics = read_metrics(r, &top);
+    let store = read_store(r, &top);
+    let trusted_proxies = r.field(&top, "trusted_proxies", Vec::new(), |r, v, p| {
+        r.list(v, p, Reader::cidr)
+    });
+    let infrastructure_ips = r.field(&top, "infrastructure_ips", Vec::new(), |r, v, p| {
+        r.list(v, p, Reader::cidr)
+    });
+    let policy = read_policy(r, &top);
+    let permissions = read_permissions(r, &top);
+    // Cross-references accept every name declared, even one reported as invalid above.
+    let known: BTreeSet<&str> = top
+        .get("permissions")
+        .and_then(|(value, _)| value.as_sequence())
+        .map(|items| items.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    let presets = read_permission_sets(r, &top, "presets", &known);
+    let roles = read_permission_sets(r, &top, "roles", &known);
+    let oauth = read_oauth(r, &top);
+    let rate_limits = read_rate_limits(r, &top);
+    let upstreams = read_upstreams(r, &top);
+    // Routes are checked against every upstream named, even one with errors of its own,
+    // so a broken upstream is reported once rather than again at each route using it.
+    let declared_upstreams: BTreeSet<String> = top
+        .get("upstreams")
+        .and_then(|(value, _)| value.as_mapping())
+        .map(|map| {
+            map.keys()
+                .filter_map(|k| k.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    let routes = read_routes(r, &top, &known, &declared_upstreams);
+
+    for (name, addr) in [
+        ("admin.listen", admin.listen),
+        ("metrics.listen", metrics.listen),
+    ] {
+        if listen
+            .iter()
+            .any(|data| data.port() == addr.port() && overlaps(data, &addr))
+        {
+            r.error(name, format!("{addr} must not share the data-plane port"));
+        }
+    }
+    if admin.listen == metrics.listen {
+        r.error("metrics.listen", "must differ from admin.listen");
+    }
+
+    Some(Config {
+        listen,
+        threads,
+        upgrade_sock,
+        grace_period,
+        access_log,
+        environment,
+        key_prefix,
+        admin,
+        metrics,
+        store,
+        trusted_proxies,
+        infrastructure_ips,
+        policy,
+        permissions,
+        presets,
+        roles,
+        oauth,
+        rate_limits,
+        upstreams,
+        routes,
+    })
+}
+
+/// Two listen addresses on the same port clash if either is a wildcard or they are equal.
+fn overlaps(a: &SocketAddr, b: &SocketAddr) -> bool {
+    a.ip().is_unspecified() || b.ip().is_unspecified() || a.ip() == b.ip()
+}
+
+fn section<'v>(
+    r: &mut Reader<'_>,
+    top: &Object<'v>,
+    key: &str,
+    known: &[&str],
+) -> Option<Object<'v>> {
+    let (value, path) = top.get(key)?;
+    r.object(value, &path, known)
+}
+
+fn read_admin(r: &mut Reader<'_>, top: &Object<'_>) -> AdminConfig {
+    let mut admin = AdminConfig {
+        listen: ([127, 0, 0, 1], 9090).into(),
+        token_env: "TOLLGATE_ADMIN_TOKEN".into(),
+    };
+    if let Some(object) = section(r, top, "admin", &["listen", "token_env"]) {
+        admin.listen = r.field(&object, "listen", admin.listen, Reader::socket_addr);
+        admin.token_env = r.field(&object, "token_env", admin.token_env, env_name);
+    }
+    admin
+}
+
+fn env_name(r: &mut Reader<'_>, value: &Value, path: &str) -> Option<String> {
+    let name = r.string(value, path)?;
+    let valid = !name.is_empty()
+        && !name.starts_with(|c: char| c.is_ascii_digit())
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    if !valid {
+        r.error(
+            path,
+            format!("\"{name}\" is not an environment variable name"),
+        );
+        return None;
+    }
+    Some(name)
+}
+
+fn read_metrics(r: &mut Reader<'_>, top: &Object<'_>) -> MetricsConfig {
+    let mut metrics = MetricsConfig {
+        listen: ([127, 0, 0, 1], 9100).into(),
+    };
+    if let Some(object) = section(r, top, "metrics", &["listen"]) {
+        metrics.listen = r.field(&object, "listen", metrics.listen, Reader::socket_addr);
+    }
+    metrics
+}
+
+fn read_store(r: &mut Reader<'_>, top: &Object<'_>) -> StoreConfig {
+    let mut store = StoreConfig {
+        url: StoreUrl::Sqlite("data/tollgate.db".into()),
+        sync_interval: Duration::from_secs(1),
+        max_staleness: Duration::from_secs(300),
+    };
+    if let Some(object) = section(r, top, "store", &["url", "sync_interval", "max_staleness"]) {
+        store.url = r.field(&object, "url", store.url, |r, value, path| {
+            let url = r.string(value, path)?;
+            let parsed = parse_store_url(&url);
+            if parsed.is_none() {
+                r.error(path, "expected sqlite://PATH or postgres://...");
+            }
+            parsed
+        });
+        store.sync_interval = r.field(
+            &object,
+            "sync_interval",
+            store.sync_interval,
+            Reader::duration,
+        );
+        store.max_staleness = r.field(
+            &object,
+            "max_staleness",
+            store.max_staleness,
+            Reader::duration,
+        );
+        if store.max_staleness < store.sync_interval {
+            r.error(
+                &child(object.path(), "max_staleness"),
+                "must be at least sync_interval",
+            );
+        }
+    }
+    store
+}
+
+/// `sqlite://data/x.db` (relative), `sqlite:///var/lib/x.db` (absolute), `postgres://...`.
+pub fn parse_store_url(url: &str) -> Option<StoreUrl> {
+    if let Some(path) = url.strip_prefix("sqlite://") {
+        let path = path.split('?').next().unwrap_or_default();
+        return (!path.is_empty()).then(|| StoreUrl::Sqlite(path.into()));
+    }
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Some(StoreUrl::Postgres(url.to_string()));
+    }
+    None
+}
+
+fn read_policy(r: &mut Reader<'_>, top: &Object<'_>) -> PolicyConfig {
+    let mut policy = PolicyConfig {
+        block_legacy_keys: false,
+        max_key_lifetime: None,
+    };
+    if let Some(object) = section(r, top, "policy", &["block_legacy_keys", "max_key_lifetime"]) {
+        policy.block_legacy_keys = r.field(&object, "block_legacy_keys", false, Reader::bool);
+        policy.max_key_lifetime = r.field(&object, "max_key_lifetime", None, |r, v, p| {
+            r.duration(v, p).map(Some)
+        });
+    }
+    policy
+}
+
+fn read_permissions(r: &mut Reader<'_>, top: &Object<'_>) -> Vec<String> {
+    let list = r.field(top, "permissions", Vec::new(), |r, value, path| {
+        r.list(value, path, |r, value, path| {
+            let name = r.string(value, path)?;
+            if !is_permission_name(&name) {
+                r.error(
+                    path,
+                    format!("\"{name}\" is not a permission name (letters, digits and :._-)"),
+                );
+                return None;
+            }
+            Some((name, path.to_string()))
+        })
+    });
+    let mut seen = BTreeSet::new();
+    let mut permissions = Vec::with_capacity(list.len());
+    for (name, path) in list {
+        if seen.insert(name.clone()) {
+            permissions.push(name);
+        } else {
+            r.error(&path, format!("permission \"{name}\" is listed twice"));
+        }
+    }
+    permissions
+}
+
+pub fn is_permission_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b':' | b'.' | b'_' | b'-'))
+}
+
+/// `presets` and `roles`: names mapped to lists of known permissions.
+fn read_permission_sets(
+    r: &mut Reader<'_>,
+    top: &Object<'_>,
+    key: &str,
+    known: &BTreeSet<&str>,
+) -> BTreeMap<String, Vec<String>> {
+    let sets = r.field(top, key, Vec::new(), |r, value, path| {
+        r.named(value, path, |r, _name, value, path| {
+            r.list(value, path, |r, value, path| {
+                known_permission(r, value, path, known)
+            })
+        })
+    });
+    sets.into_iter().collect()
+}
+
+fn known_permission(
+    r: &mut Reader<'_>,
+    value: &Value,
+    path: &str,
+    known: &BTreeSet<&str>,
+) -> Option<String> {
+    let name = r.string(value, path)?;
+    if !known.contains(name.as_str()) {
+        r.error(path, format!("unknown permission \"{name}\""));
+        return None;
+    }
+    Some(name)
+}
+
+fn read_oauth(r: &mut Reader<'_>, top: &Object<'_>) -> OAuthConfig {
+    let mut oauth = OAuthConfig {
+        issuer: "http://127.0.0.1:8080".into(),
+        audience: None,
+        signing_key_path: "data/signing.pem".into(),
+        access_token_ttl: Duration::from_secs(3600),
+        refresh_token_ttl: Duration::from_secs(30 * 86_400),
+        auth_code_ttl: Duration::from_secs(600),
+        external_issuers: Vec::new(),
+    };
+    const KEYS: &[&str] = &[
+        "issuer",
+        "audience",
+        "signing_key_path",
+        "access_token_ttl",
+        "refresh_token_ttl",
+        "auth_code_ttl",
+        "external_issuers",
+    ];
+    let Some(object) = section(r, top, "oauth", KEYS) else {
+        return oauth;
+    };
+    oauth.issuer = r.field(&object, "issuer", oauth.issuer, http_url);
+    oauth.audience = r.field(&object, "audience", None, |r, v, p| {
+        r.string(v, p).map(Some)
+    });
+    oauth.signing_key_path = r.field(
+        &object,
+        "signing_key_path",
+        oauth.signing_key_path,
+        |r, v, p| r.string(v, p).map(PathBuf::from),
+    );
+    oauth.access_token_ttl = r.field(
+        &object,
+        "access_token_ttl",
+        oauth.access_token_ttl,
+        Reader::duration,
+    );
+    oauth.refresh_token_ttl = r.field(
+        &object,
+        "refresh_token_ttl",
+        oauth.refresh_token_ttl,
+        Reader::duration,
+    );
+    oauth.auth_code_ttl = r.field(
+        &object,
+        "auth_code_ttl",
+        oauth.auth_code_ttl,
+        Reader::duration,
+    );
+    oauth.external_issuers = r.field(&object, "external_issuers", Vec::new(), |r, value, path| {
+        r.list(value, path, |r, value, path| {
+            let issuer = r.object(value, path, &["issuer", "jwks_url", "audience"])?;
+            Some(ExternalIssuer {
+                issuer: r.required(&issuer, "issuer", Reader::string)?,
+                jwks_url: r.required(&issuer, "jwks_url", http_url)?,
+                audience: r.required(&issuer, "audience", Reader::string)?,
+            })
+        })
+    });
+    oauth
+}
+
+fn http_url(r: &mut Reader<'_>, value: &Value, path: &str) -> Option<String> {
+    let url = r.string(value, path)?;
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"));
+    match rest {
+        Some(rest)
+            if !rest.is_empty() && !rest.starts_with('/') && !url.contains(char::is_whitespace) =>
+        {
+            Some(url)
+        }
+        _ => {
+            r.error(path, format!("\"{url}\" is not an http:// or https:// URL"));
+            None
+        }
+    }
+}
+
+fn read_rate_limits(r: &mut Reader<'_>, top: &Object<'_>) -> RateLimitConfig {
+    let mut limits = RateLimitConfig {
+        backend: LimitBackend::Local,
+        replicas: 1,
+        tiers: Tiers::default(),
+        burst: Window {
+            requests: 100,
+            per: Duration::from_secs(10),
+        },
+    };
+    let Some(object) = section(
+        r,
+        top,
+        "rate_limits",
+        &["backend", "replicas", "tiers", "burst"],
+    ) else {
+        return limits;
+    };
+    limits.backend = r.field(&object, "backend", LimitBackend::Local, |r, value, path| {
+        let backend = r.string(value, path)?;
+        if backend == "local" {
+            Some(LimitBackend::Local)
+        } else if backend.starts_with("redis://") || backend.starts_with("rediss://") {
+            Some(LimitBackend::Redis(backend))
+        } else {
+            r.error(
+                path,
+                format!("expected local or redis://host:port, found \"{backend}\""),
+            );
+            None
+        }
+    });
+    limits.replicas = r.field(&object, "replicas", 1, |r, value, path| {
+        let n = r.positive(value, path)?;
+        u32::try_from(n).ok()
+    });
+    if let Some(tiers) = section(r, &object, "tiers", &["anonymous", "api_key", "oauth"]) {
+        let defaults = limits.tiers;
+        limits.tiers.anonymous = r.field(&tiers, "anonymous", defaults.anonymous, tier);
+        limits.tiers.api_key = r.field(&tiers, "api_key", defaults.api_key, tier);
+        limits.tiers.oauth = r.field(&tiers, "oauth", defaults.oauth, tier);
+    }
+    limits.burst = r.field(&object, "burst", limits.burst, window);
+    limits
+}
+
+fn tier(r: &mut Reader<'_>, value: &Value, path: &str) -> Option<Tier> {
+    let object = r.object(value, path, &["per_minute", "per_day"])?;
+    Some(Tier {
+        per_minute: r.required(&object, "per_minute", Reader::positive)?,
+        per_day: r.required(&object, "per_day", Reader::positive)?,
+    })
+}
+
+fn window(r: &mut Reader<'_>, value: &Value, path: &str) -> Option<Window> {
+    let object = r.object(value, path, &["requests", "per"])?;
+    let requests = r.required(&object, "requests", Reader::positive);
+    let per = r.required(&object, "per", Reader::duration);
+    Some(Window {
+        requests: requests?,
+        per: per?,
+    })
+}
+
+fn read_upstreams(r: &mut Reader<'_>, top: &Object<'_>) -> BTreeMap<String, UpstreamConfig> {
+    let upstreams = r.field(top, "upstreams", Vec::new(), |r, value, path| {
+        r.named(value, path, |r, _name, value, path| {
+            let object = r.object(
+                value,
+                path,
+                &["targets", "tls", "connect_timeout", "read_timeout"],
+            )?;
+            let targets = r.required(&object, "targets", |r, value, path| {
+                if value.as_sequence().is_some_and(|items| items.is_empty()) {
+                    r.error(path, "needs at least one target");
+                    return None;
+                }
+                r.list(value, path, target)
+            });
+            let tls = r.field(&object, "tls", false, Reader::bool);
+            let connect_timeout = r.field(
+                &object,
+                "connect_timeout",
+                Duration::from_secs(2),
+                Reader::duration,
+            );
+            let read_timeout = r.field(
+                &object,
+                "read_timeout",
+                Duration::from_secs(30),
+                Reader::duration,
+            );
+            Some(UpstreamConfig {
+                targets: targets?,
+                tls,
+                connect_timeout,
+                read_timeout,
+            })
+        })
+    });
+    upstreams.into_iter().collect()
+}
+
+/// `host:port`, where host is a name, an IPv4 address or a bracketed IPv6 address.
+fn target(r: &mut Reader<'_>, value: &Value, path: &str) -> Option<String> {
+    let text = r.string(value, path)?;
+    let valid = match text.rsplit_once(':') {
+        Some((host, port)) => {
+            let host_ok = if let Some(v6) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']'))
+            {
+                v6.parse::<std::net::Ipv6Addr>().is_ok()
+            } else {
+                !host.is_empty()
+                    && host
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
+            };
+            host_ok && port.parse::<u16>().is_ok_and(|port| port > 0)
+        }
+        None => false,
+    };
+    if !valid {
+        r.error(
+            path,
+            format!("\"{text}\" is not a target like 127.0.0.1:3000 or api.internal:443"),
+        );
+        return None;
+    }
+    Some(text)
+}
+
+fn read_routes(
+    r: &mut Reader<'_>,
+    top: &Object<'_>,
+    known: &BTreeSet<&str>,
+    upstreams: &BTreeSet<String>,
+) -> Vec<RouteConfig> {
+    const KEYS: &[&str] = &[
+        "name",
+        "path_prefix",
+        "methods",
+        "upstream",
+        "require",
+        "anonymous",
+        "rate_limit",
+    ];
+    r.field(top, "routes", Vec::new(), |r, value, path| {
+        r.list(value, path, |r, value, path| {
+            let object = r.object(value, path, KEYS)?;
+            let path_prefix = r.required(&object, "path_prefix", |r, value, path| {
+                let prefix = r.string(value, path)?;
+                if !prefix.starts_with('/') || prefix.contains(['?', '#', ' ']) {
+                    r.error(path, format!("\"{prefix}\" must be a path starting with /"));
+                    return None;
+                }
+                Some(prefix)
+            });
+            let name = r.field(&object, "name", None, |r, v, p| r.string(v, p).map(Some));
+            let methods = r.field(&object, "methods", None, |r, value, path| {
+                r.list(value, path, |r, value, path| {
+                    let method = r.string(value, path)?;
+                    if !METHODS.contains(&method.as_str()) {
+                        r.error(
+                            path,
+                            format!("unknown method \"{method}\" (use {})", METHODS.join(", ")),
+                        );
+                        return None;
+                    }
+                    Method::from_bytes(method.as_bytes()).ok()
+                })
+                .map(Some)
+            });
+            let upstream = r.required(&object, "upstream", |r, value, path| {
+                let name = r.string(value, path)?;
+                if !upstreams.contains(&name) {
+                    r.error(path, format!("unknown upstream \"{name}\""));
+                    return None;
+                }
+                Some(name)
+            });
+            let require = r.field(&object, "require", Vec::new(), |r, value, path| {
+                r.list(value, path, |r, value, path| {
+                    known_permission(r, value, path, known)
+                })
+            });
+            let anonymous = r.field(&object, "anonymous", false, Reader::bool);
+            let rate_limit = r.field(&object, "rate_limit", None, |r, v, p| {
+                window(r, v, p).map(Some)
+            });
+            if anonymous && !require.is_empty() {
+                r.error(
+                    &child(object.path(), "require"),
+                    "an anonymous route cannot require permissions",
+                );
+            }
+            let path_prefix = path_prefix?;
+            Some(RouteConfig {
+                name: name.unwrap_or_else(|| path_prefix.clone()),
+                path_prefix,
+                methods,
+                upstream: upstream?,
+                require,
+                anonymous,
+                rate_limit,
+            })
+        })
+    })
+}

@@ -1,0 +1,16 @@
+//! tollgate: a reverse-proxy authentication gateway. The binary is wiring; everything it
+//! runs is here, so tests and benches start the same server users start.
+
+pub mod admin;
+pub mod cli;
+pub mod config;
+pub mod decision;
+pub mod denial;
+pub mod echo;
+pub mod listener;
+pub mod metrics;
+pub mod path;
+pub mod policy;
+pub mod proxy;
+pub mod routes;
+pub mod server;

@@ -1,0 +1,4 @@
+//! What a caller may do: client address, permissions, IP allowlists and rate limits.
+
+pub mod client_addr;
+pub mod permissions;

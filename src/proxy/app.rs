@@ -1,0 +1,50 @@
+//! The data-plane connection loop: pingora's HTTP/1 keep-alive loop, with each connection
+//! wrapped in a [`HeadGuard`] that is re-armed before every request head.
+
+use super::head_guard::{GuardSettingsRef, HeadGuard};
+use super::Gateway;
+use async_trait::async_trait;
+use pingora::apps::{HttpServerApp, ServerApp};
+use pingora::protocols::http::ServerSession;
+use pingora::protocols::Stream;
+use pingora::proxy::HttpProxy;
+use pingora::server::ShutdownWatch;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+/// Seconds an idle kept-alive client connection stays open.
+const KEEPALIVE_SECONDS: u64 = 60;
+
+pub struct GatewayApp {
+    pub proxy: Arc<HttpProxy<Gateway>>,
+    pub guard: Arc<GuardSettingsRef>,
+}
+
+#[async_trait]
+impl ServerApp for GatewayApp {
+    async fn process_new(
+        self: &Arc<Self>,
+        stream: Stream,
+        shutdown: &ShutdownWatch,
+    ) -> Option<Stream> {
+        let rearm = Arc::new(AtomicBool::new(false));
+        let stream = HeadGuard::wrap(stream, self.guard.clone(), rearm.clone());
+        let mut session = ServerSession::new_http1(stream);
+        session.set_keepalive((!*shutdown.borrow()).then_some(KEEPALIVE_SECONDS));
+
+        let mut reused = self.proxy.process_new_http(session, shutdown).await;
+        while let Some((stream, settings)) = reused.map(|r| r.consume()) {
+            rearm.store(true, Ordering::Relaxed);
+            let mut session = ServerSession::new_http1(stream);
+            if let Some(settings) = settings {
+                settings.apply_to_session(&mut session);
+            }
+            reused = self.proxy.process_new_http(session, shutdown).await;
+        }
+        None
+    }
+
+    async fn cleanup(&self) {
+        self.proxy.http_cleanup().await;
+    }
+}

@@ -1,0 +1,447 @@
+//! Guards each request head as it arrives: a total deadline (slowloris), and limits on the
+//! request line, header bytes, header count and line endings, answered before pingora parses.
+
+use crate::denial::{error_body, Denial};
+use crate::metrics::Metrics;
+use async_trait::async_trait;
+use pingora::protocols::raw_connect::ProxyDigest;
+use pingora::protocols::{
+    GetProxyDigest, GetSocketDigest, GetTimingDigest, Peek, Shutdown, Ssl, Stream, UniqueID,
+    UniqueIDType, ALPN,
+};
+use pingora::protocols::{SocketDigest, TimingDigest};
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::{Instant, Sleep};
+
+/// The limits of SPEC section 9.
+#[derive(Debug, Clone, Copy)]
+pub struct HeadLimits {
+    pub deadline: Duration,
+    pub max_request_line: usize,
+    pub max_header_bytes: usize,
+    pub max_headers: usize,
+}
+
+impl Default for HeadLimits {
+    fn default() -> Self {
+        HeadLimits {
+            deadline: Duration::from_secs(10),
+            max_request_line: 8 * 1024,
+            max_header_bytes: 32 * 1024,
+            max_headers: 100,
+        }
+    }
+}
+
+/// Where the scanner is in the current request head.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Waiting for the first byte of a head; idle keep-alive time is not counted.
+    Armed,
+    /// Inside a head that began at `started`.
+    Head { started: Instant },
+    /// The head is complete; body bytes pass through untouched.
+    Done,
+}
+
+/// Counts the lines of one request head across reads. Pure, so it is tested alone.
+#[derive(Debug, Clone, Default)]
+pub struct HeadScanner {
+    /// Lines finished so far; the request line is line 0.
+    lines: usize,
+    /// Bytes of the current, unfinished line.
+    line_len: usize,
+    /// Header bytes after the request line.
+    header_bytes: usize,
+    last_byte: u8,
+}
+
+/// What a chunk of bytes did to the head.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scan {
+    /// More head to come.
+    Partial,
+    /// The empty line that ends the head was seen.
+    Complete,
+    Refuse(Denial),
+}
+
+impl HeadScanner {
+    pub fn feed(&mut self, data: &[u8], limits: &HeadLimits) -> Scan {
+        let mut start = 0;
+        for newline in memchr::memchr_iter(b'\n', data) {
+            let segment = newline - start;
+            let line_len = self.line_len + segment;
+            let before = if segment > 0 {
+                data[newline - 1]
+            } else {
+                self.last_byte
+            };
+            if before != b'\r' {
+                return Scan::Refuse(Denial::BadRequest("header lines must end with CRLF"));
+            }
+            let content = line_len - 1;
+            if self.lines == 0 {
+                if content > limits.max_request_line {
+                    return Scan::Refuse(Denial::UriTooLong);
+                }
+            } else {
+                self.header_bytes += line_len + 1;
+                if content == 0 {
+                    return Scan::Complete;
+                }
+                if self.lines > limits.max_headers || self.header_bytes > limits.max_header_bytes {
+                    return Scan::Refuse(Denial::HeadersTooLarge);
+                }
+            }
+            // A blank line before the request line is tolerated (RFC 9112 section 2.2).
+            if !(self.lines == 0 && content == 0) {
+                self.lines += 1;
+            }
+            self.line_len = 0;
+            self.last_byte = b'\n';
+            start = newline + 1;
+        }
+        let rest = data.len() - start;
+        if rest > 0 {
+            self.line_len += rest;
+            self.last_byte = data[data.len() - 1];
+        }
+        if self.lines == 0 && self.line_len > limits.max_request_line + 1 {
+            return Scan::Refuse(Denial::UriTooLong);
+        }
+        if self.lines > 0 && self.header_bytes + self.line_len > limits.max_header_bytes {
+            return Scan::Refuse(Denial::HeadersTooLarge);
+        }
+        Scan::Partial
+    }
+}
+
+/// Shared by every guarded connection of one listener.
+pub struct GuardSettings {
+    pub limits: HeadLimits,
+    pub metrics: Arc<Metrics>,
+}
+
+/// The downstream stream, wrapped so each request head is checked as its bytes arrive.
+#[derive(Debug)]
+pub struct HeadGuard {
+    inner: Stream,
+    settings: Arc<GuardSettingsRef>,
+    rearm: Arc<AtomicBool>,
+    phase: Phase,
+    scanner: HeadScanner,
+    timer: Option<Pin<Box<Sleep>>>,
+    /// A refusal being written: the bytes and how many went out.
+    refusal: Option<(Vec<u8>, usize)>,
+}
+
+/// Debug-printable handle on the settings.
+pub struct GuardSettingsRef(pub GuardSettings);
+
+impl std::fmt::Debug for GuardSettingsRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GuardSettings")
+            .field("limits", &self.0.limits)
+            .finish()
+    }
+}
+
+impl HeadGuard {
+    /// Wraps a new connection. Setting `rearm` makes the guard watch the next head.
+    pub fn wrap(inner: Stream, settings: Arc<GuardSettingsRef>, rearm: Arc<AtomicBool>) -> Stream {
+        Box::new(HeadGuard {
+            inner,
+            settings,
+            rearm,
+            phase: Phase::Armed,
+            scanner: HeadScanner::default(),
+            timer: None,
+            refusal: None,
+        })
+    }
+
+    /// Starts guarding the next request head on this stream, once the current response
+    /// is done (a kept-alive connection).
+    fn take_rearm(&mut self) {
+        if self.rearm.swap(false, Ordering::Relaxed) {
+            self.phase = Phase::Armed;
+            self.scanner = HeadScanner::default();
+            self.timer = None;
+        }
+    }
+
+    fn refuse(&mut self, denial: Denial) {
+        let settings = &self.settings.0;
+        settings
+            .metrics
+            .requests
+            .with_label_values(&["unmatched", "OTHER", &denial.status().to_string()])
+            .inc();
+        let request_id = uuid::Uuid::new_v4().to_string();
+        let body = error_body(&denial, &request_id);
+        let response = format!(
+            "HTTP/1.1 {} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nX-Request-Id: {request_id}\r\nConnection: close\r\n\r\n{body}",
+            denial.status(),
+            reason(denial.status()),
+            body.len(),
+        );
+        tracing::info!(code = denial.code(), "request head refused");
+        self.phase = Phase::Done;
+        self.timer = None;
+        self.refusal = Some((response.into_bytes(), 0));
+    }
+
+    /// Writes the pending refusal, then fails the read so pingora drops the connection.
+    fn poll_refusal(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if let Some((bytes, written)) = &mut self.refusal {
+            while *written < bytes.len() {
+                match ready!(Pin::new(&mut self.inner).poll_write(cx, &bytes[*written..])) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => *written += n,
+                }
+            }
+            let _ = ready!(Pin::new(&mut self.inner).poll_flush(cx));
+        }
+        Poll::Ready(Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "request head refused by the head guard",
+        )))
+    }
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        400 => "Bad Request",
+        408 => "Request Timeout",
+        414 => "URI Too Long",
+        _ => "Request Header Fields Too Large",
+    }
+}
+
+impl AsyncRead for HeadGuard {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        this.take_rearm();
+        if this.refusal.is_some() {
+            return this.poll_refusal(cx);
+        }
+        if this.phase == Phase::Done {
+            return Pin::new(&mut this.inner).poll_read(cx, buf);
+        }
+        let before = buf.filled().len();
+        match Pin::new(&mut this.inner).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) => {
+                let fresh = &buf.filled()[before..];
+                if fresh.is_empty() {
+                    return Poll::Ready(Ok(()));
+                }
+                if this.phase == Phase::Armed {
+                    this.phase = Phase::Head {
+                        started: Instant::now(),
+                    };
+                }
+                let limits = &this.settings.0.limits;
+                match this.scanner.feed(fresh, limits) {
+                    Scan::Partial => match this.phase {
+                        // A client that keeps trickling bytes is cut at the deadline too.
+                        Phase::Head { started } if started.elapsed() > limits.deadline => {
+                            buf.set_filled(before);
+                            this.refuse(Denial::HeadTimeout);
+                            this.poll_refusal(cx)
+                        }
+                        _ => Poll::Ready(Ok(())),
+                    },
+                    Scan::Complete => {
+                        this.phase = Phase::Done;
+                        this.timer = None;
+                        Poll::Ready(Ok(()))
+                    }
+                    Scan::Refuse(denial) => {
+                        buf.set_filled(before);
+                        this.refuse(denial);
+                        this.poll_refusal(cx)
+                    }
+                }
+            }
+            Poll::Ready(Err(error)) => Poll::Ready(Err(error)),
+            Poll::Pending => {
+                let Phase::Head { started } = this.phase else {
+                    return Poll::Pending;
+                };
+                let deadline = started + this.settings.0.limits.deadline;
+                let timer = this
+                    .timer
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+                if timer.as_mut().poll(cx).is_ready() {
+                    this.refuse(Denial::HeadTimeout);
+                    return this.poll_refusal(cx);
+                }
+                Poll::Pending
+            }
+        }
+    }
+}
+
+use std::future::Future;
+
+impl AsyncWrite for HeadGuard {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+#[async_trait]
+impl Shutdown for HeadGuard {
+    async fn shutdown(&mut self) {
+        self.inner.shutdown().await
+    }
+}
+
+impl UniqueID for HeadGuard {
+    fn id(&self) -> UniqueIDType {
+        self.inner.id()
+    }
+}
+
+impl Ssl for HeadGuard {
+    fn selected_alpn_proto(&self) -> Option<ALPN> {
+        self.inner.selected_alpn_proto()
+    }
+}
+
+impl GetTimingDigest for HeadGuard {
+    fn get_timing_digest(&self) -> Vec<Option<TimingDigest>> {
+        self.inner.get_timing_digest()
+    }
+}
+
+impl GetProxyDigest for HeadGuard {
+    fn get_proxy_digest(&self) -> Option<Arc<ProxyDigest>> {
+        self.inner.get_proxy_digest()
+    }
+}
+
+impl GetSocketDigest for HeadGuard {
+    fn get_socket_digest(&self) -> Option<Arc<SocketDigest>> {
+        self.inner.get_socket_digest()
+    }
+
+    fn set_socket_digest(&mut self, digest: SocketDigest) {
+        self.inner.set_socket_digest(digest)
+    }
+}
+
+#[async_trait]
+impl Peek for HeadGuard {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn feed_all(chunks: &[&[u8]]) -> Scan {
+        let limits = HeadLimits::default();
+        let mut scanner = HeadScanner::default();
+        let mut last = Scan::Partial;
+        for chunk in chunks {
+            last = scanner.feed(chunk, &limits);
+            if last != Scan::Partial {
+                break;
+            }
+        }
+        last
+    }
+
+    #[test]
+    fn a_normal_head_completes_in_one_read_or_many() {
+        let head = b"GET / HTTP/1.1\r\nHost: a\r\nX-A: b\r\n\r\n";
+        assert_eq!(feed_all(&[head]), Scan::Complete);
+        let bytes: Vec<&[u8]> = head.chunks(1).collect();
+        assert_eq!(feed_all(&bytes), Scan::Complete);
+        assert_eq!(feed_all(&[b"GET / HTTP/1.1\r\nHost: a\r"]), Scan::Partial);
+    }
+
+    #[test]
+    fn body_bytes_after_the_head_are_not_counted() {
+        let mut data = b"POST / HTTP/1.1\r\nContent-Length: 40000\r\n\r\n".to_vec();
+        data.extend(std::iter::repeat_n(b'x', 40_000));
+        assert_eq!(feed_all(&[&data]), Scan::Complete);
+    }
+
+    #[test]
+    fn bare_lf_is_refused() {
+        assert!(matches!(
+            feed_all(&[b"GET / HTTP/1.1\nHost: a\n\n"]),
+            Scan::Refuse(Denial::BadRequest(_))
+        ));
+        assert!(matches!(
+            feed_all(&[b"GET / HTTP/1.1\r\nHost: a\n\r\n"]),
+            Scan::Refuse(Denial::BadRequest(_))
+        ));
+    }
+
+    #[test]
+    fn long_request_lines_get_414_without_waiting_for_the_end() {
+        let mut line = b"GET /".to_vec();
+        line.extend(std::iter::repeat_n(b'a', 9000));
+        assert_eq!(feed_all(&[&line]), Scan::Refuse(Denial::UriTooLong));
+    }
+
+    #[test]
+    fn too_many_or_too_large_headers_get_431() {
+        let mut many = b"GET / HTTP/1.1\r\n".to_vec();
+        for i in 0..101 {
+            many.extend(format!("X-{i}: v\r\n").as_bytes());
+        }
+        many.extend(b"\r\n");
+        assert_eq!(feed_all(&[&many]), Scan::Refuse(Denial::HeadersTooLarge));
+
+        let mut large = b"GET / HTTP/1.1\r\nX-Big: ".to_vec();
+        large.extend(std::iter::repeat_n(b'a', 33 * 1024));
+        assert_eq!(feed_all(&[&large]), Scan::Refuse(Denial::HeadersTooLarge));
+    }
+
+    #[test]
+    fn exactly_at_the_limits_is_allowed() {
+        let mut head = b"GET / HTTP/1.1\r\n".to_vec();
+        for i in 0..100 {
+            head.extend(format!("X-{i:03}: v\r\n").as_bytes());
+        }
+        head.extend(b"\r\n");
+        assert_eq!(feed_all(&[&head]), Scan::Complete);
+    }
+}

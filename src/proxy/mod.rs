@@ -1,0 +1,371 @@
+//! The pingora glue: one `ProxyHttp` whose phases gather facts, hand them to the pure
+//! decision, and apply its answer to the request and response.
+
+pub mod app;
+mod framing;
+pub mod head_guard;
+mod respond;
+pub mod upstreams;
+
+use crate::decision::{decide, Caller, Decision, RequestFacts};
+use crate::denial::Denial;
+use crate::metrics::{method_label, Metrics};
+use crate::path::normalize;
+use crate::policy::client_addr::{client_ip, is_trusted};
+use crate::routes::RouteTable;
+use async_trait::async_trait;
+use ipnet::IpNet;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::upstreams::peer::HttpPeer;
+use pingora::{Error, ErrorSource, ErrorType, Result};
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+use upstreams::Upstreams;
+
+/// Requests between their head and their last response byte; a draining process waits for 0.
+pub static IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
+
+/// Everything the data plane reads, built once from the config.
+pub struct Gateway {
+    pub routes: RouteTable,
+    pub upstreams: Upstreams,
+    pub trusted_proxies: Vec<IpNet>,
+    pub metrics: Arc<Metrics>,
+}
+
+/// Per-request state carried between phases.
+pub struct RequestCtx {
+    started: Instant,
+    pub request_id: String,
+    route: Option<usize>,
+    client_ip: IpAddr,
+    /// The normalised path, when it differs from what the client sent.
+    forward_path: Option<String>,
+    caller: Option<Caller>,
+    /// A refusal decided after `request_filter` (no healthy target), for `fail_to_proxy`.
+    denial: Option<Denial>,
+    upstream_started: Option<Instant>,
+    upstream_status: u16,
+    connect_attempts: usize,
+}
+
+impl Drop for RequestCtx {
+    fn drop(&mut self) {
+        IN_FLIGHT.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A client-sent `X-Request-Id` is kept when it is 1–128 of `A-Za-z0-9._:-`.
+pub fn request_id(header: &RequestHeader) -> String {
+    match header.headers.get("x-request-id") {
+        Some(value)
+            if (1..=128).contains(&value.len())
+                && value.as_bytes().iter().all(|b| {
+                    b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-')
+                }) =>
+        {
+            String::from_utf8_lossy(value.as_bytes()).into_owned()
+        }
+        _ => uuid::Uuid::new_v4().to_string(),
+    }
+}
+
+impl Gateway {
+    /// Gathers the facts of a request and decides. On success the context knows the
+    /// route and caller; on refusal it knows the route, if one matched.
+    fn admit(&self, session: &Session, ctx: &mut RequestCtx) -> Result<(), Denial> {
+        let request = session.req_header();
+        framing::check_framing(request, || raw_head(session))?;
+        let path =
+            normalize(request.uri.path()).map_err(|error| Denial::BadRequest(error.reason()))?;
+        let peer = peer_ip(session);
+        ctx.client_ip = client_ip(
+            peer,
+            request
+                .headers
+                .get_all("x-forwarded-for")
+                .iter()
+                .map(|v| v.as_bytes()),
+            &self.trusted_proxies,
+        );
+        let facts = RequestFacts {
+            method: &request.method,
+            path: &path,
+            api_key: request.headers.get("x-api-key").map(|v| v.as_bytes()),
+            authorization: request
+                .headers
+                .get(http::header::AUTHORIZATION)
+                .map(|v| v.as_bytes()),
+            client_ip: ctx.client_ip,
+        };
+        let decision = decide(&self.routes, &facts);
+        if path != request.uri.path() {
+            ctx.forward_path = Some(path.into_owned());
+        }
+        match decision {
+            Decision::Forward { route, caller } => {
+                ctx.route = Some(route.index);
+                ctx.caller = Some(caller);
+                Ok(())
+            }
+            Decision::Refuse { route, denial } => {
+                ctx.route = route.map(|route| route.index);
+                Err(denial)
+            }
+        }
+    }
+
+    fn route_name(&self, ctx: &RequestCtx) -> &str {
+        ctx.route
+            .and_then(|index| self.routes.iter().nth(index))
+            .map_or("unmatched", |route| &route.name)
+    }
+
+    fn upstream_name(&self, ctx: &RequestCtx) -> Option<&str> {
+        let route = self.routes.iter().nth(ctx.route?)?;
+        Some(&route.upstream)
+    }
+}
+
+fn peer_ip(session: &Session) -> IpAddr {
+    session
+        .client_addr()
+        .and_then(|addr| addr.as_inet())
+        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |addr| addr.ip())
+}
+
+fn raw_head(session: &Session) -> Vec<u8> {
+    session
+        .as_downstream()
+        .as_http1()
+        .map(|h1| h1.get_headers_raw_bytes().to_vec())
+        .unwrap_or_default()
+}
+
+/// Maps a proxying error to the refusal the client sees; `None` when the client is gone.
+fn classify(error: &Error) -> Option<Denial> {
+    use ErrorType::*;
+    match (error.esource(), error.etype()) {
+        (
+            _,
+            ConnectTimedout | ConnectRefused | ConnectNoRoute | ConnectError | TLSHandshakeFailure,
+        ) => Some(Denial::UpstreamUnavailable),
+        (ErrorSource::Upstream, ReadTimedout | WriteTimedout) => Some(Denial::UpstreamTimeout),
+        (ErrorSource::Upstream, _) => Some(Denial::UpstreamUnavailable),
+        (ErrorSource::Downstream, ReadError | WriteError | ConnectionClosed) => None,
+        (ErrorSource::Downstream, _) => Some(Denial::BadRequest("the request could not be read")),
+        _ => Some(Denial::Internal),
+    }
+}
+
+#[async_trait]
+impl ProxyHttp for Gateway {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> RequestCtx {
+        IN_FLIGHT.fetch_add(1, Ordering::Relaxed);
+        RequestCtx {
+            started: Instant::now(),
+            request_id: String::new(),
+            route: None,
+            client_ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            forward_path: None,
+            caller: None,
+            denial: None,
+            upstream_started: None,
+            upstream_status: 0,
+            connect_attempts: 0,
+        }
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        ctx.request_id = request_id(session.req_header());
+        match self.admit(session, ctx) {
+            Ok(()) => Ok(false),
+            Err(denial) => {
+                respond::refuse(session, ctx, &denial).await?;
+                Ok(true)
+            }
+        }
+    }
+
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<Box<HttpPeer>> {
+        let peer = self
+            .upstream_name(ctx)
+            .and_then(|name| self.upstreams.get(name))
+            .and_then(|pool| pool.peer());
+        ctx.upstream_started.get_or_insert_with(Instant::now);
+        peer.ok_or_else(|| {
+            ctx.denial = Some(Denial::UpstreamUnavailable);
+            Error::explain(
+                ErrorType::ConnectNoRoute,
+                "no healthy target in the upstream",
+            )
+        })
+    }
+
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut RequestCtx,
+        mut error: Box<Error>,
+    ) -> Box<Error> {
+        // Try each target of the pool at most once.
+        ctx.connect_attempts += 1;
+        let targets = self
+            .upstream_name(ctx)
+            .and_then(|name| self.upstreams.get(name))
+            .map_or(1, |pool| pool.targets);
+        if ctx.connect_attempts >= targets {
+            error.set_retry(false);
+        }
+        error
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        upstream: &mut RequestHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        let doomed: Vec<http::HeaderName> = upstream
+            .headers
+            .keys()
+            .filter(|name| {
+                let name = name.as_str();
+                name.starts_with("x-tollgate-") || name == "x-api-key" || name == "x-real-ip"
+            })
+            .cloned()
+            .collect();
+        for name in doomed {
+            upstream.remove_header(&name);
+        }
+        if upstream
+            .headers
+            .get(http::header::AUTHORIZATION)
+            .and_then(|value| crate::decision::bearer_token(value.as_bytes()))
+            .is_some()
+        {
+            upstream.remove_header(&http::header::AUTHORIZATION);
+        }
+        let caller = ctx.caller.as_ref().map_or("anonymous", Caller::method);
+        upstream.insert_header("x-tollgate-auth-method", caller)?;
+        upstream.insert_header("x-request-id", ctx.request_id.as_str())?;
+
+        let peer = peer_ip(session);
+        let forwarded_for = match upstream.headers.get("x-forwarded-for") {
+            Some(existing) if is_trusted(peer, &self.trusted_proxies) => {
+                format!("{}, {peer}", String::from_utf8_lossy(existing.as_bytes()))
+            }
+            _ => peer.to_string(),
+        };
+        upstream.insert_header("x-forwarded-for", forwarded_for)?;
+        upstream.insert_header("x-real-ip", ctx.client_ip.to_string())?;
+        if !is_trusted(peer, &self.trusted_proxies) {
+            upstream.remove_header("forwarded");
+            upstream.insert_header("x-forwarded-proto", "http")?;
+        } else if !upstream.headers.contains_key("x-forwarded-proto") {
+            upstream.insert_header("x-forwarded-proto", "http")?;
+        }
+        if let Some(path) = ctx.forward_path.take() {
+            let uri = match upstream.uri.query() {
+                Some(query) => format!("{path}?{query}"),
+                None => path,
+            };
+            let uri = uri.parse().map_err(|_| {
+                Error::explain(ErrorType::InvalidHTTPHeader, "normalised path is not a URI")
+            })?;
+            upstream.set_uri(uri);
+        }
+        Ok(())
+    }
+
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        upstream_response: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        ctx.upstream_status = upstream_response.status.as_u16();
+        Ok(())
+    }
+
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        response: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        response.insert_header("x-request-id", ctx.request_id.as_str())
+    }
+
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        error: &Error,
+        ctx: &mut RequestCtx,
+    ) -> FailToProxy {
+        let denial = ctx.denial.take().or_else(|| classify(error));
+        let error_code = match denial {
+            Some(denial) if session.response_written().is_none() => {
+                if ctx.request_id.is_empty() {
+                    ctx.request_id = request_id(session.req_header());
+                }
+                if let Err(write_error) = respond::refuse(session, ctx, &denial).await {
+                    tracing::debug!(%write_error, "could not send the error response");
+                }
+                denial.status()
+            }
+            Some(denial) => denial.status(),
+            None => 0,
+        };
+        FailToProxy {
+            error_code,
+            can_reuse_downstream: false,
+        }
+    }
+
+    async fn logging(&self, session: &mut Session, _error: Option<&Error>, ctx: &mut RequestCtx) {
+        let status = session
+            .response_written()
+            .map_or(0, |response| response.status.as_u16());
+        let route = self.route_name(ctx);
+        let metrics = &self.metrics;
+        metrics
+            .requests
+            .with_label_values(&[
+                route,
+                method_label(&session.req_header().method),
+                &status.to_string(),
+            ])
+            .inc();
+        metrics
+            .request_duration
+            .with_label_values(&[route])
+            .observe(ctx.started.elapsed().as_secs_f64());
+        if let (Some(started), Some(upstream)) = (ctx.upstream_started, self.upstream_name(ctx)) {
+            metrics
+                .upstream_requests
+                .with_label_values(&[upstream, &ctx.upstream_status.to_string()])
+                .inc();
+            metrics
+                .upstream_duration
+                .with_label_values(&[upstream])
+                .observe(started.elapsed().as_secs_f64());
+        }
+    }
+
+    fn suppress_error_log(&self, _session: &Session, _ctx: &RequestCtx, _error: &Error) -> bool {
+        // Failures are counted in metrics and answered with a code; pingora's own error
+        // lines would repeat them without the request id.
+        true
+    }
+}

@@ -1,0 +1,152 @@
+//! The route table: which route a method and normalised path reach. First match wins.
+
+use crate::config::{Config, Window};
+use crate::policy::permissions::{Catalog, PermissionSet};
+use http::Method;
+use std::sync::Arc;
+
+#[derive(Debug)]
+pub struct Route {
+    /// Position in the table; indexes per-route metric handles.
+    pub index: usize,
+    pub name: Arc<str>,
+    pub path_prefix: String,
+    methods: Option<Vec<Method>>,
+    pub upstream: Arc<str>,
+    pub require: PermissionSet,
+    pub anonymous: bool,
+    pub rate_limit: Option<Window>,
+}
+
+#[derive(Debug, Default)]
+pub struct RouteTable {
+    routes: Vec<Route>,
+}
+
+impl RouteTable {
+    /// Builds the table from a validated config (permissions and upstreams already checked).
+    pub fn new(config: &Config, catalog: &Catalog) -> Self {
+        let routes = config
+            .routes
+            .iter()
+            .enumerate()
+            .map(|(index, route)| Route {
+                index,
+                name: Arc::from(route.name.as_str()),
+                path_prefix: route.path_prefix.clone(),
+                methods: route.methods.clone(),
+                upstream: Arc::from(route.upstream.as_str()),
+                require: catalog.set(&route.require).unwrap_or_default(),
+                anonymous: route.anonymous,
+                rate_limit: route.rate_limit,
+            })
+            .collect();
+        RouteTable { routes }
+    }
+
+    /// The first route whose prefix covers `path` (on a segment boundary) and whose
+    /// methods include `method`.
+    pub fn find(&self, method: &Method, path: &str) -> Option<&Route> {
+        self.routes
+            .iter()
+            .find(|route| route.allows(method) && prefix_matches(&route.path_prefix, path))
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Route> {
+        self.routes.iter()
+    }
+
+    pub fn len(&self) -> usize {
+        self.routes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.routes.is_empty()
+    }
+}
+
+impl Route {
+    fn allows(&self, method: &Method) -> bool {
+        self.methods
+            .as_ref()
+            .is_none_or(|methods| methods.contains(method))
+    }
+}
+
+/// `/v1/accounts` covers `/v1/accounts` and `/v1/accounts/42`, not `/v1/accountsx`.
+fn prefix_matches(prefix: &str, path: &str) -> bool {
+    match path.strip_prefix(prefix) {
+        Some(rest) => rest.is_empty() || prefix.ends_with('/') || rest.starts_with('/'),
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table() -> RouteTable {
+        let config = Config::parse(
+            r#"
+permissions: [accounts:read, accounts:write]
+upstreams:
+  api: { targets: ["127.0.0.1:3000"] }
+routes:
+  - path_prefix: /v1/accounts
+    methods: [GET]
+    upstream: api
+    require: [accounts:read]
+  - path_prefix: /v1/accounts
+    methods: [POST]
+    upstream: api
+    require: [accounts:write]
+  - path_prefix: /v1/public/
+    upstream: api
+    anonymous: true
+  - path_prefix: /
+    name: fallback
+    methods: [GET]
+    upstream: api
+"#,
+        )
+        .unwrap();
+        let catalog = Catalog::new(&config.permissions);
+        RouteTable::new(&config, &catalog)
+    }
+
+    #[test]
+    fn first_match_wins_by_method_and_prefix() {
+        let table = table();
+        assert_eq!(
+            table.find(&Method::GET, "/v1/accounts").map(|r| r.index),
+            Some(0)
+        );
+        assert_eq!(
+            table.find(&Method::GET, "/v1/accounts/42").map(|r| r.index),
+            Some(0)
+        );
+        assert_eq!(
+            table.find(&Method::POST, "/v1/accounts").map(|r| r.index),
+            Some(1)
+        );
+        assert_eq!(
+            table.find(&Method::PUT, "/v1/public/x").map(|r| r.index),
+            Some(2)
+        );
+        assert_eq!(
+            table.find(&Method::GET, "/v1/accountsx").map(|r| &*r.name),
+            Some("fallback")
+        );
+        assert!(table.find(&Method::DELETE, "/v1/accounts").is_none());
+    }
+
+    #[test]
+    fn prefixes_match_on_segment_boundaries() {
+        assert!(prefix_matches("/v1/accounts", "/v1/accounts"));
+        assert!(prefix_matches("/v1/accounts", "/v1/accounts/1"));
+        assert!(!prefix_matches("/v1/accounts", "/v1/accounts;x"));
+        assert!(!prefix_matches("/v1/accounts", "/v1/accountsx"));
+        assert!(prefix_matches("/", "/anything"));
+        assert!(prefix_matches("/v1/public/", "/v1/public/a"));
+    }
+}

@@ -1,0 +1,167 @@
+//! Builds the whole process from a validated config: the data plane on pingora, the admin
+//! and metrics listeners, background tasks, signals and draining.
+
+use crate::admin::{self, Readiness};
+use crate::config::Config;
+use crate::listener::{self, RouterService};
+use crate::metrics::Metrics;
+use crate::policy::permissions::Catalog;
+use crate::proxy::app::GatewayApp;
+use crate::proxy::head_guard::{GuardSettings, GuardSettingsRef, HeadLimits};
+use crate::proxy::upstreams::Upstreams;
+use crate::proxy::{Gateway, IN_FLIGHT};
+use crate::routes::RouteTable;
+use anyhow::Context;
+use async_trait::async_trait;
+use axum::routing::get;
+use pingora::server::configuration::{Opt, ServerConf};
+use pingora::server::{ExecutionPhase, RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
+use pingora::services::background::background_service;
+use pingora::services::listening::Service;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::signal::unix::{signal, SignalKind};
+
+/// How `serve` was asked to start.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ServeOptions {
+    /// Take the listening sockets over from the running instance.
+    pub upgrade: bool,
+}
+
+/// Runs the gateway until a signal stops it. Returns only after draining.
+pub fn serve(config: Config, options: ServeOptions) -> anyhow::Result<()> {
+    let metrics = Arc::new(Metrics::new());
+    let readiness = Arc::new(Readiness::default());
+    let catalog = Catalog::new(&config.permissions);
+    let routes = RouteTable::new(&config, &catalog);
+    let (upstreams, health_checks) = Upstreams::build(&config.upstreams)?;
+    let gateway = Gateway {
+        routes,
+        upstreams,
+        trusted_proxies: config.trusted_proxies.clone(),
+        metrics: metrics.clone(),
+    };
+
+    let admin_listener = listener::bind(config.admin.listen)
+        .with_context(|| format!("admin.listen: cannot listen on {}", config.admin.listen))?;
+    let metrics_listener = listener::bind(config.metrics.listen)
+        .with_context(|| format!("metrics.listen: cannot listen on {}", config.metrics.listen))?;
+    if let Some(folder) = config
+        .upgrade_sock
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+    {
+        std::fs::create_dir_all(folder)
+            .with_context(|| format!("upgrade_sock: cannot create {}", folder.display()))?;
+    }
+
+    let conf = ServerConf {
+        threads: config.threads,
+        upgrade_sock: config.upgrade_sock.display().to_string(),
+        grace_period_seconds: Some(config.grace_period.as_secs().max(1)),
+        graceful_shutdown_timeout_seconds: Some(1),
+        ..ServerConf::default()
+    };
+    let opt = Opt {
+        upgrade: options.upgrade,
+        ..Opt::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(opt, conf);
+    server.bootstrap();
+
+    let proxy = pingora::proxy::http_proxy(&server.configuration, gateway);
+    let guard = Arc::new(GuardSettingsRef(GuardSettings {
+        limits: HeadLimits::default(),
+        metrics: metrics.clone(),
+    }));
+    let app = GatewayApp {
+        proxy: Arc::new(proxy),
+        guard,
+    };
+    let mut data_plane = Service::new("tollgate data plane".to_string(), app);
+    for addr in &config.listen {
+        data_plane.add_tcp(&addr.to_string());
+    }
+    server.add_service(data_plane);
+    for health_check in health_checks {
+        server.add_service(health_check);
+    }
+    server.add_service(background_service(
+        "admin",
+        RouterService::new("admin", admin_listener, admin::router(readiness.clone())),
+    ));
+    server.add_service(background_service(
+        "metrics",
+        RouterService::new("metrics", metrics_listener, metrics_router(metrics)),
+    ));
+
+    readiness.set_ready();
+    watch_drain(&server, config.grace_period);
+    tracing::info!(listen = ?config.listen, admin = %config.admin.listen, metrics = %config.metrics.listen, "tollgate serving");
+    server.run(RunArgs {
+        shutdown_signal: Box::new(Signals),
+    });
+    Ok(())
+}
+
+fn metrics_router(metrics: Arc<Metrics>) -> axum::Router {
+    axum::Router::new().route(
+        "/metrics",
+        get(move || {
+            let metrics = metrics.clone();
+            async move {
+                (
+                    [(
+                        http::header::CONTENT_TYPE,
+                        "text/plain; version=0.0.4; charset=utf-8",
+                    )],
+                    metrics.render(),
+                )
+            }
+        }),
+    )
+}
+
+/// SIGTERM and SIGINT drain and exit; SIGQUIT hands the sockets to a new process first.
+struct Signals;
+
+#[async_trait]
+impl ShutdownSignalWatch for Signals {
+    async fn recv(&self) -> ShutdownSignal {
+        let (Ok(mut quit), Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::quit()),
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            tracing::error!("cannot install signal handlers; stopping");
+            return ShutdownSignal::FastShutdown;
+        };
+        tokio::select! {
+            _ = quit.recv() => ShutdownSignal::GracefulUpgrade,
+            _ = term.recv() => ShutdownSignal::GracefulTerminate,
+            _ = int.recv() => ShutdownSignal::GracefulTerminate,
+        }
+    }
+}
+
+/// Pingora waits out the whole grace period even when nothing is in flight. This watcher
+/// exits as soon as the last in-flight request has finished, or when the grace period ends.
+fn watch_drain(server: &Server, grace_period: Duration) {
+    let mut phases = server.watch_execution_phase();
+    std::thread::spawn(move || loop {
+        match phases.blocking_recv() {
+            Ok(ExecutionPhase::ShutdownGracePeriod) => {
+                let deadline = Instant::now() + grace_period;
+                while IN_FLIGHT.load(Ordering::Acquire) > 0 && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                tracing::info!("drained; exiting");
+                std::process::exit(0);
+            }
+            Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+        }
+    });
+}

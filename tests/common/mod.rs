@@ -1,0 +1,353 @@
+//! Shared test harness: a recording echo upstream and real gateway processes on free ports.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+use tollgate::echo::Recorder;
+
+/// One runtime per test binary for the upstreams, so they outlive any single test.
+fn runtime() -> &'static tokio::runtime::Runtime {
+    static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RUNTIME.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("test runtime")
+    })
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|addr| addr.port())
+        .expect("a free port")
+}
+
+/// The echo API plus `/slow/{ms}`, which waits before answering. Records every request.
+pub struct Upstream {
+    pub addr: SocketAddr,
+    pub recorder: Recorder,
+}
+
+pub fn upstream() -> Upstream {
+    let recorder = Recorder::default();
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind upstream");
+    listener.set_nonblocking(true).expect("nonblocking");
+    let addr = listener.local_addr().expect("addr");
+    let slow = axum::routing::any(
+        |axum::extract::Path(ms): axum::extract::Path<u64>| async move {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            "slow done"
+        },
+    );
+    let app = axum::Router::new()
+        .route("/slow/{ms}", slow.clone())
+        .route("/timeout/slow/{ms}", slow)
+        .merge(tollgate::echo::router(recorder.clone()));
+    runtime().spawn(async move {
+        let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
+        let _ = axum::serve(listener, app).await;
+    });
+    Upstream { addr, recorder }
+}
+
+/// A `tollgate serve` process with its own folder, config and ports.
+pub struct Gateway {
+    child: Option<Child>,
+    pub addr: SocketAddr,
+    pub admin: SocketAddr,
+    pub metrics: SocketAddr,
+    pub dir: tempfile::TempDir,
+    pub config_path: PathBuf,
+}
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_tollgate");
+
+impl Gateway {
+    /// Starts a gateway from `yaml`, where `{listen}`, `{admin}`, `{metrics}` and `{dir}`
+    /// are filled in, and waits until `/readyz` answers 200.
+    pub fn start(yaml: &str) -> Gateway {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+        let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+        let metrics: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+        let config = yaml
+            .replace("{listen}", &addr.to_string())
+            .replace("{admin}", &admin.to_string())
+            .replace("{metrics}", &metrics.to_string())
+            .replace("{dir}", &dir.path().display().to_string());
+        let config_path = dir.path().join("tollgate.yaml");
+        std::fs::write(&config_path, config).expect("write config");
+        let mut gateway = Gateway {
+            child: None,
+            addr,
+            admin,
+            metrics,
+            dir,
+            config_path,
+        };
+        gateway.spawn();
+        gateway
+    }
+
+    /// Starts (again) on the same config and folder.
+    pub fn spawn(&mut self) {
+        let stdout = std::fs::File::create(self.dir.path().join("stdout.log")).expect("log");
+        let stderr = std::fs::File::create(self.dir.path().join("stderr.log")).expect("log");
+        let child = Command::new(BIN)
+            .args(["serve", "--config"])
+            .arg(&self.config_path)
+            .env("RUST_LOG", "info")
+            .env("TOLLGATE_ADMIN_TOKEN", ADMIN_TOKEN)
+            .stdout(Stdio::from(stdout))
+            .stderr(Stdio::from(stderr))
+            .spawn()
+            .expect("spawn tollgate");
+        self.child = Some(child);
+        self.wait_ready();
+    }
+
+    pub fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                panic!("tollgate exited early with {status}:\n{}", self.stderr());
+            }
+            if http_get(self.admin, "/readyz").is_some_and(|r| r.status == 200)
+                && TcpStream::connect(self.addr).is_ok()
+            {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("tollgate did not become ready:\n{}", self.stderr());
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.admin)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(Child::id).expect("running")
+    }
+
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("stderr.log")).unwrap_or_default()
+    }
+
+    pub fn stdout(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("stdout.log")).unwrap_or_default()
+    }
+
+    /// Sends `signal` and waits for the process to exit; returns its exit code.
+    pub fn signal_and_wait(&mut self, signal: &str, within: Duration) -> Option<i32> {
+        let mut child = self.child.take().expect("running");
+        let _ = Command::new("kill")
+            .args([&format!("-{signal}"), &child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + within;
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return status.code();
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("tollgate did not exit within {within:?} after SIG{signal}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn scrape(&self) -> String {
+        http_get(self.metrics, "/metrics")
+            .map(|r| r.body)
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+pub const ADMIN_TOKEN: &str = "test-operator-token-0123456789";
+
+/// A raw HTTP exchange: what came back on the socket.
+#[derive(Debug)]
+pub struct RawResponse {
+    pub status: u16,
+    pub head: String,
+    pub body: String,
+    /// Whether the server closed the connection after the response.
+    pub closed: bool,
+}
+
+impl RawResponse {
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.head.lines().find_map(|line| {
+            let (n, v) = line.split_once(':')?;
+            n.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| v.trim().to_string())
+        })
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+
+    pub fn code(&self) -> String {
+        self.json()["error"]["code"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+}
+
+/// Sends `bytes` on a fresh connection and reads one response (by Content-Length), then
+/// checks whether the connection was closed.
+pub fn raw(addr: SocketAddr, bytes: &[u8]) -> RawResponse {
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(15)))
+        .expect("timeout");
+    let _ = stream.write_all(bytes);
+    read_response(&mut stream).expect("a response")
+}
+
+pub fn read_response(stream: &mut TcpStream) -> Option<RawResponse> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    let head_end = loop {
+        if let Some(pos) = find(&buf, b"\r\n\r\n") {
+            break pos;
+        }
+        let n = stream.read(&mut chunk).ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+    let status = head.split_whitespace().nth(1)?.parse().ok()?;
+    let length: usize = head
+        .lines()
+        .find_map(|l| {
+            let (n, v) = l.split_once(':')?;
+            n.eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse().ok())?
+        })
+        .unwrap_or(0);
+    let mut body = buf[head_end + 4..].to_vec();
+    while body.len() < length {
+        let n = stream.read(&mut chunk).ok()?;
+        if n == 0 {
+            break;
+        }
+        body.extend_from_slice(&chunk[..n]);
+    }
+    let closed = {
+        stream
+            .set_read_timeout(Some(Duration::from_millis(300)))
+            .ok()?;
+        matches!(stream.read(&mut chunk), Ok(0))
+    };
+    Some(RawResponse {
+        status,
+        head,
+        body: String::from_utf8_lossy(&body[..length.min(body.len())]).into_owned(),
+        closed,
+    })
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// A minimal GET over a fresh connection.
+pub fn http_get(addr: SocketAddr, path: &str) -> Option<RawResponse> {
+    let mut stream = TcpStream::connect(addr).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).ok()?;
+    read_response(&mut stream)
+}
+
+/// The value of a Prometheus sample line starting with `prefix` (labels included).
+pub fn metric(scrape: &str, prefix: &str) -> f64 {
+    scrape
+        .lines()
+        .find(|line| line.starts_with(prefix))
+        .and_then(|line| line.rsplit(' ').next())
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(0.0)
+}
+
+pub fn write_file(path: &Path, contents: &str) {
+    std::fs::write(path, contents).expect("write");
+}
+
+/// The config used by most tests: an echo upstream, a dead one, a slow-timeout one.
+pub fn basic_config(upstream: &Upstream) -> String {
+    format!(
+        r#"
+listen: "{{listen}}"
+threads: 1
+grace_period: 5s
+upgrade_sock: "{{dir}}/upgrade.sock"
+admin: {{ listen: "{{admin}}" }}
+metrics: {{ listen: "{{metrics}}" }}
+store: {{ url: "sqlite://{{dir}}/tollgate.db" }}
+permissions: [accounts:read, accounts:write]
+upstreams:
+  echo: {{ targets: ["{up}"] }}
+  dead: {{ targets: ["127.0.0.1:1"], connect_timeout: 500ms }}
+  impatient: {{ targets: ["{up}"], read_timeout: 300ms }}
+routes:
+  - path_prefix: /v1/accounts
+    methods: [GET]
+    upstream: echo
+    require: [accounts:read]
+  - path_prefix: /v1/accounts
+    methods: [POST]
+    upstream: echo
+    require: [accounts:write]
+  - path_prefix: /v1/public
+    name: public
+    upstream: echo
+    anonymous: true
+  - path_prefix: /slow
+    upstream: echo
+    anonymous: true
+  - path_prefix: /dead
+    upstream: dead
+    anonymous: true
+  - path_prefix: /timeout
+    upstream: impatient
+    anonymous: true
+"#,
+        up = upstream.addr
+    )
+}

@@ -1,0 +1,219 @@
+//! Every shipped config loads; bad configs report every error with its path and line.
+#![allow(clippy::unwrap_used)]
+
+use std::process::Command;
+use tollgate::config::Config;
+
+const BIN: &str = env!("CARGO_BIN_EXE_tollgate");
+
+#[test]
+fn every_file_in_config_loads_and_checks() {
+    let mut checked = 0;
+    for entry in std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/config")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
+            Config::load(&path).unwrap_or_else(|e| panic!("{}:\n{e}", path.display()));
+            let out = Command::new(BIN)
+                .arg("check")
+                .arg("--config")
+                .arg(&path)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 2);
+}
+
+#[test]
+fn the_reference_config_sets_every_option() {
+    let text =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/tollgate.yaml"))
+            .unwrap();
+    for key in [
+        "listen:",
+        "threads:",
+        "upgrade_sock:",
+        "grace_period:",
+        "access_log:",
+        "environment:",
+        "key_prefix:",
+        "admin:",
+        "token_env:",
+        "metrics:",
+        "store:",
+        "url:",
+        "sync_interval:",
+        "max_staleness:",
+        "trusted_proxies:",
+        "infrastructure_ips:",
+        "policy:",
+        "block_legacy_keys:",
+        "max_key_lifetime:",
+        "permissions:",
+        "presets:",
+        "roles:",
+        "oauth:",
+        "issuer:",
+        "audience:",
+        "signing_key_path:",
+        "access_token_ttl:",
+        "refresh_token_ttl:",
+        "auth_code_ttl:",
+        "external_issuers:",
+        "jwks_url:",
+        "rate_limits:",
+        "backend:",
+        "replicas:",
+        "tiers:",
+        "anonymous:",
+        "api_key:",
+        "per_minute:",
+        "per_day:",
+        "burst:",
+        "upstreams:",
+        "targets:",
+        "tls:",
+        "connect_timeout:",
+        "read_timeout:",
+        "routes:",
+        "path_prefix:",
+        "methods:",
+        "upstream:",
+        "require:",
+        "rate_limit:",
+        "name:",
+    ] {
+        assert!(
+            text.contains(key),
+            "config/tollgate.yaml does not show {key}"
+        );
+    }
+}
+
+const BAD: &str = r#"listen: 0.0.0.0:8080
+threads: 0
+lisen: 0.0.0.0:8081
+store:
+  url: mysql://db
+  sync_interval: 10
+permissions: [accounts:read, accounts:write]
+upstreams:
+  accounts:
+    targets: [127.0.0.1:3000]
+    read_timeout: soon
+routes:
+  - path_prefix: /v1/accounts
+    upstream: accounts
+    require: [accounts:read]
+  - path_prefix: /v1/billing
+    upstream: billing
+    require: [acounts:read]
+"#;
+
+#[test]
+fn every_error_is_reported_with_its_path_and_line() {
+    let errors = Config::parse(BAD).unwrap_err().0;
+    let shown: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        shown,
+        [
+            "threads: expected a whole number of at least 1, found 0 (line 2)",
+            "lisen: unknown key \"lisen\", did you mean \"listen\"? (line 3)",
+            "store.url: expected sqlite://PATH or postgres://... (line 5)",
+            "store.sync_interval: expected a string, found a number (line 6)",
+            "upstreams.accounts.read_timeout: \"soon\" is not a duration like 500ms, 10s, 1m, 1h or 90d (line 11)",
+            "routes[1].upstream: unknown upstream \"billing\" (line 17)",
+            "routes[1].require[0]: unknown permission \"acounts:read\" (line 18)",
+        ]
+    );
+}
+
+#[test]
+fn check_prints_every_error_and_exits_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.yaml");
+    std::fs::write(&path, BAD).unwrap();
+    let out = Command::new(BIN)
+        .arg("check")
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("7 error(s)"), "{stderr}");
+    assert!(stderr.contains("routes[1].require[0]: unknown permission \"acounts:read\" (line 18)"));
+
+    let missing = Command::new(BIN)
+        .args(["check", "--config", "/nonexistent.yaml"])
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(1));
+
+    let usage = Command::new(BIN)
+        .args(["check", "--bogus"])
+        .output()
+        .unwrap();
+    assert_eq!(usage.status.code(), Some(2));
+
+    // serve refuses a bad config before binding anything.
+    let serve = Command::new(BIN)
+        .arg("serve")
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(serve.status.code(), Some(1));
+}
+
+#[test]
+fn syntax_errors_carry_their_line_and_types_are_enforced() {
+    let errors = Config::parse("listen: [0.0.0.0:8080\nthreads: 2\n")
+        .unwrap_err()
+        .0;
+    assert_eq!(errors.len(), 1);
+    assert!(errors[0].line.is_some(), "{:?}", errors[0]);
+
+    let errors = Config::parse(
+        "trusted_proxies: [10.0.0.0/8, 10.0.0.0/33, nope]\nrate_limits:\n  backend: memcached://x\n  tiers:\n    api_key: { per_minute: 0, per_day: 10 }\n  burst: { requests: 10 }\nenvironment: staging\n",
+    )
+    .unwrap_err()
+    .0;
+    let paths: Vec<&str> = errors.iter().map(|e| e.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "trusted_proxies[1]",
+            "trusted_proxies[2]",
+            "rate_limits.backend",
+            "rate_limits.tiers.api_key.per_minute",
+            "rate_limits.burst.per",
+            "environment",
+        ]
+    );
+}
+
+#[test]
+fn an_empty_file_is_all_defaults() {
+    let config = Config::parse("").unwrap();
+    assert_eq!(config.listen, vec!["0.0.0.0:8080".parse().unwrap()]);
+    assert_eq!(config.admin.listen, "127.0.0.1:9090".parse().unwrap());
+    assert_eq!(config.metrics.listen, "127.0.0.1:9100".parse().unwrap());
+    assert_eq!(config.rate_limits.tiers.api_key.per_minute, 300);
+    assert_eq!(
+        config.store.sync_interval,
+        std::time::Duration::from_secs(1)
+    );
+}
+
+#[test]
+fn admin_and_metrics_never_share_the_data_plane_port() {
+    let errors = Config::parse("listen: 0.0.0.0:9090\n").unwrap_err().0;
+    assert_eq!(errors[0].path, "admin.listen");
+}
