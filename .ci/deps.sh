@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what building and testing tollgate need, when missing. Safe to run again.
 #   .ci/deps.sh build   cmake (pingora builds zlib-ng with it)
-#   .ci/deps.sh test    the above, plus the services the test suite talks to
+#   .ci/deps.sh test    the above, plus PostgreSQL and Redis running on loopback
 set -euo pipefail
 
 SUDO=""
@@ -28,10 +28,52 @@ need_build() {
   fi
 }
 
+as_postgres() {
+  if [ "$(id -u)" = 0 ]; then su postgres -c "$*"; else sudo -u postgres sh -c "$*"; fi
+}
+
+# PostgreSQL on 127.0.0.1:5432, reachable as postgres/postgres (or with trust auth).
+need_postgres() {
+  if command -v pg_isready >/dev/null 2>&1 && pg_isready -q -h 127.0.0.1 -p 5432; then return; fi
+  if ! ls /etc/postgresql/*/main >/dev/null 2>&1; then
+    echo "installing PostgreSQL"
+    apt_install postgresql postgresql-client
+  fi
+  echo "starting PostgreSQL"
+  local version
+  version=$(ls /etc/postgresql | sort -V | tail -n 1)
+  $SUDO pg_ctlcluster --skip-systemctl-redirect "$version" main start 2>/dev/null \
+    || $SUDO pg_ctlcluster "$version" main start
+  for _ in $(seq 1 60); do
+    pg_isready -q -h 127.0.0.1 -p 5432 && break
+    sleep 0.5
+  done
+  pg_isready -q -h 127.0.0.1 -p 5432 || { echo "PostgreSQL did not start" >&2; exit 1; }
+  as_postgres "psql -q -c \"ALTER USER postgres PASSWORD 'postgres'\"" >/dev/null
+}
+
+# Redis on 127.0.0.1:6379, keeping nothing on disk.
+need_redis() {
+  if command -v redis-cli >/dev/null 2>&1 && [ "$(redis-cli -h 127.0.0.1 -p 6379 ping 2>/dev/null)" = PONG ]; then return; fi
+  if ! command -v redis-server >/dev/null 2>&1; then
+    echo "installing Redis"
+    apt_install redis-server redis-tools
+  fi
+  echo "starting Redis"
+  redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no >/dev/null
+  for _ in $(seq 1 40); do
+    [ "$(redis-cli -h 127.0.0.1 -p 6379 ping 2>/dev/null)" = PONG ] && return
+    sleep 0.25
+  done
+  echo "Redis did not start" >&2; exit 1
+}
+
 case "${1:-build}" in
   build) need_build ;;
   test)
     need_build
+    need_postgres
+    need_redis
     ;;
   *) echo "usage: $0 build|test" >&2; exit 2 ;;
 esac

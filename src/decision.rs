@@ -1,10 +1,17 @@
-//! The pure admission decision: given the routes and what a request carries, forward it
-//! (with whose identity) or refuse it (with which code). Knows nothing of pingora.
+//! The pure admission decision: given the routes, the snapshot and what a request carries,
+//! forward it (with whose identity) or refuse it (with which code). Knows nothing of
+//! pingora; `now` is a parameter, so expiry is tested with any clock.
 
+use crate::auth::api_key::{self, KeyFormatError};
+use crate::config::Environment;
 use crate::denial::Denial;
+use crate::policy::permissions::Catalog;
 use crate::routes::{Route, RouteTable};
+use crate::store::snapshot::{Credential, KeyEntry, Snapshot};
+use crate::usage::Outcome;
 use http::Method;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 /// What the decision needs to know about a request.
 #[derive(Debug, Clone, Copy)]
@@ -17,16 +24,30 @@ pub struct RequestFacts<'a> {
     pub client_ip: IpAddr,
 }
 
+/// What the decision reads besides the request.
+pub struct Gatekeeper<'s> {
+    pub routes: &'s RouteTable,
+    pub catalog: &'s Catalog,
+    pub snapshot: &'s Snapshot,
+    pub key_prefix: &'s str,
+    pub environment: Environment,
+    /// The snapshot is older than `max_staleness`: a miss is not proof of an unknown key.
+    pub stale: bool,
+    pub now: i64,
+}
+
 /// Who is calling, once admitted.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum Caller {
     Anonymous,
+    ApiKey(Arc<Credential>),
 }
 
 impl Caller {
     pub fn method(&self) -> &'static str {
         match self {
             Caller::Anonymous => "anonymous",
+            Caller::ApiKey(_) => "api_key",
         }
     }
 }
@@ -40,6 +61,10 @@ pub enum Decision<'r> {
     Refuse {
         route: Option<&'r Route>,
         denial: Denial,
+        /// The auth method label: how the caller tried to authenticate.
+        method: &'static str,
+        /// The key the refusal is about, when it was identified (for its usage counts).
+        key: Option<Arc<Credential>>,
     },
 }
 
@@ -47,13 +72,27 @@ pub enum Decision<'r> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Presented<'a> {
     None,
-    Credential(&'a [u8]),
+    ApiKey(&'a [u8]),
+    Token(&'a [u8]),
 }
 
-/// Picks the one credential of a request (SPEC section 4). `Authorization` schemes other
-/// than Bearer are left alone on anonymous routes, where they may be meant for the upstream.
+impl Presented<'_> {
+    /// The auth method label of a request presenting this.
+    pub fn method(&self) -> &'static str {
+        match self {
+            Presented::None => "anonymous",
+            Presented::ApiKey(_) => "api_key",
+            Presented::Token(_) => "oauth",
+        }
+    }
+}
+
+/// Picks the one credential of a request (SPEC section 4). A bearer with the key prefix is
+/// a key; any other bearer is a token. `Authorization` schemes other than Bearer are left
+/// alone on anonymous routes, where they may be meant for the upstream.
 pub fn presented<'a>(
     facts: &RequestFacts<'a>,
+    key_prefix: &str,
     anonymous_route: bool,
 ) -> Result<Presented<'a>, Denial> {
     let bearer = match facts.authorization {
@@ -66,12 +105,16 @@ pub fn presented<'a>(
     };
     match (facts.api_key, bearer) {
         (Some(_), Some(_)) => Err(Denial::BothCredentials),
-        (Some(key), None) | (None, Some(key)) => Ok(Presented::Credential(key)),
+        (Some(key), None) => Ok(Presented::ApiKey(key)),
+        (None, Some(token)) if api_key::looks_like_key(token, key_prefix) => {
+            Ok(Presented::ApiKey(token))
+        }
+        (None, Some(token)) => Ok(Presented::Token(token)),
         (None, None) => Ok(Presented::None),
     }
 }
 
-/// The token of `Bearer <token>` (scheme case-insensitive, one or more spaces).
+/// The token of `Bearer <token>` (scheme case-insensitive).
 pub fn bearer_token(value: &[u8]) -> Option<&[u8]> {
     let scheme = value.get(..7)?;
     if !scheme.eq_ignore_ascii_case(b"bearer ") {
@@ -82,33 +125,407 @@ pub fn bearer_token(value: &[u8]) -> Option<&[u8]> {
     valid.then_some(token)
 }
 
-pub fn decide<'r>(routes: &'r RouteTable, facts: &RequestFacts<'_>) -> Decision<'r> {
-    let Some(route) = routes.find(facts.method, facts.path) else {
-        return Decision::Refuse {
-            route: None,
-            denial: Denial::RouteNotFound,
+/// The usage outcome a refusal of a known key counts as.
+pub fn outcome_of(denial: &Denial) -> Option<Outcome> {
+    match denial {
+        Denial::KeyRevoked => Some(Outcome::KeyRevoked),
+        Denial::KeyExpired => Some(Outcome::KeyExpired),
+        Denial::IpNotAllowed => Some(Outcome::IpNotAllowed),
+        Denial::InsufficientPermission { .. } => Some(Outcome::InsufficientPermission),
+        Denial::RateLimited => Some(Outcome::RateLimited),
+        Denial::QuotaExceeded => Some(Outcome::QuotaExceeded),
+        _ => None,
+    }
+}
+
+type Refusal = (Denial, Option<Arc<Credential>>);
+
+impl<'s> Gatekeeper<'s> {
+    pub fn decide(&self, facts: &RequestFacts<'_>) -> Decision<'s> {
+        let routes: &'s RouteTable = self.routes;
+        let Some(route) = routes.find(facts.method, facts.path) else {
+            return Decision::Refuse {
+                route: None,
+                denial: Denial::RouteNotFound,
+                method: "anonymous",
+                key: None,
+            };
         };
-    };
-    let refuse = |denial| Decision::Refuse {
-        route: Some(route),
-        denial,
-    };
-    match presented(facts, route.anonymous) {
-        Err(denial) => refuse(denial),
-        Ok(Presented::None) if route.anonymous => Decision::Forward {
-            route,
-            caller: Caller::Anonymous,
-        },
-        Ok(Presented::None) => refuse(Denial::MissingCredentials),
-        // Credentials are checked against the store once it exists; until then no
-        // credential can be valid, so protected routes stay closed.
-        Ok(Presented::Credential(_)) => refuse(Denial::InvalidApiKey),
+        let presented = presented(facts, self.key_prefix, route.anonymous);
+        let method = presented.as_ref().map_or("anonymous", Presented::method);
+        let refuse = |(denial, key): Refusal| Decision::Refuse {
+            route: Some(route),
+            denial,
+            method,
+            key,
+        };
+        let caller = match presented {
+            Err(denial) => return refuse((denial, None)),
+            Ok(Presented::None) if route.anonymous => Caller::Anonymous,
+            Ok(Presented::None) => return refuse((Denial::MissingCredentials, None)),
+            Ok(Presented::ApiKey(key)) => match self.authenticate_key(key) {
+                Ok(credential) => Caller::ApiKey(credential),
+                Err(refusal) => return refuse(refusal),
+            },
+            // Tokens are validated once the authorization server lands; none is valid yet.
+            Ok(Presented::Token(_)) => return refuse((Denial::InvalidToken, None)),
+        };
+        if let Caller::ApiKey(credential) = &caller {
+            if let Err(denial) = self.authorize(credential, route, facts.client_ip) {
+                return refuse((denial, Some(credential.clone())));
+            }
+        }
+        Decision::Forward { route, caller }
+    }
+
+    /// Format and checksum first (no lookup for garbage), then the digest in the snapshot.
+    fn authenticate_key(&self, key: &[u8]) -> Result<Arc<Credential>, Refusal> {
+        match api_key::check_format(key, self.key_prefix, self.environment) {
+            Ok(()) => {}
+            Err(KeyFormatError::Malformed) => return Err((Denial::InvalidApiKey, None)),
+            Err(KeyFormatError::WrongEnvironment) => return Err((Denial::WrongEnvironment, None)),
+        }
+        let digest = api_key::digest(key);
+        match self.snapshot.by_digest(&digest) {
+            None if self.stale => Err((Denial::StoreUnavailable, None)),
+            None => Err((Denial::InvalidApiKey, None)),
+            Some(KeyEntry::Retired { key_id }) => {
+                Err((Denial::KeyRevoked, self.snapshot.by_id(key_id).cloned()))
+            }
+            Some(KeyEntry::Secret {
+                credential,
+                grace_until,
+            }) => {
+                let credential = credential.clone();
+                if credential.revoked || grace_until.is_some_and(|until| self.now >= until) {
+                    return Err((Denial::KeyRevoked, Some(credential)));
+                }
+                if credential
+                    .expires_at
+                    .is_some_and(|expires| self.now >= expires)
+                {
+                    return Err((Denial::KeyExpired, Some(credential)));
+                }
+                Ok(credential)
+            }
+        }
+    }
+
+    /// The allowlist, then every permission the route requires.
+    fn authorize(
+        &self,
+        credential: &Credential,
+        route: &Route,
+        client_ip: IpAddr,
+    ) -> Result<(), Denial> {
+        if !credential.allowlist.allows(client_ip) {
+            return Err(Denial::IpNotAllowed);
+        }
+        if let Some(bit) = credential.permissions.first_missing(&route.require) {
+            let missing = self
+                .catalog
+                .name_of(bit)
+                .cloned()
+                .unwrap_or_else(|| Arc::from("?"));
+            return Err(Denial::InsufficientPermission { missing });
+        }
+        Ok(())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::auth::api_key::mint;
+    use crate::config::Config;
+    use crate::store::keys_for_tests::record;
+    use crate::store::records::{Policy, Timestamp};
+    use crate::store::snapshot::SnapshotBuilder;
+    use crate::store::KeyChanges;
+
+    const CONFIG: &str = r#"
+permissions: [accounts:read, accounts:write]
+upstreams: { api: { targets: ["127.0.0.1:3000"] } }
+routes:
+  - { path_prefix: /v1/accounts, methods: [GET], upstream: api, require: [accounts:read] }
+  - { path_prefix: /v1/accounts, methods: [POST], upstream: api, require: [accounts:write] }
+  - { path_prefix: /v1/public, upstream: api, anonymous: true }
+"#;
+
+    struct World {
+        config: Config,
+        catalog: Catalog,
+        routes: RouteTable,
+        snapshot: Snapshot,
+        secret: String,
+    }
+
+    fn world(edit: impl FnOnce(&mut crate::store::records::KeyRecord)) -> World {
+        let config = Config::parse(CONFIG).unwrap();
+        let catalog = Catalog::new(&config.permissions);
+        let routes = RouteTable::new(&config, &catalog);
+        let minted = mint("tg", Environment::Live);
+        let mut key = record("key_1", minted.digest);
+        key.permissions = vec!["accounts:read".into()];
+        key.ip_allowlist = vec!["127.0.0.1/32".into()];
+        edit(&mut key);
+        let policy = Policy {
+            block_legacy_keys: false,
+            max_key_lifetime: None,
+        };
+        let changes = KeyChanges {
+            version: 1,
+            keys: vec![key],
+            retired: vec![],
+            policy: None,
+        };
+        let snapshot = SnapshotBuilder::new(&config).apply(&Snapshot::empty(policy), changes);
+        World {
+            config,
+            catalog,
+            routes,
+            snapshot,
+            secret: minted.secret,
+        }
+    }
+
+    fn decide(
+        world: &World,
+        method: Method,
+        path: &str,
+        api_key: Option<&str>,
+        ip: [u8; 4],
+        now: i64,
+        stale: bool,
+    ) -> Result<&'static str, Denial> {
+        let gatekeeper = Gatekeeper {
+            routes: &world.routes,
+            catalog: &world.catalog,
+            snapshot: &world.snapshot,
+            key_prefix: &world.config.key_prefix,
+            environment: world.config.environment,
+            stale,
+            now,
+        };
+        let facts = RequestFacts {
+            method: &method,
+            path,
+            api_key: api_key.map(str::as_bytes),
+            authorization: None,
+            client_ip: IpAddr::from(ip),
+        };
+        match gatekeeper.decide(&facts) {
+            Decision::Forward { caller, .. } => Ok(caller.method()),
+            Decision::Refuse { denial, .. } => Err(denial),
+        }
+    }
+
+    const LOCAL: [u8; 4] = [127, 0, 0, 1];
+
+    #[test]
+    fn a_valid_key_is_admitted_with_its_permissions() {
+        let w = world(|_| {});
+        assert_eq!(
+            decide(
+                &w,
+                Method::GET,
+                "/v1/accounts",
+                Some(&w.secret),
+                LOCAL,
+                0,
+                false
+            ),
+            Ok("api_key")
+        );
+        assert_eq!(
+            decide(
+                &w,
+                Method::POST,
+                "/v1/accounts",
+                Some(&w.secret),
+                LOCAL,
+                0,
+                false
+            ),
+            Err(Denial::InsufficientPermission {
+                missing: Arc::from("accounts:write")
+            })
+        );
+        assert_eq!(
+            decide(
+                &w,
+                Method::GET,
+                "/v1/accounts",
+                Some(&w.secret),
+                [127, 0, 0, 2],
+                0,
+                false
+            ),
+            Err(Denial::IpNotAllowed)
+        );
+        // A valid key on an anonymous route carries its identity.
+        assert_eq!(
+            decide(
+                &w,
+                Method::GET,
+                "/v1/public",
+                Some(&w.secret),
+                LOCAL,
+                0,
+                false
+            ),
+            Ok("api_key")
+        );
+    }
+
+    #[test]
+    fn expiry_is_exact_at_the_edge() {
+        let w = world(|k| k.expires_at = Some(Timestamp(10_000)));
+        assert_eq!(
+            decide(
+                &w,
+                Method::GET,
+                "/v1/accounts",
+                Some(&w.secret),
+                LOCAL,
+                9_999,
+                false
+            ),
+            Ok("api_key")
+        );
+        assert_eq!(
+            decide(
+                &w,
+                Method::GET,
+                "/v1/accounts",
+                Some(&w.secret),
+                LOCAL,
+                10_000,
+                false
+            ),
+            Err(Denial::KeyExpired)
+        );
+    }
+
+    #[test]
+    fn revoked_beats_expired_and_grace_ends_exactly() {
+        let w = world(|k| {
+            k.expires_at = Some(Timestamp(5));
+            k.revoked_at = Some(Timestamp(1));
+        });
+        assert_eq!(
+            decide(
+                &w,
+                Method::GET,
+                "/v1/accounts",
+                Some(&w.secret),
+                LOCAL,
+                10,
+                false
+            ),
+            Err(Denial::KeyRevoked)
+        );
+
+        let old = mint("tg", Environment::Live);
+        let old_digest = old.digest;
+        let w = world(move |k| {
+            k.secrets.grace_digest = Some(old_digest);
+            k.secrets.grace_until = Some(1_000);
+        });
+        assert_eq!(
+            decide(
+                &w,
+                Method::GET,
+                "/v1/accounts",
+                Some(&old.secret),
+                LOCAL,
+                999,
+                false
+            ),
+            Ok("api_key")
+        );
+        assert_eq!(
+            decide(
+                &w,
+                Method::GET,
+                "/v1/accounts",
+                Some(&old.secret),
+                LOCAL,
+                1_000,
+                false
+            ),
+            Err(Denial::KeyRevoked)
+        );
+    }
+
+    #[test]
+    fn unknown_keys_are_invalid_unless_the_snapshot_is_stale() {
+        let w = world(|_| {});
+        let stranger = mint("tg", Environment::Live).secret;
+        assert_eq!(
+            decide(
+                &w,
+                Method::GET,
+                "/v1/accounts",
+                Some(&stranger),
+                LOCAL,
+                0,
+                false
+            ),
+            Err(Denial::InvalidApiKey)
+        );
+        assert_eq!(
+            decide(
+                &w,
+                Method::GET,
+                "/v1/accounts",
+                Some(&stranger),
+                LOCAL,
+                0,
+                true
+            ),
+            Err(Denial::StoreUnavailable)
+        );
+        // A known key keeps working from a stale snapshot.
+        assert_eq!(
+            decide(
+                &w,
+                Method::GET,
+                "/v1/accounts",
+                Some(&w.secret),
+                LOCAL,
+                0,
+                true
+            ),
+            Ok("api_key")
+        );
+        // Garbage never gets as far as the lookup, stale or not.
+        assert_eq!(
+            decide(
+                &w,
+                Method::GET,
+                "/v1/accounts",
+                Some("tg_live_nope"),
+                LOCAL,
+                0,
+                true
+            ),
+            Err(Denial::InvalidApiKey)
+        );
+        let test_key = mint("tg", Environment::Test).secret;
+        assert_eq!(
+            decide(
+                &w,
+                Method::GET,
+                "/v1/accounts",
+                Some(&test_key),
+                LOCAL,
+                0,
+                false
+            ),
+            Err(Denial::WrongEnvironment)
+        );
+    }
 
     #[test]
     fn bearer_parsing() {
@@ -117,7 +534,6 @@ mod tests {
         assert_eq!(bearer_token(b"Basic abc"), None);
         assert_eq!(bearer_token(b"Bearer "), None);
         assert_eq!(bearer_token(b"Bearer a b"), None);
-        assert_eq!(bearer_token(b"Bearer"), None);
     }
 
     fn facts<'a>(api_key: Option<&'a [u8]>, authorization: Option<&'a [u8]>) -> RequestFacts<'a> {
@@ -126,31 +542,38 @@ mod tests {
             path: "/",
             api_key,
             authorization,
-            client_ip: [127, 0, 0, 1].into(),
+            client_ip: LOCAL.into(),
         }
     }
 
     #[test]
-    fn one_credential_at_a_time() {
-        assert_eq!(presented(&facts(None, None), false), Ok(Presented::None));
+    fn one_credential_at_a_time_and_keys_known_by_prefix() {
         assert_eq!(
-            presented(&facts(Some(b"k"), None), false),
-            Ok(Presented::Credential(b"k"))
+            presented(&facts(None, None), "tg", false),
+            Ok(Presented::None)
         );
         assert_eq!(
-            presented(&facts(None, Some(b"Bearer k")), false),
-            Ok(Presented::Credential(b"k"))
+            presented(&facts(Some(b"k"), None), "tg", false),
+            Ok(Presented::ApiKey(b"k"))
         );
         assert_eq!(
-            presented(&facts(Some(b"k"), Some(b"Bearer j")), false),
+            presented(&facts(None, Some(b"Bearer tg_x")), "tg", false),
+            Ok(Presented::ApiKey(b"tg_x"))
+        );
+        assert_eq!(
+            presented(&facts(None, Some(b"Bearer eyJ")), "tg", false),
+            Ok(Presented::Token(b"eyJ"))
+        );
+        assert_eq!(
+            presented(&facts(Some(b"k"), Some(b"Bearer j")), "tg", false),
             Err(Denial::BothCredentials)
         );
         assert_eq!(
-            presented(&facts(None, Some(b"Basic x")), false),
+            presented(&facts(None, Some(b"Basic x")), "tg", false),
             Err(Denial::MalformedAuthorization)
         );
         assert_eq!(
-            presented(&facts(None, Some(b"Basic x")), true),
+            presented(&facts(None, Some(b"Basic x")), "tg", true),
             Ok(Presented::None)
         );
     }

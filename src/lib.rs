@@ -2,11 +2,14 @@
 //! runs is here, so tests and benches start the same server users start.
 
 pub mod admin;
+pub mod auth;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod decision;
 pub mod denial;
 pub mod echo;
+pub mod lifecycle;
 pub mod listener;
 pub mod metrics;
 pub mod path;
@@ -14,3 +17,5 @@ pub mod policy;
 pub mod proxy;
 pub mod routes;
 pub mod server;
+pub mod store;
+pub mod usage;

@@ -17,6 +17,8 @@ pub struct Metrics {
     pub request_duration: HistogramVec,
     pub upstream_requests: IntCounterVec,
     pub upstream_duration: HistogramVec,
+    pub auth_decisions: IntCounterVec,
+    pub auth_duration: prometheus::Histogram,
 }
 
 impl Metrics {
@@ -64,6 +66,34 @@ impl Metrics {
             &["version"],
         )
         .expect("static metric definition");
+        let auth_decisions = IntCounterVec::new(
+            Opts::new(
+                "tollgate_auth_decisions_total",
+                "Admission decisions, by auth method and outcome (an error code, or allowed).",
+            ),
+            &["method", "outcome"],
+        )
+        .expect("static metric definition");
+        let auth_duration = prometheus::Histogram::with_opts(
+            HistogramOpts::new(
+                "tollgate_auth_duration_seconds",
+                "Time spent deciding who is calling and whether they may.",
+            )
+            .buckets(vec![
+                0.000_001,
+                0.000_002_5,
+                0.000_005,
+                0.000_01,
+                0.000_025,
+                0.000_05,
+                0.000_1,
+                0.000_25,
+                0.000_5,
+                0.001,
+                0.01,
+            ]),
+        )
+        .expect("static metric definition");
         build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
@@ -74,6 +104,8 @@ impl Metrics {
             Box::new(upstream_requests.clone()),
             Box::new(upstream_duration.clone()),
             Box::new(build_info),
+            Box::new(auth_decisions.clone()),
+            Box::new(auth_duration.clone()),
         ] {
             registry
                 .register(collector)
@@ -85,6 +117,8 @@ impl Metrics {
             request_duration,
             upstream_requests,
             upstream_duration,
+            auth_decisions,
+            auth_duration,
         }
     }
 

@@ -1,16 +1,21 @@
 //! Builds the whole process from a validated config: the data plane on pingora, the admin
 //! and metrics listeners, background tasks, signals and draining.
 
-use crate::admin::{self, Readiness};
+use crate::admin::key_rules::KeyRules;
+use crate::admin::{self, AdminState, Readiness};
 use crate::config::Config;
+use crate::config::Environment;
+use crate::lifecycle;
 use crate::listener::{self, RouterService};
 use crate::metrics::Metrics;
 use crate::policy::permissions::Catalog;
 use crate::proxy::app::GatewayApp;
 use crate::proxy::head_guard::{GuardSettings, GuardSettingsRef, HeadLimits};
 use crate::proxy::upstreams::Upstreams;
-use crate::proxy::{Gateway, IN_FLIGHT};
+use crate::proxy::Gateway;
 use crate::routes::RouteTable;
+use crate::store::sync::{SyncMetrics, SyncService, Syncer};
+use crate::usage::{UsageFlusher, UsageRecorder};
 use anyhow::Context;
 use async_trait::async_trait;
 use axum::routing::get;
@@ -18,7 +23,6 @@ use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::{ExecutionPhase, RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
 use pingora::services::background::background_service;
 use pingora::services::listening::Service;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::signal::unix::{signal, SignalKind};
@@ -32,17 +36,44 @@ pub struct ServeOptions {
 
 /// Runs the gateway until a signal stops it. Returns only after draining.
 pub fn serve(config: Config, options: ServeOptions) -> anyhow::Result<()> {
+    apply_test_clock(&config);
     let metrics = Arc::new(Metrics::new());
     let readiness = Arc::new(Readiness::default());
+    let syncer = Arc::new(Syncer::new(
+        &config,
+        readiness.clone(),
+        SyncMetrics::new(&metrics),
+    ));
+    let usage = Arc::new(UsageRecorder::default());
     let catalog = Catalog::new(&config.permissions);
     let routes = RouteTable::new(&config, &catalog);
     let (upstreams, health_checks) = Upstreams::build(&config.upstreams)?;
     let gateway = Gateway {
         routes,
+        catalog,
         upstreams,
         trusted_proxies: config.trusted_proxies.clone(),
+        key_prefix: config.key_prefix.clone(),
+        environment: config.environment,
+        snapshot: syncer.snapshot.clone(),
+        usage: usage.clone(),
         metrics: metrics.clone(),
     };
+    let token = std::env::var(&config.admin.token_env)
+        .ok()
+        .filter(|t| !t.is_empty());
+    if token.is_none() {
+        tracing::warn!(
+            variable = %config.admin.token_env,
+            "no operator token is set: the admin API will refuse every request"
+        );
+    }
+    let admin_state = Arc::new(AdminState {
+        syncer: syncer.clone(),
+        rules: KeyRules::new(&config),
+        token,
+        readiness: readiness.clone(),
+    });
 
     let admin_listener = listener::bind(config.admin.listen)
         .with_context(|| format!("admin.listen: cannot listen on {}", config.admin.listen))?;
@@ -90,14 +121,21 @@ pub fn serve(config: Config, options: ServeOptions) -> anyhow::Result<()> {
     }
     server.add_service(background_service(
         "admin",
-        RouterService::new("admin", admin_listener, admin::router(readiness.clone())),
+        RouterService::new("admin", admin_listener, admin::router(admin_state)),
+    ));
+    server.add_service(background_service(
+        "snapshot sync",
+        SyncService(syncer.clone()),
+    ));
+    server.add_service(background_service(
+        "usage flush",
+        UsageFlusher::new(usage, syncer),
     ));
     server.add_service(background_service(
         "metrics",
         RouterService::new("metrics", metrics_listener, metrics_router(metrics)),
     ));
 
-    readiness.set_ready();
     watch_drain(&server, config.grace_period);
     tracing::info!(listen = ?config.listen, admin = %config.admin.listen, metrics = %config.metrics.listen, "tollgate serving");
     server.run(RunArgs {
@@ -154,7 +192,7 @@ fn watch_drain(server: &Server, grace_period: Duration) {
         match phases.blocking_recv() {
             Ok(ExecutionPhase::ShutdownGracePeriod) => {
                 let deadline = Instant::now() + grace_period;
-                while IN_FLIGHT.load(Ordering::Acquire) > 0 && Instant::now() < deadline {
+                while !lifecycle::drained() && Instant::now() < deadline {
                     std::thread::sleep(Duration::from_millis(10));
                 }
                 tracing::info!("drained; exiting");
@@ -164,4 +202,21 @@ fn watch_drain(server: &Server, grace_period: Duration) {
             Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
         }
     });
+}
+
+/// `TOLLGATE_TEST_CLOCK_OFFSET` (milliseconds) shifts the clock of a `test`-environment
+/// gateway, so expiry can be tested end to end without waiting. A live gateway ignores it.
+fn apply_test_clock(config: &Config) {
+    let Ok(offset) = std::env::var("TOLLGATE_TEST_CLOCK_OFFSET") else {
+        return;
+    };
+    match (config.environment, offset.parse::<i64>()) {
+        (Environment::Test, Ok(offset)) => {
+            tracing::warn!(offset_ms = offset, "test clock offset in effect");
+            crate::clock::set_offset_ms(offset);
+        }
+        _ => tracing::warn!(
+            "TOLLGATE_TEST_CLOCK_OFFSET ignored: it applies only to environment: test"
+        ),
+    }
 }

@@ -1,4 +1,5 @@
-//! `tollgate demo` starts an echo API and the gateway, answers, and stops cleanly on Ctrl-C.
+//! `tollgate demo` starts an echo API and the gateway with a key, answers as its tour says,
+//! and stops cleanly on Ctrl-C.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -12,6 +13,8 @@ fn the_demo_starts_answers_and_stops_on_ctrl_c() {
     let ports: Vec<String> = (0..4)
         .map(|_| format!("127.0.0.1:{}", free_port()))
         .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let out_path = dir.path().join("demo.out");
     let mut child = Command::new(BIN)
         .args(["demo", "--listen", &ports[0], "--admin-listen", &ports[1]])
         .args([
@@ -20,7 +23,7 @@ fn the_demo_starts_answers_and_stops_on_ctrl_c() {
             "--upstream-listen",
             &ports[3],
         ])
-        .stdout(Stdio::piped())
+        .stdout(Stdio::from(std::fs::File::create(&out_path).unwrap()))
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
@@ -40,6 +43,48 @@ fn the_demo_starts_answers_and_stops_on_ctrl_c() {
         (401, "missing_credentials")
     );
 
+    // The key the tour prints works as the tour says.
+    let out = std::fs::read_to_string(&out_path).unwrap();
+    let key = out
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("KEY="))
+        .expect("the tour prints a key")
+        .to_string();
+    let request = |method: &str, header: String| {
+        format!("{method} /v1/accounts HTTP/1.1\r\nHost: t\r\n{header}\r\n\r\n").into_bytes()
+    };
+    let allowed = raw(gateway, &request("GET", format!("X-API-Key: {key}")));
+    assert_eq!(allowed.status, 200, "{allowed:?}");
+    assert_eq!(
+        allowed.json()["headers"]["x-tollgate-permissions"],
+        "accounts:read"
+    );
+    let write = raw(
+        gateway,
+        &request("POST", format!("Authorization: Bearer {key}")),
+    );
+    assert_eq!(
+        (write.status, write.code().as_str()),
+        (403, "insufficient_permission")
+    );
+    let elsewhere = raw_from(
+        "127.0.0.2",
+        gateway,
+        &request("GET", format!("X-API-Key: {key}")),
+    );
+    assert_eq!(
+        (elsewhere.status, elsewhere.code().as_str()),
+        (403, "ip_not_allowed")
+    );
+    for line in [
+        "--interface 127.0.0.2",
+        "-X POST",
+        "X-API-Key: $KEY",
+        "tollgate keys list",
+    ] {
+        assert!(out.contains(line), "the tour should show `{line}`:\n{out}");
+    }
+
     Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()
@@ -53,8 +98,6 @@ fn the_demo_starts_answers_and_stops_on_ctrl_c() {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert_eq!(status.code(), Some(0));
-    let mut out = String::new();
-    std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut out).unwrap();
     assert!(
         out.contains(&format!("curl -i http://{}/v1/public/hello", ports[0])),
         "{out}"

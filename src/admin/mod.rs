@@ -1,12 +1,38 @@
-//! The admin listener: health and readiness now, the control plane as it lands.
+//! The admin listener: the control plane of SPEC section 6 under `/admin/v1`, behind the
+//! operator token, plus health and readiness.
 
-use axum::extract::State;
+mod error;
+mod idempotency;
+pub mod key_rules;
+mod keys;
+pub mod openapi;
+mod policy;
+
+pub use error::AdminError;
+
+use crate::clock;
+use crate::store::records::Policy;
+use crate::store::sync::Syncer;
+use crate::store::{Store, StoreResult};
+use axum::body::Bytes;
+use axum::extract::{Request, State};
 use axum::http::StatusCode;
-use axum::routing::get;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
 use axum::{Json, Router};
+use base64::Engine;
+use key_rules::KeyRules;
+use serde::de::DeserializeOwned;
 use serde_json::json;
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use subtle::ConstantTimeEq;
+
+/// Who the audit log names for changes made with the operator token.
+pub const OPERATOR: &str = "operator";
+const MAX_BODY: usize = 64 * 1024;
 
 /// Whether the gateway can serve: set once the first snapshot is loaded.
 #[derive(Debug, Default)]
@@ -22,20 +48,165 @@ impl Readiness {
     }
 }
 
-pub fn router(readiness: Arc<Readiness>) -> Router {
+pub struct AdminState {
+    pub syncer: Arc<Syncer>,
+    pub rules: KeyRules,
+    /// The operator token; `None` when its environment variable is unset.
+    pub token: Option<String>,
+    pub readiness: Arc<Readiness>,
+}
+
+impl AdminState {
+    fn store(&self) -> Result<&Store, AdminError> {
+        self.syncer.store().ok_or(AdminError::StoreUnavailable)
+    }
+
+    /// Runs a store operation with a deadline, so a frozen database answers 503.
+    async fn call<T>(
+        &self,
+        operation: impl Future<Output = StoreResult<T>>,
+    ) -> Result<T, AdminError> {
+        let result = tokio::time::timeout(self.syncer.deadline(), operation)
+            .await
+            .unwrap_or_else(|_| Err(crate::store::StoreError::Unavailable("timed out".into())));
+        if matches!(result, Err(crate::store::StoreError::Unavailable(_))) {
+            self.syncer.store_failed();
+        }
+        result.map_err(AdminError::from)
+    }
+
+    /// The policy as the store has it now (not as the snapshot last saw it).
+    async fn policy(&self) -> Result<(Policy, i64), AdminError> {
+        let store = self.store()?;
+        match self.call(store.get_policy()).await? {
+            Some(found) => Ok(found),
+            None => Ok((self.syncer.snapshot.load().policy, 0)),
+        }
+    }
+
+    /// Makes a committed write visible to this replica's data plane at once.
+    async fn refresh(&self) {
+        if let Err(error) = self.syncer.sync_now().await {
+            tracing::warn!(%error, "snapshot refresh after an admin write failed; the periodic sync will retry");
+        }
+    }
+
+    fn now(&self) -> i64 {
+        clock::now_ms()
+    }
+}
+
+pub fn router(state: Arc<AdminState>) -> Router {
+    let api = Router::new()
+        .route("/keys", post(keys::create).get(keys::list))
+        .route("/keys/{id}", get(keys::show).patch(keys::update))
+        .route("/keys/{id}/rotate", post(keys::rotate))
+        .route("/keys/{id}/revoke", post(keys::revoke))
+        .route("/keys/{id}/usage", get(keys::usage))
+        .route("/policy", get(policy::show).put(policy::replace))
+        .route("/audit", get(policy::audit))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            require_operator,
+        ))
+        .route("/openapi.json", get(|| async { Json(openapi::document()) }))
+        .fallback(|| async { AdminError::NotFound("admin endpoint") });
     Router::new()
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
         .route("/readyz", get(readyz))
-        .with_state(readiness)
+        .nest("/admin/v1", api)
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+        .with_state(state)
 }
 
-async fn readyz(State(readiness): State<Arc<Readiness>>) -> (StatusCode, Json<serde_json::Value>) {
-    if readiness.is_ready() {
+async fn readyz(State(state): State<Arc<AdminState>>) -> (StatusCode, Json<serde_json::Value>) {
+    if state.readiness.is_ready() {
         (StatusCode::OK, Json(json!({"status": "ready"})))
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(json!({"status": "starting", "reason": "the first snapshot is not loaded yet"})),
         )
+    }
+}
+
+/// Only the operator token opens the admin API; a data-plane key never does.
+async fn require_operator(
+    State(state): State<Arc<AdminState>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let presented = request
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|value| crate::decision::bearer_token(value.as_bytes()));
+    let allowed = match (&state.token, presented) {
+        (Some(token), Some(presented)) => bool::from(token.as_bytes().ct_eq(presented)),
+        _ => false,
+    };
+    if !allowed {
+        return AdminError::Unauthorized.into_response();
+    }
+    next.run(request).await
+}
+
+/// Parses a JSON body strictly: unknown fields and wrong types are `invalid_request`.
+fn parse_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, AdminError> {
+    let body: &[u8] = if body.iter().all(u8::is_ascii_whitespace) {
+        b"{}"
+    } else {
+        body
+    };
+    serde_json::from_slice(body)
+        .map_err(|error| AdminError::InvalidRequest(format!("request body: {error}")))
+}
+
+/// `limit` (default 50, at most 500) and the opaque `cursor` of list endpoints.
+#[derive(Debug, serde::Deserialize)]
+struct ListParams {
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
+impl ListParams {
+    fn limit(&self) -> Result<i64, AdminError> {
+        match &self.limit {
+            None => Ok(50),
+            Some(text) => match text.parse::<i64>() {
+                Ok(limit) if (1..=500).contains(&limit) => Ok(limit),
+                _ => Err(AdminError::InvalidRequest(
+                    "limit must be a number from 1 to 500".into(),
+                )),
+            },
+        }
+    }
+
+    fn cursor(&self) -> Result<Option<String>, AdminError> {
+        self.cursor
+            .as_ref()
+            .map(|cursor| {
+                base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .decode(cursor)
+                    .ok()
+                    .and_then(|bytes| String::from_utf8(bytes).ok())
+                    .ok_or_else(|| {
+                        AdminError::InvalidRequest("cursor is not one this API returned".into())
+                    })
+            })
+            .transpose()
+    }
+}
+
+fn encode_cursor(text: &str) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(text)
+}
+
+/// A successful answer: status and JSON body.
+type Answer = Result<(StatusCode, serde_json::Value), AdminError>;
+
+fn respond(answer: Answer) -> Response {
+    match answer {
+        Ok((status, body)) => (status, Json(body)).into_response(),
+        Err(error) => error.into_response(),
     }
 }

@@ -1,9 +1,13 @@
 //! `tollgate demo`: an echo API, the gateway in front of it on an embedded store in a temp
 //! folder, and copy-paste curl lines.
 
+use crate::admin::key_rules::KeyRules;
+use crate::clock;
 use crate::config::Config;
 use crate::echo::{self, Recorder};
 use crate::server::{self, ServeOptions};
+use crate::store::sync::policy_from_config;
+use crate::store::Store;
 use anyhow::Context;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -28,11 +32,44 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     let folder = std::env::temp_dir().join(format!("tollgate-demo-{}", std::process::id()));
     std::fs::create_dir_all(&folder)
         .with_context(|| format!("cannot create {}", folder.display()))?;
-    start_echo(args.upstream_listen)?;
     let config = Config::parse(&demo_yaml(&args, &folder))
         .map_err(|errors| anyhow::anyhow!("the built-in demo config is invalid:\n{errors}"))?;
-    print_tour(&args);
+    // The operator token of this demo only; set before any thread starts.
+    let token = format!("demo-{}", crate::auth::base62::random(24));
+    std::env::set_var(&config.admin.token_env, &token);
+    let key = create_demo_key(&config)?;
+    start_echo(args.upstream_listen)?;
+    print_tour(&args, &key, &token);
     server::serve(config, ServeOptions::default())
+}
+
+/// Writes the demo key straight into the fresh store, through the same rules the admin
+/// API applies, and returns its secret.
+fn create_demo_key(config: &Config) -> anyhow::Result<String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let store = Store::open(&config.store.url).await?;
+        let policy = policy_from_config(&config.policy);
+        store.seed_policy(policy, clock::now_ms()).await?;
+        let input = serde_json::from_value(serde_json::json!({
+            "name": "demo",
+            "permissions": ["accounts:read"],
+            "ip_allowlist": ["127.0.0.1"],
+            "metadata": {"created_by": "tollgate demo"},
+        }))?;
+        let change = KeyRules::new(config)
+            .create(input, &policy, clock::now_ms())
+            .map_err(|error| anyhow::anyhow!("{error}"))?;
+        store
+            .insert_key(&change.record, "demo", clock::now_ms())
+            .await?;
+        change
+            .minted
+            .map(|minted| minted.secret)
+            .ok_or_else(|| anyhow::anyhow!("no secret minted"))
+    })
 }
 
 fn start_echo(addr: SocketAddr) -> anyhow::Result<()> {
@@ -92,24 +129,38 @@ routes:
     )
 }
 
-fn print_tour(args: &DemoArgs) {
+fn print_tour(args: &DemoArgs, key: &str, token: &str) {
     let gw = args.listen;
     println!(
         r#"
 tollgate demo
   gateway   http://{gw}    (echo API behind it on {upstream})
-  admin     http://{admin}
+  admin     http://{admin}   operator token: {token}
   metrics   http://{metrics}/metrics
 
+A key was created for you: accounts:read only, usable from 127.0.0.1 only.
+  KEY={key}
+
 Try:
-  # an anonymous route, served:
-  curl -i http://{gw}/v1/public/hello
-  # a protected route without a credential: 401 missing_credentials
+  # allowed: the echo API shows the identity headers the gateway added
+  curl -i http://{gw}/v1/accounts -H "X-API-Key: $KEY"
+  # the same key as a bearer token
+  curl -i http://{gw}/v1/accounts -H "Authorization: Bearer $KEY"
+  # from an address outside the key's allowlist: 403 ip_not_allowed
+  curl -i --interface 127.0.0.2 http://{gw}/v1/accounts -H "X-API-Key: $KEY"
+  # a route needing accounts:write: 403 insufficient_permission
+  curl -i -X POST http://{gw}/v1/accounts -H "X-API-Key: $KEY"
+  # no credential: 401 missing_credentials; no route: 404 route_not_found
   curl -i http://{gw}/v1/accounts
-  # no route: 404 route_not_found
   curl -i http://{gw}/nowhere
-  # what the gateway counted:
-  curl -s http://{metrics}/metrics | grep tollgate_requests_total
+  # an anonymous route:
+  curl -i http://{gw}/v1/public/hello
+
+Manage keys with the CLI (in another terminal):
+  export TOLLGATE_ADMIN_URL=http://{admin} TOLLGATE_ADMIN_TOKEN={token}
+  tollgate keys list
+  tollgate keys create --name partner --permission accounts:read --expires-in 30d
+  tollgate keys usage <id>
 
 Ctrl-C stops the demo.
 "#,

@@ -1,6 +1,8 @@
 //! The command line of SPEC section 1.
 
+mod admin_client;
 mod demo;
+mod keys;
 
 use crate::config::Config;
 use crate::server::{self, ServeOptions};
@@ -44,6 +46,20 @@ enum Command {
     },
     /// A zero-setup tour: an echo API, the gateway in front of it, and curl lines to try.
     Demo(demo::DemoArgs),
+    /// Create, list, show, rotate and revoke API keys (through the admin API).
+    Keys {
+        #[command(flatten)]
+        admin: admin_client::AdminArgs,
+        #[command(subcommand)]
+        command: keys::KeysCommand,
+    },
+    /// Show or change the organisation-wide key policy (through the admin API).
+    Policy {
+        #[command(flatten)]
+        admin: admin_client::AdminArgs,
+        #[command(subcommand)]
+        command: keys::PolicyCommand,
+    },
 }
 
 pub fn run(cli: Cli) -> ExitCode {
@@ -71,7 +87,17 @@ pub fn run(cli: Cli) -> ExitCode {
             report(server::serve(loaded, ServeOptions { upgrade }))
         }
         Command::Demo(args) => report(demo::run(args)),
+        Command::Keys { admin, command } => report(block_on(keys::keys(&admin, command))),
+        Command::Policy { admin, command } => report(block_on(keys::policy(&admin, command))),
     }
+}
+
+/// Runs one admin-API call on a small runtime.
+fn block_on(future: impl std::future::Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(future)
 }
 
 fn report(result: anyhow::Result<()>) -> ExitCode {

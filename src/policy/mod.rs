@@ -1,4 +1,5 @@
 //! What a caller may do: client address, permissions, IP allowlists and rate limits.
 
 pub mod client_addr;
+pub mod ip_allowlist;
 pub mod permissions;

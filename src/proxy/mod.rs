@@ -7,12 +7,18 @@ pub mod head_guard;
 mod respond;
 pub mod upstreams;
 
-use crate::decision::{decide, Caller, Decision, RequestFacts};
+use crate::clock;
+use crate::config::Environment;
+use crate::decision::{outcome_of, Caller, Decision, Gatekeeper, RequestFacts};
 use crate::denial::Denial;
+use crate::lifecycle::IN_FLIGHT;
 use crate::metrics::{method_label, Metrics};
 use crate::path::normalize;
 use crate::policy::client_addr::{client_ip, is_trusted};
+use crate::policy::permissions::Catalog;
 use crate::routes::RouteTable;
+use crate::store::sync::SnapshotHandle;
+use crate::usage::{Outcome, UsageRecorder};
 use async_trait::async_trait;
 use ipnet::IpNet;
 use pingora::http::{RequestHeader, ResponseHeader};
@@ -20,19 +26,21 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, ErrorSource, ErrorType, Result};
 use std::net::{IpAddr, Ipv4Addr};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 use upstreams::Upstreams;
 
-/// Requests between their head and their last response byte; a draining process waits for 0.
-pub static IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
-
 /// Everything the data plane reads, built once from the config.
 pub struct Gateway {
     pub routes: RouteTable,
+    pub catalog: Catalog,
     pub upstreams: Upstreams,
     pub trusted_proxies: Vec<IpNet>,
+    pub key_prefix: String,
+    pub environment: Environment,
+    pub snapshot: Arc<SnapshotHandle>,
+    pub usage: Arc<UsageRecorder>,
     pub metrics: Arc<Metrics>,
 }
 
@@ -101,17 +109,55 @@ impl Gateway {
                 .map(|v| v.as_bytes()),
             client_ip: ctx.client_ip,
         };
-        let decision = decide(&self.routes, &facts);
+        let now = clock::now_ms();
+        let snapshot = self.snapshot.load();
+        let deciding = Instant::now();
+        let gatekeeper = Gatekeeper {
+            routes: &self.routes,
+            catalog: &self.catalog,
+            snapshot: &snapshot,
+            key_prefix: &self.key_prefix,
+            environment: self.environment,
+            stale: self.snapshot.is_stale(now),
+            now,
+        };
+        let decision = gatekeeper.decide(&facts);
+        self.metrics
+            .auth_duration
+            .observe(deciding.elapsed().as_secs_f64());
         if path != request.uri.path() {
             ctx.forward_path = Some(path.into_owned());
         }
         match decision {
             Decision::Forward { route, caller } => {
+                self.metrics
+                    .auth_decisions
+                    .with_label_values(&[caller.method(), "allowed"])
+                    .inc();
+                if let Caller::ApiKey(credential) = &caller {
+                    self.usage
+                        .record(&credential.usage, &credential.id, Outcome::Allowed, now);
+                }
                 ctx.route = Some(route.index);
                 ctx.caller = Some(caller);
                 Ok(())
             }
-            Decision::Refuse { route, denial } => {
+            Decision::Refuse {
+                route,
+                denial,
+                method,
+                key,
+            } => {
+                if route.is_some() {
+                    self.metrics
+                        .auth_decisions
+                        .with_label_values(&[method, denial.code()])
+                        .inc();
+                }
+                if let (Some(credential), Some(outcome)) = (key, outcome_of(&denial)) {
+                    self.usage
+                        .record(&credential.usage, &credential.id, outcome, now);
+                }
                 ctx.route = route.map(|route| route.index);
                 Err(denial)
             }
@@ -258,6 +304,11 @@ impl ProxyHttp for Gateway {
         }
         let caller = ctx.caller.as_ref().map_or("anonymous", Caller::method);
         upstream.insert_header("x-tollgate-auth-method", caller)?;
+        if let Some(Caller::ApiKey(credential)) = &ctx.caller {
+            upstream.insert_header("x-tollgate-subject", &*credential.id)?;
+            upstream.insert_header("x-tollgate-client-id", &*credential.client_id)?;
+            upstream.insert_header("x-tollgate-permissions", &*credential.permissions_header)?;
+        }
         upstream.insert_header("x-request-id", ctx.request_id.as_str())?;
 
         let peer = peer_ip(session);

@@ -21,11 +21,17 @@ fn runtime() -> &'static tokio::runtime::Runtime {
     })
 }
 
+/// A port that is free now, below the kernel's ephemeral range (32768+), so outgoing
+/// connections of other tests cannot take it before the gateway binds it.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|addr| addr.port())
-        .expect("a free port")
+    use rand::Rng;
+    let mut rng = rand::rng();
+    loop {
+        let port = rng.random_range(20_000..32_000);
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// The echo API plus `/slow/{ms}`, which waits before answering. Records every request.
@@ -64,6 +70,7 @@ pub struct Gateway {
     pub metrics: SocketAddr,
     pub dir: tempfile::TempDir,
     pub config_path: PathBuf,
+    pub env: Vec<(String, String)>,
 }
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_tollgate");
@@ -72,6 +79,10 @@ impl Gateway {
     /// Starts a gateway from `yaml`, where `{listen}`, `{admin}`, `{metrics}` and `{dir}`
     /// are filled in, and waits until `/readyz` answers 200.
     pub fn start(yaml: &str) -> Gateway {
+        Gateway::start_with_env(yaml, &[])
+    }
+
+    fn prepare(yaml: &str) -> Gateway {
         let dir = tempfile::tempdir().expect("tempdir");
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
         let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
@@ -83,36 +94,79 @@ impl Gateway {
             .replace("{dir}", &dir.path().display().to_string());
         let config_path = dir.path().join("tollgate.yaml");
         std::fs::write(&config_path, config).expect("write config");
-        let mut gateway = Gateway {
+        Gateway {
             child: None,
             addr,
             admin,
             metrics,
             dir,
             config_path,
-        };
+            env: Vec::new(),
+        }
+    }
+
+    /// Like [`Gateway::start`] with extra environment variables for the process.
+    pub fn start_with_env(yaml: &str, env: &[(&str, String)]) -> Gateway {
+        let mut gateway = Gateway::prepare(yaml);
+        gateway.env = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect();
         gateway.spawn();
         gateway
     }
 
-    /// Starts (again) on the same config and folder.
+    /// Starts without waiting for readiness (only for the admin listener to answer).
+    pub fn start_unready(yaml: &str) -> Gateway {
+        let mut gateway = Gateway::prepare(yaml);
+        gateway.launch();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while http_get(gateway.admin, "/healthz").is_none() {
+            assert!(
+                Instant::now() < deadline,
+                "admin listener never answered:\n{}",
+                gateway.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        gateway
+    }
+
+    /// Starts (again) on the same config and folder, and waits until ready.
     pub fn spawn(&mut self) {
-        let stdout = std::fs::File::create(self.dir.path().join("stdout.log")).expect("log");
-        let stderr = std::fs::File::create(self.dir.path().join("stderr.log")).expect("log");
+        self.launch();
+        self.wait_ready();
+    }
+
+    fn launch(&mut self) {
+        let log = |name: &str| {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(self.dir.path().join(name))
+                .expect("log")
+        };
+        let (stdout, stderr) = (log("stdout.log"), log("stderr.log"));
         let child = Command::new(BIN)
             .args(["serve", "--config"])
             .arg(&self.config_path)
             .env("RUST_LOG", "info")
             .env("TOLLGATE_ADMIN_TOKEN", ADMIN_TOKEN)
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::from(stdout))
             .stderr(Stdio::from(stderr))
             .spawn()
             .expect("spawn tollgate");
         self.child = Some(child);
-        self.wait_ready();
     }
 
     pub fn wait_ready(&mut self) {
+        if let Err(message) = self.try_wait_ready() {
+            panic!("{message}");
+        }
+    }
+
+    fn try_wait_ready(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
             if let Some(status) = self
@@ -120,16 +174,16 @@ impl Gateway {
                 .as_mut()
                 .and_then(|c| c.try_wait().ok().flatten())
             {
-                panic!("tollgate exited early with {status}:\n{}", self.stderr());
+                return Err(format!("tollgate exited early with {status}:\n{}", self.stderr()));
             }
             if http_get(self.admin, "/readyz").is_some_and(|r| r.status == 200)
                 && TcpStream::connect(self.addr).is_ok()
             {
-                return;
+                return Ok(());
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("tollgate did not become ready:\n{}", self.stderr());
+        Err(format!("tollgate did not become ready:\n{}", self.stderr()))
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -230,6 +284,21 @@ impl RawResponse {
 /// checks whether the connection was closed.
 pub fn raw(addr: SocketAddr, bytes: &[u8]) -> RawResponse {
     let mut stream = TcpStream::connect(addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(15)))
+        .expect("timeout");
+    let _ = stream.write_all(bytes);
+    read_response(&mut stream).expect("a response")
+}
+
+/// Like [`raw`], from a chosen local address (any 127.x.y.z works on Linux loopback).
+pub fn raw_from(source: &str, addr: SocketAddr, bytes: &[u8]) -> RawResponse {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+    let local: SocketAddr = format!("{source}:0").parse().expect("source address");
+    socket.bind(&local.into()).expect("bind source");
+    socket.connect(&addr.into()).expect("connect");
+    let mut stream: TcpStream = socket.into();
     stream
         .set_read_timeout(Some(Duration::from_secs(15)))
         .expect("timeout");
@@ -346,6 +415,196 @@ routes:
     anonymous: true
   - path_prefix: /timeout
     upstream: impatient
+    anonymous: true
+"#,
+        up = upstream.addr
+    )
+}
+
+/// Where a test's credentials live: the embedded SQLite file, or a fresh PostgreSQL database.
+pub enum Backend {
+    Sqlite,
+    Postgres(TestDatabase),
+}
+
+impl Backend {
+    /// `store.url` for a gateway whose folder is `{dir}`.
+    pub fn url(&self) -> String {
+        match self {
+            Backend::Sqlite => "sqlite://{dir}/data/tollgate.db".to_string(),
+            Backend::Postgres(db) => db.url.clone(),
+        }
+    }
+
+    pub fn postgres() -> Backend {
+        Backend::Postgres(TestDatabase::create())
+    }
+}
+
+/// The PostgreSQL server the tests use: `TOLLGATE_TEST_POSTGRES`, or the local one.
+pub fn postgres_server() -> String {
+    std::env::var("TOLLGATE_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres:postgres@127.0.0.1:5432".to_string())
+}
+
+/// A database created for one test and dropped after it.
+pub struct TestDatabase {
+    pub name: String,
+    pub url: String,
+}
+
+impl TestDatabase {
+    pub fn create() -> TestDatabase {
+        let db = TestDatabase::named(&format!(
+            "tollgate_t_{}",
+            tollgate::auth::base62::random(10).to_lowercase()
+        ));
+        db.execute_on_server(&format!("CREATE DATABASE {}", db.name));
+        db
+    }
+
+    /// A name and URL for a database that does not exist yet.
+    pub fn named(name: &str) -> TestDatabase {
+        TestDatabase {
+            name: name.to_string(),
+            url: format!("{}/{name}", postgres_server()),
+        }
+    }
+
+    /// Runs `sql` on the server's `postgres` database, from a thread of its own so it
+    /// works inside or outside a runtime.
+    pub fn execute_on_server(&self, sql: &str) {
+        let server = format!("{}/postgres", postgres_server());
+        let sql = sql.to_string();
+        let result = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async {
+                use sqlx::Connection;
+                let mut conn = sqlx::PgConnection::connect(&server)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                sqlx::Executor::execute(&mut conn, sql.as_str())
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok::<_, String>(())
+            })
+        })
+        .join()
+        .expect("thread");
+        result.unwrap_or_else(|e| panic!("PostgreSQL (is it running?): {e}"));
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let server = format!("{}/postgres", postgres_server());
+        let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            rt.block_on(async {
+                use sqlx::Connection;
+                let mut conn = sqlx::PgConnection::connect(&server).await.ok()?;
+                sqlx::Executor::execute(&mut conn, sql.as_str()).await.ok()
+            })
+        })
+        .join();
+    }
+}
+
+/// The admin API, as an operator calls it.
+pub struct Admin {
+    pub base: String,
+    pub http: reqwest::Client,
+}
+
+impl Admin {
+    pub fn of(gateway: &Gateway) -> Admin {
+        Admin {
+            base: format!("http://{}/admin/v1", gateway.admin),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(20))
+                .build()
+                .expect("client"),
+        }
+    }
+
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(ADMIN_TOKEN);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("admin request");
+        let status = response.status().as_u16();
+        (
+            status,
+            response.json().await.unwrap_or(serde_json::Value::Null),
+        )
+    }
+
+    pub async fn post(&self, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+        self.call(reqwest::Method::POST, path, Some(body)).await
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, serde_json::Value) {
+        self.call(reqwest::Method::GET, path, None).await
+    }
+
+    /// Creates a key and returns (id, secret), panicking unless it is 201.
+    pub async fn create_key(&self, body: serde_json::Value) -> (String, String) {
+        let (status, key) = self.post("/keys", body).await;
+        assert_eq!(status, 201, "{key}");
+        (
+            key["id"].as_str().expect("id").to_string(),
+            key["key"].as_str().expect("key").to_string(),
+        )
+    }
+}
+
+/// The config of the credential tests: accounts routes in front of the echo upstream.
+pub fn credentials_config(upstream: &Upstream, store_url: &str, environment: &str) -> String {
+    format!(
+        r#"
+listen: "{{listen}}"
+threads: 1
+grace_period: 5s
+environment: {environment}
+upgrade_sock: "{{dir}}/upgrade.sock"
+admin: {{ listen: "{{admin}}" }}
+metrics: {{ listen: "{{metrics}}" }}
+store: {{ url: "{store_url}", sync_interval: 1s, max_staleness: 5m }}
+infrastructure_ips: [127.0.0.3/32]
+permissions: [accounts:read, accounts:write]
+presets:
+  read_only: [accounts:read]
+roles:
+  workbench: [accounts:read, accounts:write]
+upstreams:
+  echo: {{ targets: ["{up}"] }}
+routes:
+  - path_prefix: /v1/accounts
+    methods: [GET]
+    upstream: echo
+    require: [accounts:read]
+  - path_prefix: /v1/accounts
+    methods: [POST]
+    upstream: echo
+    require: [accounts:write]
+  - path_prefix: /v1/public
+    upstream: echo
     anonymous: true
 "#,
         up = upstream.addr

@@ -1,0 +1,111 @@
+//! Admin API refusals: one variant per reason, each with its stable code and status,
+//! answered in the data-plane error shape.
+
+use crate::store::StoreError;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error("{0}")]
+    InvalidRequest(String),
+    #[error("send the operator token as \"Authorization: Bearer <token>\"")]
+    Unauthorized,
+    #[error("no such {0}")]
+    NotFound(&'static str),
+    #[error("the policy blocks new legacy keys; create a fine-grained key instead")]
+    LegacyKeysBlocked,
+    #[error("the policy sets max_key_lifetime ({0}): expires_at is required")]
+    ExpiryRequired(String),
+    #[error("expires_at is beyond the policy's max_key_lifetime of {0}")]
+    ExpiryBeyondMaxLifetime(String),
+    #[error("expires_at cannot be changed; rotate the key to set a new expiry")]
+    ExpiryImmutable,
+    #[error("unknown permission \"{0}\"")]
+    UnknownPermission(String),
+    #[error("a fine-grained key needs at least one permission (permissions or preset)")]
+    PermissionRequired,
+    #[error("\"{0}\" is not an IP address or CIDR")]
+    InvalidCidr(String),
+    #[error("the key is revoked; revocation is final")]
+    AlreadyRevoked,
+    #[error("this Idempotency-Key was used with a different request body")]
+    IdempotencyKeyReused,
+    #[error("a request with this Idempotency-Key is still being processed")]
+    IdempotencyInProgress,
+    #[error("the record kept changing concurrently; retry")]
+    Conflict,
+    #[error("the store is unavailable; nothing was changed")]
+    StoreUnavailable,
+}
+
+impl AdminError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            AdminError::InvalidRequest(_) => "invalid_request",
+            AdminError::Unauthorized => "unauthorized",
+            AdminError::NotFound(_) => "not_found",
+            AdminError::LegacyKeysBlocked => "legacy_keys_blocked",
+            AdminError::ExpiryRequired(_) => "expiry_required",
+            AdminError::ExpiryBeyondMaxLifetime(_) => "expiry_beyond_max_lifetime",
+            AdminError::ExpiryImmutable => "expiry_immutable",
+            AdminError::UnknownPermission(_) => "unknown_permission",
+            AdminError::PermissionRequired => "permission_required",
+            AdminError::InvalidCidr(_) => "invalid_cidr",
+            AdminError::AlreadyRevoked => "already_revoked",
+            AdminError::IdempotencyKeyReused => "idempotency_key_reused",
+            AdminError::IdempotencyInProgress => "idempotency_in_progress",
+            AdminError::Conflict => "conflict",
+            AdminError::StoreUnavailable => "store_unavailable",
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            AdminError::Unauthorized => StatusCode::UNAUTHORIZED,
+            AdminError::NotFound(_) => StatusCode::NOT_FOUND,
+            AdminError::LegacyKeysBlocked => StatusCode::FORBIDDEN,
+            AdminError::AlreadyRevoked
+            | AdminError::IdempotencyInProgress
+            | AdminError::Conflict => StatusCode::CONFLICT,
+            AdminError::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
+            AdminError::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::BAD_REQUEST,
+        }
+    }
+}
+
+impl From<StoreError> for AdminError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::NotFound => AdminError::NotFound("record"),
+            StoreError::Conflict | StoreError::Duplicate => AdminError::Conflict,
+            StoreError::Unavailable(detail) => {
+                tracing::warn!(%detail, "admin store operation failed");
+                AdminError::StoreUnavailable
+            }
+        }
+    }
+}
+
+impl IntoResponse for AdminError {
+    fn into_response(self) -> Response {
+        let request_id = uuid::Uuid::new_v4().to_string();
+        let body = json!({
+            "error": {"code": self.code(), "message": self.to_string(), "request_id": request_id}
+        });
+        let mut response = (self.status(), axum::Json(body)).into_response();
+        if let Ok(value) = request_id.parse() {
+            response.headers_mut().insert("x-request-id", value);
+        }
+        if self.status() == StatusCode::UNAUTHORIZED {
+            if let Ok(value) = "Bearer realm=\"tollgate-admin\"".parse() {
+                response
+                    .headers_mut()
+                    .insert(axum::http::header::WWW_AUTHENTICATE, value);
+            }
+        }
+        response
+    }
+}

@@ -1,0 +1,228 @@
+//! `/admin/v1/keys`: create, list, show, update, rotate, revoke and usage.
+
+use super::idempotency::idempotent;
+use super::key_rules::{CreateKey, KeyChange, PatchKey, RotateKey};
+use super::{
+    encode_cursor, parse_body, respond, AdminError, AdminState, Answer, ListParams, OPERATOR,
+};
+use crate::auth::api_key::MintedKey;
+use crate::store::records::{KeyRecord, Policy};
+use crate::store::StoreError;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+/// The record, with the secret when one was just minted (shown once).
+fn shown(record: &KeyRecord, minted: Option<MintedKey>) -> Value {
+    let mut value = serde_json::to_value(record).unwrap_or_else(|_| json!({}));
+    if let (Some(minted), Some(object)) = (minted, value.as_object_mut()) {
+        object.insert("key".into(), Value::String(minted.secret));
+    }
+    value
+}
+
+pub async fn create(
+    State(state): State<Arc<AdminState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    idempotent(&state, &headers, "POST /keys".into(), &body, || async {
+        let input: CreateKey = parse_body(&body)?;
+        let (policy, _) = state.policy().await?;
+        let now = state.now();
+        let change = state.rules.create(input, &policy, now)?;
+        let store = state.store()?;
+        let saved = state
+            .call(store.insert_key(&change.record, OPERATOR, now))
+            .await?;
+        state.refresh().await;
+        Ok((StatusCode::CREATED, shown(&saved, change.minted)))
+    })
+    .await
+}
+
+pub async fn list(
+    State(state): State<Arc<AdminState>>,
+    Query(params): Query<ListParams>,
+) -> Response {
+    respond(list_keys(&state, params).await)
+}
+
+async fn list_keys(state: &AdminState, params: ListParams) -> Answer {
+    let limit = params.limit()?;
+    let after = match params.cursor()? {
+        None => None,
+        Some(cursor) => {
+            let (created, id) = cursor
+                .split_once(':')
+                .and_then(|(created, id)| Some((created.parse::<i64>().ok()?, id.to_string())))
+                .ok_or_else(|| {
+                    AdminError::InvalidRequest("cursor is not one this API returned".into())
+                })?;
+            Some((created, id))
+        }
+    };
+    let store = state.store()?;
+    let mut keys = state.call(store.list_keys(after, limit + 1)).await?;
+    let next_cursor = if keys.len() as i64 > limit {
+        keys.truncate(limit as usize);
+        keys.last()
+            .map(|last| encode_cursor(&format!("{}:{}", last.created_at.0, last.id)))
+    } else {
+        None
+    };
+    let data: Vec<Value> = keys.iter().map(|key| shown(key, None)).collect();
+    Ok((
+        StatusCode::OK,
+        json!({"data": data, "next_cursor": next_cursor}),
+    ))
+}
+
+async fn find(state: &AdminState, id: &str) -> Result<KeyRecord, AdminError> {
+    let store = state.store()?;
+    match state.call(store.get_key(id)).await {
+        Err(AdminError::NotFound(_)) => Err(AdminError::NotFound("key")),
+        other => other,
+    }
+}
+
+pub async fn show(State(state): State<Arc<AdminState>>, Path(id): Path<String>) -> Response {
+    respond(
+        find(&state, &id)
+            .await
+            .map(|key| (StatusCode::OK, shown(&key, None))),
+    )
+}
+
+/// Reads, changes and writes a key, retrying when another writer got there first.
+async fn change_key(
+    state: &AdminState,
+    id: &str,
+    action: &str,
+    change: impl Fn(&KeyRecord, &Policy, i64) -> Result<KeyChange, AdminError>,
+) -> Answer {
+    let store = state.store()?;
+    for _ in 0..5 {
+        let current = find(state, id).await?;
+        let (policy, _) = state.policy().await?;
+        let now = state.now();
+        let next = change(&current, &policy, now)?;
+        let written = tokio::time::timeout(
+            state.syncer.deadline(),
+            store.replace_key(&current, &next.record, action, OPERATOR, &next.retired, now),
+        )
+        .await
+        .unwrap_or_else(|_| Err(StoreError::Unavailable("timed out".into())));
+        match written {
+            Ok(saved) => {
+                state.refresh().await;
+                return Ok((StatusCode::OK, shown(&saved, next.minted)));
+            }
+            Err(StoreError::Conflict) => continue,
+            Err(StoreError::NotFound) => return Err(AdminError::NotFound("key")),
+            Err(error) => {
+                if matches!(error, StoreError::Unavailable(_)) {
+                    state.syncer.store_failed();
+                }
+                return Err(error.into());
+            }
+        }
+    }
+    Err(AdminError::Conflict)
+}
+
+pub async fn update(
+    State(state): State<Arc<AdminState>>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let answer = async {
+        let _: PatchKey = parse_body(&body)?;
+        change_key(&state, &id, "key.update", |current, _, _| {
+            state.rules.patch(current, parse_body(&body)?)
+        })
+        .await
+    };
+    respond(answer.await)
+}
+
+pub async fn rotate(
+    State(state): State<Arc<AdminState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    idempotent(
+        &state,
+        &headers,
+        format!("POST /keys/{id}/rotate"),
+        &body,
+        || async {
+            let _: RotateKey = parse_body(&body)?;
+            change_key(&state, &id, "key.rotate", |current, policy, now| {
+                let input: RotateKey = parse_body(&body)?;
+                state.rules.rotate(current, input, policy, now)
+            })
+            .await
+        },
+    )
+    .await
+}
+
+pub async fn revoke(
+    State(state): State<Arc<AdminState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    idempotent(
+        &state,
+        &headers,
+        format!("POST /keys/{id}/revoke"),
+        &body,
+        || async {
+            let _: serde_json::Map<String, Value> = parse_body(&body)?;
+            change_key(&state, &id, "key.revoke", |current, _, now| {
+                state.rules.revoke(current, now)
+            })
+            .await
+        },
+    )
+    .await
+}
+
+#[derive(Debug, serde::Deserialize)]
+pub struct UsageParams {
+    days: Option<String>,
+}
+
+pub async fn usage(
+    State(state): State<Arc<AdminState>>,
+    Path(id): Path<String>,
+    Query(params): Query<UsageParams>,
+) -> Response {
+    let answer = async {
+        let days = match params.days.as_deref() {
+            None => 30,
+            Some(text) => text
+                .parse::<i64>()
+                .ok()
+                .filter(|days| (1..=366).contains(days))
+                .ok_or_else(|| {
+                    AdminError::InvalidRequest("days must be a number from 1 to 366".into())
+                })?,
+        };
+        let key = find(&state, &id).await?;
+        let store = state.store()?;
+        let first_day = crate::clock::day_of(state.now()) - days + 1;
+        let by_day = state.call(store.usage_of(&id, first_day)).await?;
+        Ok((
+            StatusCode::OK,
+            json!({"key_id": key.id, "last_used_at": key.last_used_at, "days": by_day}),
+        ))
+    };
+    respond(answer.await)
+}

@@ -1,0 +1,122 @@
+//! `/admin/v1/policy` and `/admin/v1/audit`.
+
+use super::{
+    encode_cursor, parse_body, respond, AdminError, AdminState, Answer, ListParams, OPERATOR,
+};
+use crate::config::parse_duration;
+use crate::store::records::Policy;
+use crate::store::StoreError;
+use axum::body::Bytes;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+pub async fn show(State(state): State<Arc<AdminState>>) -> Response {
+    respond(
+        state
+            .policy()
+            .await
+            .map(|(policy, _)| (StatusCode::OK, json!(policy))),
+    )
+}
+
+/// Fields left out keep their current value; `max_key_lifetime: null` removes the limit.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PolicyInput {
+    #[serde(default)]
+    block_legacy_keys: Option<bool>,
+    #[serde(default, deserialize_with = "present")]
+    max_key_lifetime: Option<Value>,
+}
+
+fn present<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<Value>, D::Error> {
+    <Value as serde::Deserialize>::deserialize(deserializer).map(Some)
+}
+
+pub async fn replace(State(state): State<Arc<AdminState>>, body: Bytes) -> Response {
+    respond(replace_policy(&state, &body).await)
+}
+
+async fn replace_policy(state: &AdminState, body: &Bytes) -> Answer {
+    let input: PolicyInput = parse_body(body)?;
+    let lifetime = match &input.max_key_lifetime {
+        None => None,
+        Some(Value::Null) => Some(None),
+        Some(Value::String(text)) => {
+            let duration = parse_duration(text)
+                .map_err(|e| AdminError::InvalidRequest(format!("max_key_lifetime: {e}")))?;
+            if duration.is_zero() {
+                return Err(AdminError::InvalidRequest(
+                    "max_key_lifetime must be longer than zero".into(),
+                ));
+            }
+            Some(Some(duration))
+        }
+        Some(_) => {
+            return Err(AdminError::InvalidRequest(
+                "max_key_lifetime must be a duration string such as \"90d\", or null".into(),
+            ))
+        }
+    };
+    let store = state.store()?;
+    for _ in 0..5 {
+        let (current, version) = state.policy().await?;
+        let next = Policy {
+            block_legacy_keys: input.block_legacy_keys.unwrap_or(current.block_legacy_keys),
+            max_key_lifetime: lifetime.unwrap_or(current.max_key_lifetime),
+        };
+        let written = tokio::time::timeout(
+            state.syncer.deadline(),
+            store.replace_policy((current, version), next, OPERATOR, state.now()),
+        )
+        .await
+        .unwrap_or_else(|_| Err(StoreError::Unavailable("timed out".into())));
+        match written {
+            Ok(_) => {
+                state.refresh().await;
+                return Ok((StatusCode::OK, json!(next)));
+            }
+            Err(StoreError::Conflict) => continue,
+            Err(error) => {
+                state.syncer.store_failed();
+                return Err(error.into());
+            }
+        }
+    }
+    Err(AdminError::Conflict)
+}
+
+pub async fn audit(
+    State(state): State<Arc<AdminState>>,
+    Query(params): Query<ListParams>,
+) -> Response {
+    let answer = async {
+        let limit = params.limit()?;
+        let before = params
+            .cursor()?
+            .map(|cursor| {
+                cursor.parse::<i64>().map_err(|_| {
+                    AdminError::InvalidRequest("cursor is not one this API returned".into())
+                })
+            })
+            .transpose()?;
+        let store = state.store()?;
+        let mut entries = state.call(store.list_audit(before, limit + 1)).await?;
+        let next_cursor = if entries.len() as i64 > limit {
+            entries.truncate(limit as usize);
+            entries
+                .last()
+                .map(|last| encode_cursor(&last.id.to_string()))
+        } else {
+            None
+        };
+        Ok((
+            StatusCode::OK,
+            json!({"data": entries, "next_cursor": next_cursor}),
+        ))
+    };
+    respond(answer.await)
+}

@@ -1,0 +1,213 @@
+//! API key format (SPEC section 3): `{prefix}_{env}_{32 random base62}{6 base62 CRC32}`.
+//! Minting, the checks done before any lookup, and the SHA-256 digest that is stored.
+
+use super::base62;
+use crate::config::Environment;
+use sha2::{Digest as _, Sha256};
+use std::hash::{BuildHasherDefault, Hasher};
+use subtle::ConstantTimeEq;
+
+const RANDOM_LEN: usize = 32;
+const CHECKSUM_LEN: usize = 6;
+/// Characters kept for display: `tg_live_8f3K`.
+pub const START_LEN: usize = 12;
+
+/// The SHA-256 of a key. Equality is constant-time.
+#[derive(Clone, Copy)]
+pub struct Digest(pub [u8; 32]);
+
+impl PartialEq for Digest {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.ct_eq(&other.0).into()
+    }
+}
+
+impl Eq for Digest {}
+
+impl std::hash::Hash for Digest {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write(&self.0[..8]);
+    }
+}
+
+impl std::fmt::Debug for Digest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print a digest in full: it identifies a secret.
+        write!(f, "Digest({:02x}{:02x}…)", self.0[0], self.0[1])
+    }
+}
+
+/// Digests are uniformly random, so their first 8 bytes are already a good hash.
+#[derive(Default)]
+pub struct DigestHasher(u64);
+
+impl Hasher for DigestHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let mut word = [0u8; 8];
+        let n = bytes.len().min(8);
+        word[..n].copy_from_slice(&bytes[..n]);
+        self.0 ^= u64::from_le_bytes(word);
+    }
+}
+
+pub type DigestBuildHasher = BuildHasherDefault<DigestHasher>;
+
+pub fn digest(key: &[u8]) -> Digest {
+    Digest(Sha256::digest(key).into())
+}
+
+/// A newly minted key: the secret (shown once) and what is stored of it.
+pub struct MintedKey {
+    pub secret: String,
+    pub digest: Digest,
+    pub start: String,
+}
+
+pub fn mint(prefix: &str, environment: Environment) -> MintedKey {
+    let mut secret = format!(
+        "{prefix}_{}_{}",
+        environment.as_str(),
+        base62::random(RANDOM_LEN)
+    );
+    let checksum = crc32fast::hash(secret.as_bytes());
+    secret.push_str(&base62::encode_fixed(u64::from(checksum), CHECKSUM_LEN));
+    MintedKey {
+        digest: digest(secret.as_bytes()),
+        start: secret[..START_LEN].to_string(),
+        secret,
+    }
+}
+
+/// Why a presented key was refused before any lookup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyFormatError {
+    /// Not shaped like a key of this gateway, or the checksum does not match.
+    Malformed,
+    /// A well-formed key minted for the other environment.
+    WrongEnvironment,
+}
+
+/// Whether a bearer value claims to be a key of this gateway (rather than a JWT).
+pub fn looks_like_key(value: &[u8], prefix: &str) -> bool {
+    value.len() > prefix.len()
+        && value.starts_with(prefix.as_bytes())
+        && value[prefix.len()] == b'_'
+}
+
+/// Checks shape and checksum, then the environment. Costs no hashing beyond a CRC32.
+pub fn check_format(
+    key: &[u8],
+    prefix: &str,
+    environment: Environment,
+) -> Result<(), KeyFormatError> {
+    let body_len = RANDOM_LEN + CHECKSUM_LEN;
+    if key.len() != prefix.len() + 6 + body_len || !looks_like_key(key, prefix) {
+        return Err(KeyFormatError::Malformed);
+    }
+    let env_start = prefix.len() + 1;
+    let env = &key[env_start..env_start + 4];
+    let body = &key[env_start + 5..];
+    if key[env_start + 4] != b'_' || !base62::is_base62(body) {
+        return Err(KeyFormatError::Malformed);
+    }
+    let key_env = match env {
+        b"live" => Environment::Live,
+        b"test" => Environment::Test,
+        _ => return Err(KeyFormatError::Malformed),
+    };
+    let (signed, checksum) = key.split_at(key.len() - CHECKSUM_LEN);
+    let expected = base62::encode_fixed(u64::from(crc32fast::hash(signed)), CHECKSUM_LEN);
+    if checksum != expected.as_bytes() {
+        return Err(KeyFormatError::Malformed);
+    }
+    if key_env != environment {
+        return Err(KeyFormatError::WrongEnvironment);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn minted_keys_pass_their_own_checks() {
+        let key = mint("tg", Environment::Live);
+        assert!(key.secret.starts_with("tg_live_"));
+        assert_eq!(key.secret.len(), 2 + 6 + 38);
+        assert_eq!(key.start, &key.secret[..12]);
+        assert_eq!(
+            check_format(key.secret.as_bytes(), "tg", Environment::Live),
+            Ok(())
+        );
+        assert_eq!(key.digest, digest(key.secret.as_bytes()));
+    }
+
+    #[test]
+    fn the_other_environment_is_told_apart_from_garbage() {
+        let key = mint("tg", Environment::Test);
+        assert_eq!(
+            check_format(key.secret.as_bytes(), "tg", Environment::Live),
+            Err(KeyFormatError::WrongEnvironment)
+        );
+    }
+
+    #[test]
+    fn one_changed_character_breaks_the_checksum() {
+        let key = mint("tg", Environment::Live);
+        let mut bytes = key.secret.into_bytes();
+        let i = 20;
+        bytes[i] = if bytes[i] == b'a' { b'b' } else { b'a' };
+        assert_eq!(
+            check_format(&bytes, "tg", Environment::Live),
+            Err(KeyFormatError::Malformed)
+        );
+    }
+
+    #[test]
+    fn malformed_shapes() {
+        for bad in [
+            &b""[..],
+            b"tg_live_",
+            b"tg_prod_0123456789012345678901234567890123456",
+            b"xx_live_01234567890123456789012345678901234567",
+            b"tg_live_0123456789012345678901234567890123456!",
+        ] {
+            assert_eq!(
+                check_format(bad, "tg", Environment::Live),
+                Err(KeyFormatError::Malformed)
+            );
+        }
+    }
+
+    #[test]
+    fn digests_compare_and_hash_by_value() {
+        let a = digest(b"one");
+        assert_eq!(a, digest(b"one"));
+        assert_ne!(a, digest(b"two"));
+        assert!(!format!("{a:?}").contains(&hex::encode(a.0)));
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..80)) {
+            let _ = check_format(&bytes, "tg", Environment::Live);
+        }
+
+        #[test]
+        fn arbitrary_base62_bodies_almost_never_pass(body in "[0-9A-Za-z]{38}") {
+            let key = format!("tg_live_{body}");
+            let expected = {
+                let (signed, _) = key.split_at(key.len() - 6);
+                base62::encode_fixed(u64::from(crc32fast::hash(signed.as_bytes())), 6)
+            };
+            let passes = check_format(key.as_bytes(), "tg", Environment::Live).is_ok();
+            prop_assert_eq!(passes, key.ends_with(&expected));
+        }
+    }
+}

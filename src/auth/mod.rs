@@ -1,0 +1,4 @@
+//! Who is calling: credential formats and their checks.
+
+pub mod api_key;
+pub mod base62;

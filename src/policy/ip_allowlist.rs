@@ -1,0 +1,83 @@
+//! Per-key IP allowlists: a caller address is allowed when the list is empty or holds it.
+
+use crate::config::canonical_ip;
+use ipnet::IpNet;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Allowlist(Option<Arc<[IpNet]>>);
+
+impl Allowlist {
+    /// An allowlist of `nets`, plus `infrastructure` when asked for. An empty list
+    /// allows every address.
+    pub fn new(nets: Vec<IpNet>, infrastructure: Option<&[IpNet]>) -> Self {
+        if nets.is_empty() {
+            return Allowlist(None);
+        }
+        let mut all = nets;
+        all.extend(infrastructure.unwrap_or_default().iter().copied());
+        Allowlist(Some(all.into()))
+    }
+
+    pub fn allows(&self, addr: IpAddr) -> bool {
+        match &self.0 {
+            None => true,
+            Some(nets) => {
+                let addr = canonical_ip(addr);
+                nets.iter().any(|net| net.contains(&addr))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn nets(list: &[&str]) -> Vec<IpNet> {
+        list.iter()
+            .map(|n| crate::config::parse_cidr(n).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn empty_allows_everyone() {
+        assert!(Allowlist::new(vec![], None).allows("203.0.113.1".parse().unwrap()));
+    }
+
+    #[test]
+    fn addresses_and_ranges_in_both_families() {
+        let list = Allowlist::new(
+            nets(&["203.0.113.42", "198.51.100.0/24", "2001:db8::/32"]),
+            None,
+        );
+        assert!(list.allows("203.0.113.42".parse().unwrap()));
+        assert!(!list.allows("203.0.113.43".parse().unwrap()));
+        assert!(list.allows("198.51.100.250".parse().unwrap()));
+        assert!(list.allows("2001:db8::7".parse().unwrap()));
+        assert!(!list.allows("2001:db9::7".parse().unwrap()));
+        // IPv4-mapped IPv6 matches the IPv4 rule.
+        assert!(list.allows("::ffff:203.0.113.42".parse().unwrap()));
+    }
+
+    #[test]
+    fn infrastructure_ranges_are_added_on_request() {
+        let infra = nets(&["10.0.0.0/8"]);
+        let with = Allowlist::new(nets(&["203.0.113.42"]), Some(&infra));
+        let without = Allowlist::new(nets(&["203.0.113.42"]), None);
+        assert!(with.allows("10.1.2.3".parse().unwrap()));
+        assert!(!without.allows("10.1.2.3".parse().unwrap()));
+    }
+
+    proptest! {
+        #[test]
+        fn a_v4_address_is_allowed_exactly_by_the_nets_containing_it(a: u8, b: u8, c: u8, d: u8, prefix in 8u8..=32) {
+            let addr = IpAddr::from([a, b, c, d]);
+            let net: IpNet = IpNet::new(IpAddr::from([a, b, 0, 0]), prefix).unwrap().trunc();
+            let list = Allowlist::new(vec![net], None);
+            prop_assert_eq!(list.allows(addr), net.contains(&addr));
+        }
+    }
+}

@@ -1,0 +1,133 @@
+//! The audit log and idempotency records of the admin API.
+
+use super::records::{AuditEntry, Timestamp};
+use super::{Store, StoreError, StoreResult};
+use sqlx::Row;
+
+/// What a stored idempotency record says about a repeated request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Idempotent {
+    /// The key is new: the caller reserved it and must complete or release it.
+    Reserved,
+    /// The first request with this key is still being processed.
+    InProgress,
+    /// The first request finished; replay its answer (if the body matches).
+    Done {
+        request_hash: String,
+        status: u16,
+        body: String,
+    },
+}
+
+impl Store {
+    /// Audit entries, newest first, older than the cursor id.
+    pub async fn list_audit(
+        &self,
+        before_id: Option<i64>,
+        limit: i64,
+    ) -> StoreResult<Vec<AuditEntry>> {
+        let rows = sqlx::query(
+            "SELECT id, at, actor, action, target, before, after FROM audit WHERE id < $1 \
+             ORDER BY id DESC LIMIT $2",
+        )
+        .bind(before_id.unwrap_or(i64::MAX))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let parse = |text: Option<String>| text.and_then(|t| serde_json::from_str(&t).ok());
+                Ok(AuditEntry {
+                    id: row.try_get("id")?,
+                    at: Timestamp(row.try_get("at")?),
+                    actor: row.try_get("actor")?,
+                    action: row.try_get("action")?,
+                    target: row.try_get("target")?,
+                    before: parse(row.try_get("before")?),
+                    after: parse(row.try_get("after")?),
+                })
+            })
+            .collect()
+    }
+
+    /// Reserves `key` for `scope`, or reports what an earlier request with it did.
+    /// Records older than `expire_before` are forgotten.
+    pub async fn reserve_idempotency(
+        &self,
+        key: &str,
+        scope: &str,
+        request_hash: &str,
+        now: i64,
+        expire_before: i64,
+    ) -> StoreResult<Idempotent> {
+        sqlx::query(
+            "DELETE FROM idempotency WHERE idem_key = $1 AND scope = $2 AND created_at < $3",
+        )
+        .bind(key.to_string())
+        .bind(scope.to_string())
+        .bind(expire_before)
+        .execute(&self.pool)
+        .await?;
+        let inserted = sqlx::query(
+            "INSERT INTO idempotency (idem_key, scope, request_hash, status, body, created_at) \
+             VALUES ($1, $2, $3, 0, NULL, $4) ON CONFLICT (idem_key, scope) DO NOTHING",
+        )
+        .bind(key.to_string())
+        .bind(scope.to_string())
+        .bind(request_hash.to_string())
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        if inserted.rows_affected() == 1 {
+            return Ok(Idempotent::Reserved);
+        }
+        let row = sqlx::query(
+            "SELECT request_hash, status, body FROM idempotency WHERE idem_key = $1 AND scope = $2",
+        )
+        .bind(key.to_string())
+        .bind(scope.to_string())
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or(StoreError::Conflict)?;
+        let status: i64 = row.try_get("status")?;
+        if status == 0 {
+            return Ok(Idempotent::InProgress);
+        }
+        Ok(Idempotent::Done {
+            request_hash: row.try_get("request_hash")?,
+            status: status as u16,
+            body: row
+                .try_get::<Option<String>, _>("body")?
+                .unwrap_or_default(),
+        })
+    }
+
+    pub async fn complete_idempotency(
+        &self,
+        key: &str,
+        scope: &str,
+        status: u16,
+        body: &str,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE idempotency SET status = $1, body = $2 WHERE idem_key = $3 AND scope = $4",
+        )
+        .bind(i64::from(status))
+        .bind(body.to_string())
+        .bind(key.to_string())
+        .bind(scope.to_string())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Forgets a reservation whose request failed, so it can be retried.
+    pub async fn release_idempotency(&self, key: &str, scope: &str) -> StoreResult<()> {
+        sqlx::query("DELETE FROM idempotency WHERE idem_key = $1 AND scope = $2 AND status = 0")
+            .bind(key.to_string())
+            .bind(scope.to_string())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}

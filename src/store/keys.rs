@@ -1,0 +1,396 @@
+//! Key and policy rows: reads, versioned writes with their audit entries, and the
+//! incremental "changes since version N" that snapshots are built from.
+
+use super::records::{KeyRecord, KeyType, Policy, Secrets, Timestamp};
+use super::{Store, StoreError, StoreResult};
+use crate::auth::api_key::Digest;
+use sqlx::any::AnyRow;
+use sqlx::{Any, Row, Transaction};
+use std::time::Duration;
+
+const KEY_COLUMNS: &str = "id, client_id, name, key_type, permissions, role, environment, start, \
+    digest, grace_digest, grace_until, secret_version, ip_allowlist, allow_infrastructure_ips, \
+    expires_at, created_at, rotated_at, revoked_at, last_used_at, rate_limit, metadata, version";
+
+/// Everything that changed after a version, up to `version`.
+#[derive(Debug, Default)]
+pub struct KeyChanges {
+    pub version: i64,
+    pub keys: Vec<KeyRecord>,
+    /// Digests of secrets replaced by rotation, with their key id.
+    pub retired: Vec<(Digest, String)>,
+    pub policy: Option<Policy>,
+}
+
+fn json_list(text: &str) -> Vec<String> {
+    serde_json::from_str(text).unwrap_or_default()
+}
+
+fn digest_of(bytes: Vec<u8>) -> StoreResult<Digest> {
+    let array: [u8; 32] = bytes
+        .try_into()
+        .map_err(|_| StoreError::Unavailable("a stored digest is not 32 bytes".into()))?;
+    Ok(Digest(array))
+}
+
+fn key_from_row(row: &AnyRow) -> StoreResult<KeyRecord> {
+    let key_type: String = row.try_get("key_type")?;
+    let grace_digest: Option<Vec<u8>> = row.try_get("grace_digest")?;
+    let rate_limit: Option<String> = row.try_get("rate_limit")?;
+    let metadata: String = row.try_get("metadata")?;
+    Ok(KeyRecord {
+        id: row.try_get("id")?,
+        client_id: row.try_get("client_id")?,
+        name: row.try_get("name")?,
+        key_type: KeyType::parse(&key_type).unwrap_or(KeyType::FineGrained),
+        permissions: json_list(&row.try_get::<String, _>("permissions")?),
+        role: row.try_get("role")?,
+        environment: row.try_get("environment")?,
+        start: row.try_get("start")?,
+        ip_allowlist: json_list(&row.try_get::<String, _>("ip_allowlist")?),
+        allow_infrastructure_ips: row.try_get::<i64, _>("allow_infrastructure_ips")? != 0,
+        expires_at: row.try_get::<Option<i64>, _>("expires_at")?.map(Timestamp),
+        created_at: Timestamp(row.try_get("created_at")?),
+        rotated_at: row.try_get::<Option<i64>, _>("rotated_at")?.map(Timestamp),
+        revoked_at: row.try_get::<Option<i64>, _>("revoked_at")?.map(Timestamp),
+        last_used_at: row
+            .try_get::<Option<i64>, _>("last_used_at")?
+            .map(Timestamp),
+        rate_limit: rate_limit
+            .and_then(|text| serde_json::from_str::<super::records::RateLimitOverride>(&text).ok()),
+        metadata: serde_json::from_str(&metadata).unwrap_or_else(|_| serde_json::json!({})),
+        secrets: Secrets {
+            digest: digest_of(row.try_get("digest")?)?,
+            grace_digest: grace_digest.map(digest_of).transpose()?,
+            grace_until: row.try_get("grace_until")?,
+            version: row.try_get("secret_version")?,
+        },
+        version: row.try_get("version")?,
+    })
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_else(|_| "null".into())
+}
+
+impl Store {
+    pub async fn get_key(&self, id: &str) -> StoreResult<KeyRecord> {
+        let row = sqlx::query(&format!("SELECT {KEY_COLUMNS} FROM keys WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        key_from_row(&row)
+    }
+
+    /// Keys in creation order, after the `(created_at, id)` of the cursor.
+    pub async fn list_keys(
+        &self,
+        after: Option<(i64, String)>,
+        limit: i64,
+    ) -> StoreResult<Vec<KeyRecord>> {
+        let (created, id) = after.unwrap_or((i64::MIN, String::new()));
+        let rows = sqlx::query(&format!(
+            "SELECT {KEY_COLUMNS} FROM keys WHERE created_at > $1 OR (created_at = $1 AND id > $2) \
+             ORDER BY created_at, id LIMIT $3"
+        ))
+        .bind(created)
+        .bind(id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(key_from_row).collect()
+    }
+
+    /// Inserts a new key and its audit entry in one transaction.
+    pub async fn insert_key(
+        &self,
+        record: &KeyRecord,
+        actor: &str,
+        now: i64,
+    ) -> StoreResult<KeyRecord> {
+        let (mut tx, version) = self.begin_write(now).await?;
+        let mut record = record.clone();
+        record.version = version;
+        sqlx::query(&format!(
+            "INSERT INTO keys ({KEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, \
+             $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22)"
+        ))
+        .bind(record.id.clone())
+        .bind(record.client_id.clone())
+        .bind(record.name.clone())
+        .bind(record.key_type.as_str())
+        .bind(to_json(&record.permissions))
+        .bind(record.role.clone())
+        .bind(record.environment.clone())
+        .bind(record.start.clone())
+        .bind(record.secrets.digest.0.to_vec())
+        .bind(record.secrets.grace_digest.map(|d| d.0.to_vec()))
+        .bind(record.secrets.grace_until)
+        .bind(record.secrets.version)
+        .bind(to_json(&record.ip_allowlist))
+        .bind(i64::from(record.allow_infrastructure_ips))
+        .bind(record.expires_at.map(|t| t.0))
+        .bind(record.created_at.0)
+        .bind(record.rotated_at.map(|t| t.0))
+        .bind(record.revoked_at.map(|t| t.0))
+        .bind(record.last_used_at.map(|t| t.0))
+        .bind(record.rate_limit.map(|r| to_json(&r)))
+        .bind(to_json(&record.metadata))
+        .bind(version)
+        .execute(&mut *tx)
+        .await?;
+        audit(
+            &mut tx,
+            now,
+            actor,
+            "key.create",
+            &record.id,
+            None,
+            Some(to_json(&record)),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(record)
+    }
+
+    /// Replaces `before` with `after` if nobody changed it in between ([`StoreError::Conflict`]
+    /// otherwise). `retired` digests answer `key_revoked` from now on.
+    pub async fn replace_key(
+        &self,
+        before: &KeyRecord,
+        after: &KeyRecord,
+        action: &str,
+        actor: &str,
+        retired: &[Digest],
+        now: i64,
+    ) -> StoreResult<KeyRecord> {
+        let (mut tx, version) = self.begin_write(now).await?;
+        let current: Option<i64> = sqlx::query("SELECT version FROM keys WHERE id = $1")
+            .bind(before.id.clone())
+            .fetch_optional(&mut *tx)
+            .await?
+            .map(|row| row.try_get(0))
+            .transpose()?;
+        match current {
+            None => return Err(StoreError::NotFound),
+            Some(current) if current != before.version => return Err(StoreError::Conflict),
+            Some(_) => {}
+        }
+        let mut after = after.clone();
+        after.version = version;
+        sqlx::query(
+            "UPDATE keys SET name = $1, permissions = $2, digest = $3, grace_digest = $4, \
+             grace_until = $5, secret_version = $6, ip_allowlist = $7, allow_infrastructure_ips = $8, \
+             expires_at = $9, rotated_at = $10, revoked_at = $11, rate_limit = $12, metadata = $13, \
+             start = $14, version = $15 WHERE id = $16",
+        )
+        .bind(after.name.clone())
+        .bind(to_json(&after.permissions))
+        .bind(after.secrets.digest.0.to_vec())
+        .bind(after.secrets.grace_digest.map(|d| d.0.to_vec()))
+        .bind(after.secrets.grace_until)
+        .bind(after.secrets.version)
+        .bind(to_json(&after.ip_allowlist))
+        .bind(i64::from(after.allow_infrastructure_ips))
+        .bind(after.expires_at.map(|t| t.0))
+        .bind(after.rotated_at.map(|t| t.0))
+        .bind(after.revoked_at.map(|t| t.0))
+        .bind(after.rate_limit.map(|r| to_json(&r)))
+        .bind(to_json(&after.metadata))
+        .bind(after.start.clone())
+        .bind(version)
+        .bind(after.id.clone())
+        .execute(&mut *tx)
+        .await?;
+        for digest in retired {
+            sqlx::query(
+                "INSERT INTO retired_digests (digest, key_id, version) VALUES ($1, $2, $3)",
+            )
+            .bind(digest.0.to_vec())
+            .bind(after.id.clone())
+            .bind(version)
+            .execute(&mut *tx)
+            .await?;
+        }
+        audit(
+            &mut tx,
+            now,
+            actor,
+            action,
+            &after.id,
+            Some(to_json(before)),
+            Some(to_json(&after)),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(after)
+    }
+
+    /// The stored policy and its version, if one was ever written.
+    pub async fn get_policy(&self) -> StoreResult<Option<(Policy, i64)>> {
+        let row = sqlx::query(
+            "SELECT block_legacy_keys, max_key_lifetime_ms, version FROM policy WHERE id = 1",
+        )
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| -> StoreResult<(Policy, i64)> {
+            Ok((policy_from_row(&row)?, row.try_get("version")?))
+        })
+        .transpose()
+    }
+
+    /// Writes the policy from the config when the store has none yet.
+    pub async fn seed_policy(&self, policy: Policy, now: i64) -> StoreResult<()> {
+        if self.get_policy().await?.is_some() {
+            return Ok(());
+        }
+        let (mut tx, version) = self.begin_write(now).await?;
+        let inserted = sqlx::query(
+            "INSERT INTO policy (id, block_legacy_keys, max_key_lifetime_ms, version) VALUES (1, $1, $2, $3) \
+             ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(i64::from(policy.block_legacy_keys))
+        .bind(lifetime_ms(&policy))
+        .bind(version)
+        .execute(&mut *tx)
+        .await?;
+        if inserted.rows_affected() == 1 {
+            audit(
+                &mut tx,
+                now,
+                "config",
+                "policy.seed",
+                "policy",
+                None,
+                Some(to_json(&policy)),
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Replaces the policy if it is still at `before_version`.
+    pub async fn replace_policy(
+        &self,
+        before: (Policy, i64),
+        after: Policy,
+        actor: &str,
+        now: i64,
+    ) -> StoreResult<i64> {
+        let (mut tx, version) = self.begin_write(now).await?;
+        let updated = sqlx::query(
+            "UPDATE policy SET block_legacy_keys = $1, max_key_lifetime_ms = $2, version = $3 \
+             WHERE id = 1 AND version = $4",
+        )
+        .bind(i64::from(after.block_legacy_keys))
+        .bind(lifetime_ms(&after))
+        .bind(version)
+        .bind(before.1)
+        .execute(&mut *tx)
+        .await?;
+        if updated.rows_affected() != 1 {
+            return Err(StoreError::Conflict);
+        }
+        audit(
+            &mut tx,
+            now,
+            actor,
+            "policy.update",
+            "policy",
+            Some(to_json(&before.0)),
+            Some(to_json(&after)),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(version)
+    }
+
+    /// Every key, retired digest and policy written after `since`.
+    pub async fn changes_since(&self, since: i64) -> StoreResult<KeyChanges> {
+        let mut conn = self.pool.acquire().await?;
+        let upto: Option<i64> = sqlx::query("SELECT MAX(id) FROM changes")
+            .fetch_one(&mut *conn)
+            .await?
+            .try_get(0)?;
+        let upto = upto.unwrap_or(0);
+        if upto <= since {
+            return Ok(KeyChanges {
+                version: since,
+                ..KeyChanges::default()
+            });
+        }
+        let rows = sqlx::query(&format!(
+            "SELECT {KEY_COLUMNS} FROM keys WHERE version > $1 AND version <= $2"
+        ))
+        .bind(since)
+        .bind(upto)
+        .fetch_all(&mut *conn)
+        .await?;
+        let keys = rows
+            .iter()
+            .map(key_from_row)
+            .collect::<StoreResult<Vec<_>>>()?;
+        let rows = sqlx::query(
+            "SELECT digest, key_id FROM retired_digests WHERE version > $1 AND version <= $2",
+        )
+        .bind(since)
+        .bind(upto)
+        .fetch_all(&mut *conn)
+        .await?;
+        let mut retired = Vec::with_capacity(rows.len());
+        for row in rows {
+            retired.push((digest_of(row.try_get(0)?)?, row.try_get(1)?));
+        }
+        let policy = sqlx::query(
+            "SELECT block_legacy_keys, max_key_lifetime_ms, version FROM policy \
+             WHERE id = 1 AND version > $1 AND version <= $2",
+        )
+        .bind(since)
+        .bind(upto)
+        .fetch_optional(&mut *conn)
+        .await?
+        .map(|row| policy_from_row(&row))
+        .transpose()?;
+        Ok(KeyChanges {
+            version: upto,
+            keys,
+            retired,
+            policy,
+        })
+    }
+}
+
+fn lifetime_ms(policy: &Policy) -> Option<i64> {
+    policy.max_key_lifetime.map(|d| d.as_millis() as i64)
+}
+
+fn policy_from_row(row: &AnyRow) -> StoreResult<Policy> {
+    let lifetime: Option<i64> = row.try_get("max_key_lifetime_ms")?;
+    Ok(Policy {
+        block_legacy_keys: row.try_get::<i64, _>("block_legacy_keys")? != 0,
+        max_key_lifetime: lifetime.map(|ms| Duration::from_millis(ms.max(0) as u64)),
+    })
+}
+
+pub(super) async fn audit(
+    tx: &mut Transaction<'static, Any>,
+    now: i64,
+    actor: &str,
+    action: &str,
+    target: &str,
+    before: Option<String>,
+    after: Option<String>,
+) -> StoreResult<()> {
+    sqlx::query("INSERT INTO audit (at, actor, action, target, before, after) VALUES ($1, $2, $3, $4, $5, $6)")
+        .bind(now)
+        .bind(actor.to_string())
+        .bind(action.to_string())
+        .bind(target.to_string())
+        .bind(before)
+        .bind(after)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,123 @@
+//! The records the store keeps, in the shape the admin API shows them (secrets never).
+
+use crate::auth::api_key::Digest;
+use crate::clock::rfc3339;
+use serde::{Serialize, Serializer};
+use std::time::Duration;
+
+/// Unix milliseconds, shown as RFC 3339.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Timestamp(pub i64);
+
+impl Serialize for Timestamp {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&rfc3339(self.0))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyType {
+    FineGrained,
+    Legacy,
+}
+
+impl KeyType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyType::FineGrained => "fine_grained",
+            KeyType::Legacy => "legacy",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "fine_grained" => Some(KeyType::FineGrained),
+            "legacy" => Some(KeyType::Legacy),
+            _ => None,
+        }
+    }
+}
+
+/// A key's own limits, replacing its tier's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitOverride {
+    pub per_minute: u64,
+    pub per_day: u64,
+}
+
+/// What the store knows of a key's secrets: digests only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Secrets {
+    pub digest: Digest,
+    /// The previous secret, still accepted until `grace_until` after a rotation with grace.
+    pub grace_digest: Option<Digest>,
+    pub grace_until: Option<i64>,
+    /// Bumped by every rotation; access tokens carry it, so rotation invalidates them.
+    pub version: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct KeyRecord {
+    pub id: String,
+    pub client_id: String,
+    pub name: String,
+    #[serde(rename = "type")]
+    pub key_type: KeyType,
+    pub permissions: Vec<String>,
+    pub role: Option<String>,
+    pub environment: String,
+    pub start: String,
+    pub ip_allowlist: Vec<String>,
+    pub allow_infrastructure_ips: bool,
+    pub expires_at: Option<Timestamp>,
+    pub created_at: Timestamp,
+    pub rotated_at: Option<Timestamp>,
+    pub revoked_at: Option<Timestamp>,
+    pub last_used_at: Option<Timestamp>,
+    pub rate_limit: Option<RateLimitOverride>,
+    pub metadata: serde_json::Value,
+    #[serde(skip)]
+    pub secrets: Secrets,
+    /// The change that last wrote this record.
+    #[serde(skip)]
+    pub version: i64,
+}
+
+/// The organisation-wide key policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Policy {
+    pub block_legacy_keys: bool,
+    pub max_key_lifetime: Option<Duration>,
+}
+
+impl Serialize for Policy {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serde_json::json!({
+            "block_legacy_keys": self.block_legacy_keys,
+            "max_key_lifetime": self.max_key_lifetime.map(crate::config::format_duration),
+        })
+        .serialize(serializer)
+    }
+}
+
+/// One change, as the audit log keeps it.
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditEntry {
+    pub id: i64,
+    pub at: Timestamp,
+    pub actor: String,
+    pub action: String,
+    pub target: String,
+    pub before: Option<serde_json::Value>,
+    pub after: Option<serde_json::Value>,
+}
+
+/// Requests of one key on one UTC day, by outcome.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UsageDay {
+    pub date: String,
+    pub outcomes: std::collections::BTreeMap<String, i64>,
+    pub total: i64,
+}

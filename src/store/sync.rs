@@ -1,0 +1,257 @@
+//! Keeps the snapshot current: a full load at start, then incremental syncs every
+//! `sync_interval` and right after each admin write. Serving continues from the last
+//! snapshot while the store is unreachable.
+
+use super::records::{KeyType, Policy};
+use super::snapshot::{Snapshot, SnapshotBuilder};
+use super::{Store, StoreError};
+use crate::admin::Readiness;
+use crate::clock;
+use crate::config::{Config, PolicyConfig, StoreUrl};
+use arc_swap::{ArcSwap, Guard};
+use async_trait::async_trait;
+use pingora::server::ShutdownWatch;
+use pingora::services::background::BackgroundService;
+use prometheus::{IntCounterVec, IntGauge, IntGaugeVec, Opts};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+/// The data plane's handle: the current snapshot and how fresh it is.
+pub struct SnapshotHandle {
+    current: ArcSwap<Snapshot>,
+    /// When the last sync succeeded (Unix ms); 0 before the first.
+    last_success: AtomicI64,
+    max_staleness_ms: i64,
+}
+
+impl SnapshotHandle {
+    pub fn new(policy: Policy, max_staleness: Duration) -> Self {
+        SnapshotHandle {
+            current: ArcSwap::from_pointee(Snapshot::empty(policy)),
+            last_success: AtomicI64::new(0),
+            max_staleness_ms: max_staleness.as_millis() as i64,
+        }
+    }
+
+    pub fn load(&self) -> Guard<Arc<Snapshot>> {
+        self.current.load()
+    }
+
+    pub fn load_full(&self) -> Arc<Snapshot> {
+        self.current.load_full()
+    }
+
+    /// Past `max_staleness` without a successful sync (or before the first), a credential
+    /// missing from the snapshot cannot be called unknown.
+    pub fn is_stale(&self, now: i64) -> bool {
+        let last = self.last_success.load(Ordering::Relaxed);
+        last == 0 || now - last > self.max_staleness_ms
+    }
+
+    pub fn age_seconds(&self, now: i64) -> Option<f64> {
+        let last = self.last_success.load(Ordering::Relaxed);
+        (last > 0).then(|| (now - last).max(0) as f64 / 1000.0)
+    }
+}
+
+pub fn policy_from_config(config: &PolicyConfig) -> Policy {
+    Policy {
+        block_legacy_keys: config.block_legacy_keys,
+        max_key_lifetime: config.max_key_lifetime,
+    }
+}
+
+/// Metrics about the snapshot and the store.
+#[derive(Clone)]
+pub struct SyncMetrics {
+    syncs: IntCounterVec,
+    store_up: IntGauge,
+    age: prometheus::Gauge,
+    credentials: IntGaugeVec,
+}
+
+impl SyncMetrics {
+    pub fn new(metrics: &crate::metrics::Metrics) -> Self {
+        let syncs = IntCounterVec::new(
+            Opts::new(
+                "tollgate_snapshot_syncs_total",
+                "Snapshot syncs with the store, by result.",
+            ),
+            &["result"],
+        )
+        .expect("static metric definition");
+        let store_up = IntGauge::new(
+            "tollgate_store_up",
+            "1 when the last store operation succeeded.",
+        )
+        .expect("static metric definition");
+        let age = prometheus::Gauge::new(
+            "tollgate_snapshot_age_seconds",
+            "Seconds since the snapshot last synced successfully with the store.",
+        )
+        .expect("static metric definition");
+        let credentials = IntGaugeVec::new(
+            Opts::new(
+                "tollgate_credentials",
+                "Active (not revoked) keys in the snapshot, by type.",
+            ),
+            &["type"],
+        )
+        .expect("static metric definition");
+        metrics.register(Box::new(syncs.clone()));
+        metrics.register(Box::new(store_up.clone()));
+        metrics.register(Box::new(age.clone()));
+        metrics.register(Box::new(credentials.clone()));
+        SyncMetrics {
+            syncs,
+            store_up,
+            age,
+            credentials,
+        }
+    }
+}
+
+/// Owns the store connection and the snapshot's updates.
+pub struct Syncer {
+    url: StoreUrl,
+    store: OnceLock<Store>,
+    pub snapshot: Arc<SnapshotHandle>,
+    builder: tokio::sync::Mutex<SnapshotBuilder>,
+    seed_policy: Policy,
+    interval: Duration,
+    readiness: Arc<Readiness>,
+    metrics: SyncMetrics,
+}
+
+impl Syncer {
+    pub fn new(config: &Config, readiness: Arc<Readiness>, metrics: SyncMetrics) -> Self {
+        let policy = policy_from_config(&config.policy);
+        Syncer {
+            url: config.store.url.clone(),
+            store: OnceLock::new(),
+            snapshot: Arc::new(SnapshotHandle::new(policy, config.store.max_staleness)),
+            builder: tokio::sync::Mutex::new(SnapshotBuilder::new(config)),
+            seed_policy: policy,
+            interval: config.store.sync_interval,
+            readiness,
+            metrics,
+        }
+    }
+
+    /// The store, once connected.
+    pub fn store(&self) -> Option<&Store> {
+        self.store.get()
+    }
+
+    /// A store operation must not hang the caller on a frozen database.
+    pub fn deadline(&self) -> Duration {
+        (self.interval * 2).max(Duration::from_secs(5))
+    }
+
+    /// Applies every change since the current snapshot. Serialised, so concurrent callers
+    /// never swap in an older snapshot over a newer one.
+    pub async fn sync_now(&self) -> Result<(), StoreError> {
+        let store = self
+            .store()
+            .ok_or_else(|| StoreError::Unavailable("not connected yet".into()))?;
+        let mut builder = self.builder.lock().await;
+        let current = self.snapshot.load_full();
+        let result = tokio::time::timeout(self.deadline(), store.changes_since(current.version))
+            .await
+            .unwrap_or_else(|_| Err(StoreError::Unavailable("sync timed out".into())));
+        match result {
+            Ok(changes) => {
+                if !changes.keys.is_empty()
+                    || !changes.retired.is_empty()
+                    || changes.policy.is_some()
+                {
+                    let next = builder.apply(&current, changes);
+                    self.snapshot.current.store(Arc::new(next));
+                }
+                self.snapshot
+                    .last_success
+                    .store(clock::now_ms(), Ordering::Relaxed);
+                self.metrics.syncs.with_label_values(&["ok"]).inc();
+                self.metrics.store_up.set(1);
+                Ok(())
+            }
+            Err(error) => {
+                self.metrics.syncs.with_label_values(&["error"]).inc();
+                self.metrics.store_up.set(0);
+                Err(error)
+            }
+        }
+    }
+
+    /// Records a failed store operation seen elsewhere (an admin write).
+    pub fn store_failed(&self) {
+        self.metrics.store_up.set(0);
+    }
+
+    fn update_gauges(&self) {
+        let snapshot = self.snapshot.load();
+        let credentials = &self.metrics.credentials;
+        credentials
+            .with_label_values(&["fine_grained"])
+            .set(snapshot.active_keys(KeyType::FineGrained) as i64);
+        credentials
+            .with_label_values(&["legacy"])
+            .set(snapshot.active_keys(KeyType::Legacy) as i64);
+        if let Some(age) = self.snapshot.age_seconds(clock::now_ms()) {
+            self.metrics.age.set(age);
+        }
+    }
+
+    /// Connects (retrying), seeds the policy, loads the first snapshot, then keeps it in
+    /// sync until shutdown.
+    pub async fn run(&self, mut shutdown: ShutdownWatch) {
+        let mut attempt = 0u32;
+        while self.store.get().is_none() {
+            match Store::open(&self.url).await {
+                Ok(store) => {
+                    let _ = self.store.set(store);
+                }
+                Err(error) => {
+                    attempt += 1;
+                    self.metrics.store_up.set(0);
+                    tracing::warn!(%error, attempt, "cannot open the store; retrying");
+                    let pause = Duration::from_millis(200 * u64::from(attempt.min(10)));
+                    tokio::select! {
+                        _ = tokio::time::sleep(pause) => {}
+                        _ = shutdown.changed() => return,
+                    }
+                }
+            }
+        }
+        loop {
+            if !self.readiness.is_ready() {
+                let seeded = match self.store() {
+                    Some(store) => store.seed_policy(self.seed_policy, clock::now_ms()).await,
+                    None => Ok(()),
+                };
+                if seeded.is_ok() && self.sync_now().await.is_ok() {
+                    self.readiness.set_ready();
+                    tracing::info!(version = self.snapshot.load().version, "snapshot loaded");
+                }
+            } else if let Err(error) = self.sync_now().await {
+                tracing::warn!(%error, "snapshot sync failed; serving from the last snapshot");
+            }
+            self.update_gauges();
+            tokio::select! {
+                _ = tokio::time::sleep(self.interval) => {}
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+}
+
+/// Runs the syncer as a pingora background service.
+pub struct SyncService(pub Arc<Syncer>);
+
+#[async_trait]
+impl BackgroundService for SyncService {
+    async fn start(&self, shutdown: ShutdownWatch) {
+        self.0.run(shutdown).await;
+    }
+}

@@ -1,0 +1,482 @@
+//! The admin API's contract: operator auth, strict bodies, pagination, idempotency, the
+//! OpenAPI document, the CLI, and bad input answered with codes and no secret anywhere.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::*;
+use reqwest::Method;
+use serde_json::json;
+use std::process::Command;
+
+fn gateway(up: &Upstream) -> Gateway {
+    Gateway::start(&credentials_config(
+        up,
+        "sqlite://{dir}/data/tollgate.db",
+        "live",
+    ))
+}
+
+fn code(body: &serde_json::Value) -> &str {
+    body["error"]["code"].as_str().unwrap_or("")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn only_the_operator_token_opens_the_admin_api() {
+    let up = upstream();
+    let gw = gateway(&up);
+    let admin = Admin::of(&gw);
+    let (_, secret) = admin
+        .create_key(json!({"name": "data-plane", "permissions": ["accounts:read"]}))
+        .await;
+    let http = reqwest::Client::new();
+    for token in [None, Some("wrong"), Some(secret.as_str())] {
+        let mut request = http.get(gw.admin_url("/admin/v1/keys"));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), 401);
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(code(&body), "unauthorized");
+    }
+    // A data-plane key sent as X-API-Key is no operator credential either.
+    let response = http
+        .get(gw.admin_url("/admin/v1/keys"))
+        .header("X-API-Key", &secret)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_input_gets_its_code_and_never_a_5xx_or_a_leaked_secret() {
+    let up = upstream();
+    let gw = gateway(&up);
+    let admin = Admin::of(&gw);
+    let (id, secret) = admin
+        .create_key(json!({"name": "canary", "permissions": ["accounts:read"]}))
+        .await;
+    let cases = [
+        (
+            json!({"name": "x", "permissions": ["accounts:read"], "ip_allowlist": ["10.0.0.0/33"]}),
+            "invalid_cidr",
+        ),
+        (
+            json!({"name": "x", "permissions": ["accounts:read"], "ip_allowlist": ["not-an-ip"]}),
+            "invalid_cidr",
+        ),
+        (
+            json!({"name": "x", "permissions": ["acounts:read"]}),
+            "unknown_permission",
+        ),
+        (json!({"name": "x"}), "permission_required"),
+        (
+            json!({"name": "x", "permissions": ["accounts:read"], "id": "key_mine"}),
+            "invalid_request",
+        ),
+        (
+            json!({"name": "x", "permissions": ["accounts:read"], "digest": "00"}),
+            "invalid_request",
+        ),
+        (
+            json!({"name": "x", "permissions": ["accounts:read"], "created_at": "2020-01-01T00:00:00Z"}),
+            "invalid_request",
+        ),
+        (
+            json!({"name": "x", "permissions": ["accounts:read"], "colour": "red"}),
+            "invalid_request",
+        ),
+        (
+            json!({"name": 42, "permissions": ["accounts:read"]}),
+            "invalid_request",
+        ),
+        (
+            json!({"name": "x", "permissions": "accounts:read"}),
+            "invalid_request",
+        ),
+        (
+            json!({"name": "x", "permissions": ["accounts:read"], "expires_at": "soon"}),
+            "invalid_request",
+        ),
+        (
+            json!({"name": "x", "permissions": ["accounts:read"], "expires_at": "2001-01-01T00:00:00Z"}),
+            "invalid_request",
+        ),
+        (
+            json!({"name": "x", "type": "legacy", "role": "nobody"}),
+            "invalid_request",
+        ),
+        (json!({"name": "x", "preset": "nope"}), "invalid_request"),
+        (json!([1, 2, 3]), "invalid_request"),
+    ];
+    for (body, expected) in cases {
+        let (status, answer) = admin.post("/keys", body.clone()).await;
+        assert_eq!(code(&answer), expected, "{body} -> {answer}");
+        assert!((400..500).contains(&status), "{body} -> {status}");
+    }
+    let not_json = reqwest::Client::new()
+        .post(gw.admin_url("/admin/v1/keys"))
+        .bearer_auth(ADMIN_TOKEN)
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(not_json.status(), 400);
+    let (status, answer) = admin
+        .call(
+            Method::PATCH,
+            &format!("/keys/{id}"),
+            Some(json!({"expires_at": "2030-01-01T00:00:00Z"})),
+        )
+        .await;
+    assert_eq!((status, code(&answer)), (400, "expiry_immutable"));
+    let (status, answer) = admin
+        .call(
+            Method::PATCH,
+            &format!("/keys/{id}"),
+            Some(json!({"type": "legacy"})),
+        )
+        .await;
+    assert_eq!((status, code(&answer)), (400, "invalid_request"));
+    let (status, answer) = admin.get("/keys/key_nope").await;
+    assert_eq!((status, code(&answer)), (404, "not_found"));
+    let (status, answer) = admin.get("/keys?limit=501").await;
+    assert_eq!((status, code(&answer)), (400, "invalid_request"));
+    let (status, answer) = admin.get("/keys?cursor=%%%").await;
+    assert_eq!((status, code(&answer)), (400, "invalid_request"));
+
+    // The data plane: garbage, bad checksums, both headers, huge headers.
+    let http = reqwest::Client::new();
+    let url = gw.url("/v1/accounts");
+    let mut bad_checksum = secret.clone().into_bytes();
+    let last = bad_checksum.len() - 1;
+    bad_checksum[last] = if bad_checksum[last] == b'a' {
+        b'b'
+    } else {
+        b'a'
+    };
+    let bad_checksum = String::from_utf8(bad_checksum).unwrap();
+    let garbage = [
+        "",
+        "x",
+        "tg_live_",
+        "tg_live_!!!!",
+        "tg_prod_0123456789012345678901234567890123456",
+        &bad_checksum,
+    ];
+    for key in garbage {
+        let response = http
+            .get(&url)
+            .header("X-API-Key", key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 401, "{key}");
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(code(&body), "invalid_api_key", "{key}");
+    }
+    let both = http
+        .get(&url)
+        .header("X-API-Key", &secret)
+        .bearer_auth(&secret)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(both.status(), 400);
+    let basic = http
+        .get(&url)
+        .header("Authorization", "Basic dXNlcjpwYXNz")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(basic.status(), 400);
+    let huge = raw(
+        gw.addr,
+        format!(
+            "GET /v1/accounts HTTP/1.1\r\nHost: t\r\nX-API-Key: {}\r\n\r\n",
+            "a".repeat(100 * 1024)
+        )
+        .as_bytes(),
+    );
+    assert_eq!(huge.status, 431);
+    // A JWT-shaped bearer is not a key: invalid_token, with the RFC 6750 challenge.
+    let token = http
+        .get(&url)
+        .bearer_auth("eyJhbGciOiJub25lIn0.e30.")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(token.status(), 401);
+    assert!(token.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .contains("error=\"invalid_token\""));
+
+    // No secret anywhere the gateway writes.
+    let logs = format!("{}{}", gw.stderr(), gw.stdout());
+    assert!(!logs.contains(&secret), "a secret reached the logs");
+    assert!(!gw.scrape().contains(&secret));
+    assert!(!logs.contains(&bad_checksum));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn lists_page_with_opaque_cursors() {
+    let up = upstream();
+    let gw = gateway(&up);
+    let admin = Admin::of(&gw);
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        ids.push(
+            admin
+                .create_key(json!({"name": format!("k{i}"), "permissions": ["accounts:read"]}))
+                .await
+                .0,
+        );
+    }
+    let mut seen = Vec::new();
+    let mut path = "/keys?limit=2".to_string();
+    loop {
+        let (status, page) = admin.get(&path).await;
+        assert_eq!(status, 200);
+        let data = page["data"].as_array().unwrap();
+        assert!(data.len() <= 2);
+        seen.extend(data.iter().map(|k| k["id"].as_str().unwrap().to_string()));
+        match page["next_cursor"].as_str() {
+            Some(cursor) => path = format!("/keys?limit=2&cursor={cursor}"),
+            None => break,
+        }
+    }
+    let mut expected = ids.clone();
+    expected.sort();
+    seen.sort();
+    assert_eq!(seen, expected);
+    let (_, audit) = admin.get("/audit?limit=2").await;
+    assert_eq!(audit["data"].as_array().unwrap().len(), 2);
+    assert!(audit["next_cursor"].is_string());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn idempotency_keys_replay_the_first_answer_without_the_secret() {
+    let up = upstream();
+    let gw = gateway(&up);
+    let http = reqwest::Client::new();
+    let post = |body: serde_json::Value, key: &'static str| {
+        http.post(gw.admin_url("/admin/v1/keys"))
+            .bearer_auth(ADMIN_TOKEN)
+            .header("Idempotency-Key", key)
+            .json(&body)
+            .send()
+    };
+    let body = json!({"name": "once", "permissions": ["accounts:read"]});
+    let first = post(body.clone(), "create-once-1").await.unwrap();
+    assert_eq!(first.status(), 201);
+    let first: serde_json::Value = first.json().await.unwrap();
+    assert!(first["key"].is_string());
+    let replay = post(body.clone(), "create-once-1").await.unwrap();
+    assert_eq!(replay.status(), 201);
+    assert_eq!(replay.headers()["idempotent-replayed"], "true");
+    let replay: serde_json::Value = replay.json().await.unwrap();
+    assert_eq!(replay["id"], first["id"]);
+    assert!(replay.get("key").is_none(), "the secret is shown once");
+    let (_, keys) = Admin::of(&gw).get("/keys").await;
+    assert_eq!(keys["data"].as_array().unwrap().len(), 1);
+    let other = post(
+        json!({"name": "twice", "permissions": ["accounts:read"]}),
+        "create-once-1",
+    )
+    .await
+    .unwrap();
+    assert_eq!(other.status(), 422);
+    let other: serde_json::Value = other.json().await.unwrap();
+    assert_eq!(code(&other), "idempotency_key_reused");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_operation_in_the_openapi_document_answers() {
+    let up = upstream();
+    let gw = gateway(&up);
+    let admin = Admin::of(&gw);
+    let (id, _) = admin
+        .create_key(json!({"name": "doc", "permissions": ["accounts:read"]}))
+        .await;
+    let document: serde_json::Value = reqwest::get(gw.admin_url("/admin/v1/openapi.json"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(document["openapi"], "3.1.0");
+    let mut operations = 0;
+    for (path, item) in document["paths"].as_object().unwrap() {
+        for (method, _) in item
+            .as_object()
+            .unwrap()
+            .iter()
+            .filter(|(m, _)| *m != "parameters")
+        {
+            let method: Method = method.to_uppercase().parse().unwrap();
+            let concrete = path.replace("{id}", &id);
+            // Revoking first would make later calls on the key answer 409; both are answers.
+            let body = match (method.as_str(), path.as_str()) {
+                ("POST", "/keys") => {
+                    Some(json!({"name": "doc2", "permissions": ["accounts:read"]}))
+                }
+                ("PATCH", _) => Some(json!({"name": "renamed"})),
+                ("PUT", _) => Some(json!({"block_legacy_keys": false})),
+                ("POST", _) => Some(json!({})),
+                _ => None,
+            };
+            let (status, answer) = admin.call(method.clone(), &concrete, body).await;
+            assert!(
+                status < 300 || status == 409,
+                "{method} {path} -> {status} {answer}"
+            );
+            operations += 1;
+        }
+    }
+    assert!(operations >= 11, "{operations}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn auth_metrics_count_decisions_and_credentials() {
+    let up = upstream();
+    let gw = gateway(&up);
+    let admin = Admin::of(&gw);
+    let (_, secret) = admin
+        .create_key(json!({"name": "m", "permissions": ["accounts:read"]}))
+        .await;
+    let http = reqwest::Client::new();
+    http.get(gw.url("/v1/accounts"))
+        .header("X-API-Key", &secret)
+        .send()
+        .await
+        .unwrap();
+    http.get(gw.url("/v1/accounts"))
+        .header("X-API-Key", "tg_live_garbage")
+        .send()
+        .await
+        .unwrap();
+    http.get(gw.url("/v1/accounts")).send().await.unwrap();
+    let scrape = gw.scrape();
+    assert_eq!(
+        metric(
+            &scrape,
+            "tollgate_auth_decisions_total{method=\"api_key\",outcome=\"allowed\"}"
+        ),
+        1.0,
+        "{scrape}"
+    );
+    assert_eq!(
+        metric(
+            &scrape,
+            "tollgate_auth_decisions_total{method=\"api_key\",outcome=\"invalid_api_key\"}"
+        ),
+        1.0
+    );
+    assert_eq!(
+        metric(
+            &scrape,
+            "tollgate_auth_decisions_total{method=\"anonymous\",outcome=\"missing_credentials\"}"
+        ),
+        1.0
+    );
+    assert_eq!(metric(&scrape, "tollgate_auth_duration_seconds_count"), 3.0);
+    assert_eq!(metric(&scrape, "tollgate_store_up"), 1.0);
+    assert!(scrape.contains("tollgate_snapshot_age_seconds"));
+    // The credential gauge follows within a sync interval.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert_eq!(
+        metric(&gw.scrape(), "tollgate_credentials{type=\"fine_grained\"}"),
+        1.0
+    );
+}
+
+fn cli(gw: &Gateway, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(BIN)
+        .args(args)
+        .env("TOLLGATE_ADMIN_URL", format!("http://{}", gw.admin))
+        .env("TOLLGATE_ADMIN_TOKEN", ADMIN_TOKEN)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_cli_drives_the_key_lifecycle() {
+    let up = upstream();
+    let gw = gateway(&up);
+    let (code, out, err) = cli(
+        &gw,
+        &[
+            "keys",
+            "create",
+            "--name",
+            "cli-key",
+            "--permission",
+            "accounts:read",
+            "--ip",
+            "127.0.0.1",
+            "--expires-in",
+            "30d",
+            "--json",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let created: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let id = created["id"].as_str().unwrap();
+    let secret = created["key"].as_str().unwrap();
+
+    let (code, out, _) = cli(&gw, &["keys", "list"]);
+    assert_eq!(code, 0);
+    assert!(out.starts_with("ID "), "{out}");
+    assert!(out.contains("cli-key") && out.contains("accounts:read") && out.contains("active"));
+    assert!(!out.contains(secret));
+
+    let (code, out, _) = cli(&gw, &["keys", "show", id]);
+    assert_eq!(code, 0);
+    assert!(out.contains("127.0.0.1/32"));
+
+    let (code, out, _) = cli(&gw, &["keys", "rotate", id]);
+    assert_eq!(code, 0);
+    assert!(out.contains("This secret is shown once"));
+    let (code, out, _) = cli(&gw, &["keys", "usage", id]);
+    assert_eq!(code, 0);
+    assert!(out.contains("last used"));
+    let (code, out, _) = cli(&gw, &["keys", "revoke", id]);
+    assert_eq!(code, 0);
+    assert!(out.contains("revoked_at"));
+    let (code, _, err) = cli(&gw, &["keys", "revoke", id]);
+    assert_eq!(code, 1);
+    assert!(err.contains("already_revoked"), "{err}");
+
+    let (code, out, _) = cli(&gw, &["policy", "set", "--max-key-lifetime", "90d"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("90d"));
+    let (code, out, _) = cli(&gw, &["policy", "show", "--json"]);
+    assert_eq!(code, 0);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()["max_key_lifetime"],
+        "90d"
+    );
+    let (code, _, err) = cli(
+        &gw,
+        &[
+            "keys",
+            "create",
+            "--name",
+            "n",
+            "--permission",
+            "accounts:read",
+        ],
+    );
+    assert_eq!(code, 1);
+    assert!(err.contains("expiry_required"));
+    let (code, _, _) = cli(&gw, &["keys", "frobnicate"]);
+    assert_eq!(code, 2);
+}
