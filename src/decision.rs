@@ -3,9 +3,10 @@
 //! pingora; `now` is a parameter, so expiry is tested with any clock.
 
 use crate::auth::api_key::{self, KeyFormatError};
+use crate::auth::jwt::{Issuer, VerifiedToken, LEEWAY_MS};
 use crate::config::Environment;
 use crate::denial::Denial;
-use crate::policy::permissions::Catalog;
+use crate::policy::permissions::{Catalog, PermissionSet};
 use crate::routes::{Route, RouteTable};
 use crate::store::snapshot::{Credential, KeyEntry, Snapshot};
 use crate::usage::Outcome;
@@ -22,6 +23,9 @@ pub struct RequestFacts<'a> {
     pub api_key: Option<&'a [u8]>,
     pub authorization: Option<&'a [u8]>,
     pub client_ip: IpAddr,
+    /// The verified bearer token, when one that is not a key was presented (verifying
+    /// needs signatures and maybe a JWKS fetch, so it happens before this pure step).
+    pub token: Option<&'a Result<Arc<VerifiedToken>, Denial>>,
 }
 
 /// What the decision reads besides the request.
@@ -41,6 +45,31 @@ pub struct Gatekeeper<'s> {
 pub enum Caller {
     Anonymous,
     ApiKey(Arc<Credential>),
+    OAuth(OAuthCaller),
+}
+
+/// A caller with an access token, once the token is tied to its key, or user and app.
+#[derive(Debug, Clone)]
+pub struct OAuthCaller {
+    pub token: Arc<VerifiedToken>,
+    /// The key a client-credentials token was issued to.
+    pub credential: Option<Arc<Credential>>,
+    /// Set when the key's or app's permissions are now narrower than the token's scope.
+    narrowed: Option<(PermissionSet, Arc<str>)>,
+}
+
+impl OAuthCaller {
+    pub fn permissions(&self) -> &PermissionSet {
+        self.narrowed
+            .as_ref()
+            .map_or(&self.token.scope, |(set, _)| set)
+    }
+
+    pub fn permissions_header(&self) -> &Arc<str> {
+        self.narrowed
+            .as_ref()
+            .map_or(&self.token.scope_header, |(_, header)| header)
+    }
 }
 
 impl Caller {
@@ -48,6 +77,29 @@ impl Caller {
         match self {
             Caller::Anonymous => "anonymous",
             Caller::ApiKey(_) => "api_key",
+            Caller::OAuth(_) => "oauth",
+        }
+    }
+
+    /// The key whose usage this request counts against, if any.
+    pub fn key(&self) -> Option<&Arc<Credential>> {
+        match self {
+            Caller::Anonymous => None,
+            Caller::ApiKey(credential) => Some(credential),
+            Caller::OAuth(oauth) => oauth.credential.as_ref(),
+        }
+    }
+
+    /// Subject, client id and permissions, for the identity headers.
+    pub fn identity(&self) -> Option<(&str, &str, &str)> {
+        match self {
+            Caller::Anonymous => None,
+            Caller::ApiKey(key) => Some((&key.id, &key.client_id, &key.permissions_header)),
+            Caller::OAuth(oauth) => Some((
+                &oauth.token.subject,
+                &oauth.token.client_id,
+                oauth.permissions_header(),
+            )),
         }
     }
 }
@@ -167,15 +219,99 @@ impl<'s> Gatekeeper<'s> {
                 Ok(credential) => Caller::ApiKey(credential),
                 Err(refusal) => return refuse(refusal),
             },
-            // Tokens are validated once the authorization server lands; none is valid yet.
-            Ok(Presented::Token(_)) => return refuse((Denial::InvalidToken, None)),
+            Ok(Presented::Token(_)) => match facts.token {
+                Some(Ok(token)) => match self.resolve_token(token) {
+                    Ok(caller) => Caller::OAuth(caller),
+                    Err(refusal) => return refuse(refusal),
+                },
+                Some(Err(denial)) => return refuse((denial.clone(), None)),
+                None => return refuse((Denial::InvalidToken, None)),
+            },
         };
-        if let Caller::ApiKey(credential) = &caller {
-            if let Err(denial) = self.authorize(credential, route, facts.client_ip) {
-                return refuse((denial, Some(credential.clone())));
-            }
+        let checked = match &caller {
+            Caller::Anonymous => Ok(()),
+            Caller::ApiKey(credential) => self
+                .authorize(
+                    Some(credential),
+                    &credential.permissions,
+                    route,
+                    facts.client_ip,
+                )
+                .map_err(|denial| (denial, Some(credential.clone()))),
+            Caller::OAuth(oauth) => self
+                .authorize(
+                    oauth.credential.as_deref(),
+                    oauth.permissions(),
+                    route,
+                    facts.client_ip,
+                )
+                .map_err(|denial| (denial, oauth.credential.clone())),
+        };
+        match checked {
+            Ok(()) => Decision::Forward { route, caller },
+            Err(refusal) => refuse(refusal),
         }
-        Decision::Forward { route, caller }
+    }
+
+    /// Ties a verified token to what it was issued for, as the snapshot has it now: a
+    /// revoked or rotated key, a disabled user, a deleted app or a revoked grant ends it.
+    pub fn resolve_token(&self, token: &Arc<VerifiedToken>) -> Result<OAuthCaller, Refusal> {
+        if self.now >= token.expires_at + LEEWAY_MS {
+            return Err((Denial::TokenExpired, None));
+        }
+        let invalid = |credential: Option<Arc<Credential>>| (Denial::InvalidToken, credential);
+        let (credential, allowed) = match &token.issuer {
+            Issuer::External => (None, None),
+            Issuer::Own { grant_id, .. } if self.snapshot.grant_revoked(grant_id) => {
+                return Err(invalid(None))
+            }
+            Issuer::Own {
+                key_version: Some(version),
+                ..
+            } => {
+                let credential = self
+                    .snapshot
+                    .by_id(&token.subject)
+                    .cloned()
+                    .ok_or_else(|| invalid(None))?;
+                let expired = credential.expires_at.is_some_and(|at| self.now >= at);
+                if credential.revoked || expired || credential.secret_version != *version {
+                    return Err(invalid(Some(credential)));
+                }
+                let permissions = credential.permissions.clone();
+                (Some(credential), Some(permissions))
+            }
+            Issuer::Own {
+                key_version: None, ..
+            } => {
+                if self.snapshot.user_disabled(&token.subject) != Some(false) {
+                    return Err(invalid(None));
+                }
+                let app = self
+                    .snapshot
+                    .app(&token.client_id)
+                    .filter(|app| !app.deleted)
+                    .ok_or_else(|| invalid(None))?;
+                (None, Some(Arc::new(app.scopes.clone())))
+            }
+        };
+        let narrowed = allowed
+            .filter(|allowed| allowed.first_missing(&token.scope).is_some())
+            .map(|allowed| {
+                let set = token.scope.intersect(&allowed);
+                let header = self
+                    .catalog
+                    .names(&set)
+                    .map(|n| &**n)
+                    .collect::<Vec<&str>>()
+                    .join(" ");
+                (set, Arc::from(header))
+            });
+        Ok(OAuthCaller {
+            token: token.clone(),
+            credential,
+            narrowed,
+        })
     }
 
     /// Format and checksum first (no lookup for garbage), then the digest in the snapshot.
@@ -212,16 +348,19 @@ impl<'s> Gatekeeper<'s> {
     }
 
     /// The allowlist, then every permission the route requires.
+    /// The key's allowlist (for a key, or a token issued to one), then every permission
+    /// the route requires.
     fn authorize(
         &self,
-        credential: &Credential,
+        credential: Option<&Credential>,
+        permissions: &PermissionSet,
         route: &Route,
         client_ip: IpAddr,
     ) -> Result<(), Denial> {
-        if !credential.allowlist.allows(client_ip) {
+        if credential.is_some_and(|credential| !credential.allowlist.allows(client_ip)) {
             return Err(Denial::IpNotAllowed);
         }
-        if let Some(bit) = credential.permissions.first_missing(&route.require) {
+        if let Some(bit) = permissions.first_missing(&route.require) {
             let missing = self
                 .catalog
                 .name_of(bit)
@@ -277,7 +416,7 @@ routes:
             version: 1,
             keys: vec![key],
             retired: vec![],
-            policy: None,
+            ..KeyChanges::default()
         };
         let snapshot = SnapshotBuilder::new(&config).apply(&Snapshot::empty(policy), changes);
         World {
@@ -313,6 +452,7 @@ routes:
             api_key: api_key.map(str::as_bytes),
             authorization: None,
             client_ip: IpAddr::from(ip),
+            token: None,
         };
         match gatekeeper.decide(&facts) {
             Decision::Forward { caller, .. } => Ok(caller.method()),
@@ -543,6 +683,7 @@ routes:
             api_key,
             authorization,
             client_ip: LOCAL.into(),
+            token: None,
         }
     }
 

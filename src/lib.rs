@@ -12,6 +12,7 @@ pub mod echo;
 pub mod lifecycle;
 pub mod listener;
 pub mod metrics;
+pub mod oauth;
 pub mod path;
 pub mod policy;
 pub mod proxy;

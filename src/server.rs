@@ -3,11 +3,15 @@
 
 use crate::admin::key_rules::KeyRules;
 use crate::admin::{self, AdminState, Readiness};
+use crate::auth::jwks::IssuerKeys;
+use crate::auth::jwt::TokenVerifier;
 use crate::config::Config;
 use crate::config::Environment;
 use crate::lifecycle;
 use crate::listener::{self, RouterService};
 use crate::metrics::Metrics;
+use crate::oauth::signing::SigningKeys;
+use crate::oauth::{self, OAuthServer};
 use crate::policy::permissions::Catalog;
 use crate::proxy::app::GatewayApp;
 use crate::proxy::head_guard::{GuardSettings, GuardSettingsRef, HeadLimits};
@@ -48,6 +52,26 @@ pub fn serve(config: Config, options: ServeOptions) -> anyhow::Result<()> {
     let catalog = Catalog::new(&config.permissions);
     let routes = RouteTable::new(&config, &catalog);
     let (upstreams, health_checks) = Upstreams::build(&config.upstreams)?;
+    let signing = Arc::new(SigningKeys::load(&config.oauth.signing_key_path)?);
+    let external: Vec<Arc<IssuerKeys>> = config
+        .oauth
+        .external_issuers
+        .iter()
+        .map(|issuer| Arc::new(IssuerKeys::new(issuer.clone())))
+        .collect();
+    let verifier = Arc::new(TokenVerifier::new(
+        &config.oauth,
+        signing.clone(),
+        external.clone(),
+        catalog.clone(),
+    ));
+    let oauth = Arc::new(OAuthServer::new(
+        &config,
+        signing,
+        syncer.clone(),
+        verifier.clone(),
+        &metrics,
+    ));
     let gateway = Gateway {
         routes,
         catalog,
@@ -57,6 +81,8 @@ pub fn serve(config: Config, options: ServeOptions) -> anyhow::Result<()> {
         environment: config.environment,
         snapshot: syncer.snapshot.clone(),
         usage: usage.clone(),
+        verifier,
+        oauth: oauth::router(oauth),
         metrics: metrics.clone(),
     };
     let token = std::env::var(&config.admin.token_env)
@@ -127,6 +153,9 @@ pub fn serve(config: Config, options: ServeOptions) -> anyhow::Result<()> {
         "snapshot sync",
         SyncService(syncer.clone()),
     ));
+    if !external.is_empty() {
+        server.add_service(background_service("external JWKS", JwksRefresher(external)));
+    }
     server.add_service(background_service(
         "usage flush",
         UsageFlusher::new(usage, syncer),
@@ -218,5 +247,23 @@ fn apply_test_clock(config: &Config) {
         _ => tracing::warn!(
             "TOLLGATE_TEST_CLOCK_OFFSET ignored: it applies only to environment: test"
         ),
+    }
+}
+
+/// Fetches every external issuer's JWKS at start, then every 5 minutes.
+struct JwksRefresher(Vec<Arc<IssuerKeys>>);
+
+#[async_trait]
+impl pingora::services::background::BackgroundService for JwksRefresher {
+    async fn start(&self, mut shutdown: pingora::server::ShutdownWatch) {
+        loop {
+            for issuer in &self.0 {
+                issuer.refresh().await;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(300)) => {}
+                _ = shutdown.changed() => return,
+            }
+        }
     }
 }

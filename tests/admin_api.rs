@@ -301,6 +301,15 @@ async fn every_operation_in_the_openapi_document_answers() {
     let (id, _) = admin
         .create_key(json!({"name": "doc", "permissions": ["accounts:read"]}))
         .await;
+    let (_, app) = admin
+        .post("/clients", json!({"name": "doc", "type": "public", "redirect_uris": ["https://app.test/cb"], "scopes": ["accounts:read"]}))
+        .await;
+    let (_, user) = admin
+        .post(
+            "/users",
+            json!({"username": "doc", "password": "a long enough password"}),
+        )
+        .await;
     let document: serde_json::Value = reqwest::get(gw.admin_url("/admin/v1/openapi.json"))
         .await
         .unwrap()
@@ -317,18 +326,32 @@ async fn every_operation_in_the_openapi_document_answers() {
             .filter(|(m, _)| *m != "parameters")
         {
             let method: Method = method.to_uppercase().parse().unwrap();
-            let concrete = path.replace("{id}", &id);
-            // Revoking first would make later calls on the key answer 409; both are answers.
+            let target = if path.starts_with("/clients") {
+                app["client_id"].as_str().unwrap()
+            } else if path.starts_with("/users") {
+                user["id"].as_str().unwrap()
+            } else {
+                id.as_str()
+            };
+            let concrete = path.replace("{id}", target);
             let body = match (method.as_str(), path.as_str()) {
                 ("POST", "/keys") => {
                     Some(json!({"name": "doc2", "permissions": ["accounts:read"]}))
                 }
+                ("POST", "/clients") => Some(
+                    json!({"name": "doc2", "type": "public", "redirect_uris": ["https://app.test/cb"], "scopes": ["accounts:read"]}),
+                ),
+                ("POST", "/users") => Some(
+                    json!({"username": format!("doc{operations}"), "password": "a long enough password"}),
+                ),
+                ("PATCH", p) if p.starts_with("/users") => Some(json!({"disabled": false})),
                 ("PATCH", _) => Some(json!({"name": "renamed"})),
                 ("PUT", _) => Some(json!({"block_legacy_keys": false})),
                 ("POST", _) => Some(json!({})),
                 _ => None,
             };
             let (status, answer) = admin.call(method.clone(), &concrete, body).await;
+            // Revoking or deleting first makes later calls on the same record answer 409.
             assert!(
                 status < 300 || status == 409,
                 "{method} {path} -> {status} {answer}"
@@ -336,7 +359,7 @@ async fn every_operation_in_the_openapi_document_answers() {
             operations += 1;
         }
     }
-    assert!(operations >= 11, "{operations}");
+    assert!(operations >= 17, "{operations}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -76,6 +76,37 @@ fn the_demo_starts_answers_and_stops_on_ctrl_c() {
         (elsewhere.status, elsewhere.code().as_str()),
         (403, "ip_not_allowed")
     );
+    // The client-credentials line of the tour.
+    let client_id = out
+        .split("curl -s -u ")
+        .nth(1)
+        .and_then(|rest| rest.split(':').next())
+        .expect("the tour prints a client-credentials line")
+        .to_string();
+    let basic = base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        format!("{client_id}:{key}"),
+    );
+    let body = "grant_type=client_credentials";
+    let token = raw(
+        gateway,
+        format!(
+            "POST /oauth/token HTTP/1.1\r\nHost: t\r\nAuthorization: Basic {basic}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    );
+    assert_eq!(token.status, 200, "{token:?}");
+    let access = token.json()["access_token"].as_str().unwrap().to_string();
+    let with_token = raw(
+        gateway,
+        &request("GET", format!("Authorization: Bearer {access}")),
+    );
+    assert_eq!(with_token.status, 200);
+    assert_eq!(
+        with_token.json()["headers"]["x-tollgate-auth-method"],
+        "oauth"
+    );
     for line in [
         "--interface 127.0.0.2",
         "-X POST",

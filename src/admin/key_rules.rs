@@ -105,6 +105,10 @@ impl KeyRules {
         }
     }
 
+    pub fn knows_permission(&self, name: &str) -> bool {
+        self.catalog.contains(name)
+    }
+
     pub fn create(
         &self,
         input: CreateKey,

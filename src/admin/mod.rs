@@ -5,6 +5,7 @@ mod error;
 mod idempotency;
 pub mod key_rules;
 mod keys;
+mod oauth_apps;
 pub mod openapi;
 mod policy;
 
@@ -103,6 +104,19 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/keys/{id}/rotate", post(keys::rotate))
         .route("/keys/{id}/revoke", post(keys::revoke))
         .route("/keys/{id}/usage", get(keys::usage))
+        .route(
+            "/clients",
+            post(oauth_apps::create_client).get(oauth_apps::list_clients),
+        )
+        .route(
+            "/clients/{id}",
+            get(oauth_apps::show_client).delete(oauth_apps::delete_client),
+        )
+        .route(
+            "/users",
+            post(oauth_apps::create_user).get(oauth_apps::list_users),
+        )
+        .route("/users/{id}", axum::routing::patch(oauth_apps::update_user))
         .route("/policy", get(policy::show).put(policy::replace))
         .route("/audit", get(policy::audit))
         .route_layer(axum::middleware::from_fn_with_state(

@@ -46,7 +46,7 @@ pub fn document() -> Value {
         json!({"200": ok("A page of audit entries", "AuditPage")}),
     );
     list_audit["parameters"] = page;
-    json!({
+    let mut document = json!({
         "openapi": "3.1.0",
         "info": {"title": "tollgate admin API", "version": env!("CARGO_PKG_VERSION")},
         "servers": [{"url": "/admin/v1"}],
@@ -134,5 +134,40 @@ pub fn document() -> Value {
                 "AuditPage": {"type": "object", "properties": {"data": {"type": "array", "items": {"type": "object"}}, "next_cursor": {"type": ["string", "null"]}}}
             }
         }
-    })
+    });
+    add_oauth_admin(&mut document);
+    document
+}
+
+/// Apps and users of the authorization-code flow.
+fn add_oauth_admin(document: &mut Value) {
+    let id = json!([{"name": "id", "in": "path", "required": true, "schema": {"type": "string"}}]);
+    let paths = &mut document["paths"];
+    paths["/clients"] = json!({
+        "post": idempotent(with_body(operation("Register an OAuth app; a confidential app's `client_secret` is shown once", json!({
+            "201": {"description": "The app"}, "400": error_response("invalid_request, unknown_permission")
+        })), "CreateClient")),
+        "get": operation("List OAuth apps", json!({"200": {"description": "A page of apps"}}))
+    });
+    paths["/clients/{id}"] = json!({
+        "parameters": id.clone(),
+        "get": operation("Show an app", json!({"200": {"description": "The app"}, "404": error_response("not_found")})),
+        "delete": operation("Delete an app; its tokens stop working", json!({"200": {"description": "The deleted app"}, "409": error_response("already_revoked")}))
+    });
+    paths["/users"] = json!({
+        "post": idempotent(with_body(operation("Create a user (password stored as argon2id)", json!({"201": {"description": "The user"}})), "CreateUser")),
+        "get": operation("List users", json!({"200": {"description": "A page of users"}}))
+    });
+    paths["/users/{id}"] = json!({
+        "parameters": id,
+        "patch": with_body(operation("Change a user's password or disable them", json!({"200": {"description": "The user"}})), "PatchUser")
+    });
+    let schemas = &mut document["components"]["schemas"];
+    schemas["CreateClient"] = json!({"type": "object", "additionalProperties": false, "required": ["name", "type", "redirect_uris", "scopes"], "properties": {
+        "name": {"type": "string"}, "type": {"enum": ["public", "confidential"]},
+        "redirect_uris": {"type": "array", "items": {"type": "string", "format": "uri"}}, "scopes": {"type": "array", "items": {"type": "string"}}}});
+    schemas["CreateUser"] = json!({"type": "object", "additionalProperties": false, "required": ["username", "password"], "properties": {
+        "username": {"type": "string"}, "password": {"type": "string", "minLength": 12}, "disabled": {"type": "boolean"}}});
+    schemas["PatchUser"] = json!({"type": "object", "additionalProperties": false, "properties": {
+        "password": {"type": "string", "minLength": 12}, "disabled": {"type": "boolean"}}});
 }

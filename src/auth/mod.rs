@@ -2,3 +2,5 @@
 
 pub mod api_key;
 pub mod base62;
+pub mod jwks;
+pub mod jwt;

@@ -37,15 +37,15 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     // The operator token of this demo only; set before any thread starts.
     let token = format!("demo-{}", crate::auth::base62::random(24));
     std::env::set_var(&config.admin.token_env, &token);
-    let key = create_demo_key(&config)?;
+    let (key, client_id) = create_demo_key(&config)?;
     start_echo(args.upstream_listen)?;
-    print_tour(&args, &key, &token);
+    print_tour(&args, &key, &client_id, &token);
     server::serve(config, ServeOptions::default())
 }
 
 /// Writes the demo key straight into the fresh store, through the same rules the admin
 /// API applies, and returns its secret.
-fn create_demo_key(config: &Config) -> anyhow::Result<String> {
+fn create_demo_key(config: &Config) -> anyhow::Result<(String, String)> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -67,7 +67,7 @@ fn create_demo_key(config: &Config) -> anyhow::Result<String> {
             .await?;
         change
             .minted
-            .map(|minted| minted.secret)
+            .map(|minted| (minted.secret, change.record.client_id.clone()))
             .ok_or_else(|| anyhow::anyhow!("no secret minted"))
     })
 }
@@ -129,7 +129,7 @@ routes:
     )
 }
 
-fn print_tour(args: &DemoArgs, key: &str, token: &str) {
+fn print_tour(args: &DemoArgs, key: &str, client_id: &str, token: &str) {
     let gw = args.listen;
     println!(
         r#"
@@ -155,6 +155,11 @@ Try:
   curl -i http://{gw}/nowhere
   # an anonymous route:
   curl -i http://{gw}/v1/public/hello
+
+The key is also an OAuth client (client credentials):
+  TOKEN=$(curl -s -u {client_id}:$KEY -d grant_type=client_credentials http://{gw}/oauth/token \
+          | sed 's/.*"access_token":"\([^"]*\)".*/\1/')
+  curl -i http://{gw}/v1/accounts -H "Authorization: Bearer $TOKEN"
 
 Manage keys with the CLI (in another terminal):
   export TOLLGATE_ADMIN_URL=http://{admin} TOLLGATE_ADMIN_TOKEN={token}

@@ -3,6 +3,7 @@
 mod admin_client;
 mod demo;
 mod keys;
+mod oauth;
 
 use crate::config::Config;
 use crate::server::{self, ServeOptions};
@@ -53,6 +54,20 @@ enum Command {
         #[command(subcommand)]
         command: keys::KeysCommand,
     },
+    /// Register, list, show and delete OAuth apps (through the admin API).
+    Clients {
+        #[command(flatten)]
+        admin: admin_client::AdminArgs,
+        #[command(subcommand)]
+        command: oauth::ClientsCommand,
+    },
+    /// Create, list and disable the users of the authorization-code flow.
+    Users {
+        #[command(flatten)]
+        admin: admin_client::AdminArgs,
+        #[command(subcommand)]
+        command: oauth::UsersCommand,
+    },
     /// Show or change the organisation-wide key policy (through the admin API).
     Policy {
         #[command(flatten)]
@@ -89,6 +104,8 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Demo(args) => report(demo::run(args)),
         Command::Keys { admin, command } => report(block_on(keys::keys(&admin, command))),
         Command::Policy { admin, command } => report(block_on(keys::policy(&admin, command))),
+        Command::Clients { admin, command } => report(block_on(oauth::clients(&admin, command))),
+        Command::Users { admin, command } => report(block_on(oauth::users(&admin, command))),
     }
 }
 

@@ -145,7 +145,8 @@ pub struct PolicyConfig {
 pub struct OAuthConfig {
     pub issuer: String,
     pub audience: Option<String>,
-    pub signing_key_path: PathBuf,
+    /// The first key signs; all are published. Generated on first start when absent.
+    pub signing_key_path: Vec<PathBuf>,
     pub access_token_ttl: Duration,
     pub refresh_token_ttl: Duration,
     pub auth_code_ttl: Duration,

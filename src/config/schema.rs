@@ -384,7 +384,7 @@ fn read_oauth(r: &mut Reader<'_>, top: &Object<'_>) -> OAuthConfig {
     let mut oauth = OAuthConfig {
         issuer: "http://127.0.0.1:8080".into(),
         audience: None,
-        signing_key_path: "data/signing.pem".into(),
+        signing_key_path: vec!["data/signing.pem".into()],
         access_token_ttl: Duration::from_secs(3600),
         refresh_token_ttl: Duration::from_secs(30 * 86_400),
         auth_code_ttl: Duration::from_secs(600),
@@ -406,11 +406,19 @@ fn read_oauth(r: &mut Reader<'_>, top: &Object<'_>) -> OAuthConfig {
     oauth.audience = r.field(&object, "audience", None, |r, v, p| {
         r.string(v, p).map(Some)
     });
+    // One path, or a list: the first key signs, every key is published in the JWKS.
     oauth.signing_key_path = r.field(
         &object,
         "signing_key_path",
         oauth.signing_key_path,
-        |r, v, p| r.string(v, p).map(PathBuf::from),
+        |r, value, path| match value {
+            Value::Sequence(items) if items.is_empty() => {
+                r.error(path, "needs at least one key file");
+                None
+            }
+            Value::Sequence(_) => r.list(value, path, |r, v, p| r.string(v, p).map(PathBuf::from)),
+            _ => r.string(value, path).map(|p| vec![PathBuf::from(p)]),
+        },
     );
     oauth.access_token_ttl = r.field(
         &object,

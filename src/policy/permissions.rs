@@ -92,6 +92,11 @@ impl PermissionSet {
 }
 
 impl Catalog {
+    /// Every permission of the catalog.
+    pub fn all(&self) -> PermissionSet {
+        self.set(self.names.iter()).unwrap_or_default()
+    }
+
     pub fn name_of(&self, bit: usize) -> Option<&Arc<str>> {
         self.names.get(bit)
     }

@@ -4,15 +4,18 @@
 pub mod app;
 mod framing;
 pub mod head_guard;
+mod oauth_bridge;
 mod respond;
 pub mod upstreams;
 
+use crate::auth::jwt::{TokenVerifier, VerifiedToken};
 use crate::clock;
 use crate::config::Environment;
 use crate::decision::{outcome_of, Caller, Decision, Gatekeeper, RequestFacts};
 use crate::denial::Denial;
 use crate::lifecycle::IN_FLIGHT;
 use crate::metrics::{method_label, Metrics};
+use crate::oauth;
 use crate::path::normalize;
 use crate::policy::client_addr::{client_ip, is_trusted};
 use crate::policy::permissions::Catalog;
@@ -41,7 +44,19 @@ pub struct Gateway {
     pub environment: Environment,
     pub snapshot: Arc<SnapshotHandle>,
     pub usage: Arc<UsageRecorder>,
+    pub verifier: Arc<TokenVerifier>,
+    pub oauth: axum::Router,
     pub metrics: Arc<Metrics>,
+}
+
+/// A bearer that is not a key is an access token to verify (when it is the only credential).
+fn token_to_verify<'r>(request: &'r RequestHeader, key_prefix: &str) -> Option<&'r [u8]> {
+    if request.headers.contains_key("x-api-key") {
+        return None;
+    }
+    let authorization = request.headers.get(http::header::AUTHORIZATION)?;
+    let token = crate::decision::bearer_token(authorization.as_bytes())?;
+    (!crate::auth::api_key::looks_like_key(token, key_prefix)).then_some(token)
 }
 
 /// Per-request state carried between phases.
@@ -58,6 +73,8 @@ pub struct RequestCtx {
     upstream_started: Option<Instant>,
     upstream_status: u16,
     connect_attempts: usize,
+    /// Answered by the authorization server, not routed.
+    oauth_endpoint: bool,
 }
 
 impl Drop for RequestCtx {
@@ -84,21 +101,17 @@ pub fn request_id(header: &RequestHeader) -> String {
 impl Gateway {
     /// Gathers the facts of a request and decides. On success the context knows the
     /// route and caller; on refusal it knows the route, if one matched.
-    fn admit(&self, session: &Session, ctx: &mut RequestCtx) -> Result<(), Denial> {
+    fn admit(
+        &self,
+        session: &Session,
+        ctx: &mut RequestCtx,
+        token: Option<&Result<Arc<VerifiedToken>, Denial>>,
+        now: i64,
+    ) -> Result<(), Denial> {
         let request = session.req_header();
         framing::check_framing(request, || raw_head(session))?;
         let path =
             normalize(request.uri.path()).map_err(|error| Denial::BadRequest(error.reason()))?;
-        let peer = peer_ip(session);
-        ctx.client_ip = client_ip(
-            peer,
-            request
-                .headers
-                .get_all("x-forwarded-for")
-                .iter()
-                .map(|v| v.as_bytes()),
-            &self.trusted_proxies,
-        );
         let facts = RequestFacts {
             method: &request.method,
             path: &path,
@@ -108,8 +121,8 @@ impl Gateway {
                 .get(http::header::AUTHORIZATION)
                 .map(|v| v.as_bytes()),
             client_ip: ctx.client_ip,
+            token,
         };
-        let now = clock::now_ms();
         let snapshot = self.snapshot.load();
         let deciding = Instant::now();
         let gatekeeper = Gatekeeper {
@@ -134,7 +147,7 @@ impl Gateway {
                     .auth_decisions
                     .with_label_values(&[caller.method(), "allowed"])
                     .inc();
-                if let Caller::ApiKey(credential) = &caller {
+                if let Some(credential) = caller.key() {
                     self.usage
                         .record(&credential.usage, &credential.id, Outcome::Allowed, now);
                 }
@@ -165,6 +178,9 @@ impl Gateway {
     }
 
     fn route_name(&self, ctx: &RequestCtx) -> &str {
+        if ctx.oauth_endpoint {
+            return "oauth";
+        }
         ctx.route
             .and_then(|index| self.routes.iter().nth(index))
             .map_or("unmatched", |route| &route.name)
@@ -224,12 +240,33 @@ impl ProxyHttp for Gateway {
             upstream_started: None,
             upstream_status: 0,
             connect_attempts: 0,
+            oauth_endpoint: false,
         }
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         ctx.request_id = request_id(session.req_header());
-        match self.admit(session, ctx) {
+        let request = session.req_header();
+        ctx.client_ip = client_ip(
+            peer_ip(session),
+            request
+                .headers
+                .get_all("x-forwarded-for")
+                .iter()
+                .map(|v| v.as_bytes()),
+            &self.trusted_proxies,
+        );
+        if oauth::PATHS.contains(&request.uri.path()) {
+            ctx.oauth_endpoint = true;
+            oauth_bridge::serve(session, ctx, &self.oauth).await?;
+            return Ok(true);
+        }
+        let now = clock::now_ms();
+        let token = match token_to_verify(request, &self.key_prefix) {
+            Some(token) => Some(self.verifier.verify(token, now).await),
+            None => None,
+        };
+        match self.admit(session, ctx, token.as_ref(), now) {
             Ok(()) => Ok(false),
             Err(denial) => {
                 respond::refuse(session, ctx, &denial).await?;
@@ -304,10 +341,12 @@ impl ProxyHttp for Gateway {
         }
         let caller = ctx.caller.as_ref().map_or("anonymous", Caller::method);
         upstream.insert_header("x-tollgate-auth-method", caller)?;
-        if let Some(Caller::ApiKey(credential)) = &ctx.caller {
-            upstream.insert_header("x-tollgate-subject", &*credential.id)?;
-            upstream.insert_header("x-tollgate-client-id", &*credential.client_id)?;
-            upstream.insert_header("x-tollgate-permissions", &*credential.permissions_header)?;
+        if let Some((subject, client_id, permissions)) =
+            ctx.caller.as_ref().and_then(Caller::identity)
+        {
+            upstream.insert_header("x-tollgate-subject", subject)?;
+            upstream.insert_header("x-tollgate-client-id", client_id)?;
+            upstream.insert_header("x-tollgate-permissions", permissions)?;
         }
         upstream.insert_header("x-request-id", ctx.request_id.as_str())?;
 

@@ -1,7 +1,7 @@
 //! Key and policy rows: reads, versioned writes with their audit entries, and the
 //! incremental "changes since version N" that snapshots are built from.
 
-use super::records::{KeyRecord, KeyType, Policy, Secrets, Timestamp};
+use super::records::{ClientRecord, KeyRecord, KeyType, Policy, Secrets, Timestamp};
 use super::{Store, StoreError, StoreResult};
 use crate::auth::api_key::Digest;
 use sqlx::any::AnyRow;
@@ -20,6 +20,21 @@ pub struct KeyChanges {
     /// Digests of secrets replaced by rotation, with their key id.
     pub retired: Vec<(Digest, String)>,
     pub policy: Option<Policy>,
+    pub clients: Vec<ClientRecord>,
+    /// `(user id, disabled)`.
+    pub users: Vec<(String, bool)>,
+    pub revoked_grants: Vec<String>,
+}
+
+impl KeyChanges {
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+            && self.retired.is_empty()
+            && self.policy.is_none()
+            && self.clients.is_empty()
+            && self.users.is_empty()
+            && self.revoked_grants.is_empty()
+    }
 }
 
 fn json_list(text: &str) -> Vec<String> {
@@ -353,11 +368,46 @@ impl Store {
         .await?
         .map(|row| policy_from_row(&row))
         .transpose()?;
+        let rows = sqlx::query(
+            "SELECT client_id, name, client_type, secret_digest, redirect_uris, scopes, created_at, deleted_at, \
+             version FROM oauth_clients WHERE version > $1 AND version <= $2",
+        )
+        .bind(since)
+        .bind(upto)
+        .fetch_all(&mut *conn)
+        .await?;
+        let clients = rows
+            .iter()
+            .map(super::oauth_tables::client_from_row)
+            .collect::<StoreResult<Vec<_>>>()?;
+        let rows =
+            sqlx::query("SELECT id, disabled FROM users WHERE version > $1 AND version <= $2")
+                .bind(since)
+                .bind(upto)
+                .fetch_all(&mut *conn)
+                .await?;
+        let mut users = Vec::with_capacity(rows.len());
+        for row in rows {
+            users.push((row.try_get(0)?, row.try_get::<i64, _>(1)? != 0));
+        }
+        let rows =
+            sqlx::query("SELECT grant_id FROM revoked_grants WHERE version > $1 AND version <= $2")
+                .bind(since)
+                .bind(upto)
+                .fetch_all(&mut *conn)
+                .await?;
+        let revoked_grants = rows
+            .iter()
+            .map(|row| row.try_get(0))
+            .collect::<Result<Vec<String>, _>>()?;
         Ok(KeyChanges {
             version: upto,
             keys,
             retired,
             policy,
+            clients,
+            users,
+            revoked_grants,
         })
     }
 }

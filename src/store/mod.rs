@@ -4,6 +4,7 @@
 mod admin_tables;
 mod dialect;
 mod keys;
+mod oauth_tables;
 pub mod records;
 pub mod snapshot;
 pub mod sync;
@@ -12,6 +13,7 @@ mod usage_table;
 pub use admin_tables::Idempotent;
 pub use dialect::Dialect;
 pub use keys::KeyChanges;
+pub use oauth_tables::Redeemed;
 pub use usage_table::UsageBatch;
 
 use crate::config::StoreUrl;

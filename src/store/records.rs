@@ -121,3 +121,65 @@ pub struct UsageDay {
     pub outcomes: std::collections::BTreeMap<String, i64>,
     pub total: i64,
 }
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientType {
+    /// Holds no secret; PKCE is its only proof.
+    Public,
+    /// Authenticates with a client secret.
+    Confidential,
+}
+
+impl ClientType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClientType::Public => "public",
+            ClientType::Confidential => "confidential",
+        }
+    }
+}
+
+/// An OAuth app of the authorization-code flow.
+#[derive(Debug, Clone, Serialize)]
+pub struct ClientRecord {
+    pub client_id: String,
+    pub name: String,
+    #[serde(rename = "type")]
+    pub client_type: ClientType,
+    pub redirect_uris: Vec<String>,
+    pub scopes: Vec<String>,
+    pub created_at: Timestamp,
+    pub deleted_at: Option<Timestamp>,
+    #[serde(skip)]
+    pub secret_digest: Option<Digest>,
+    #[serde(skip)]
+    pub version: i64,
+}
+
+/// A person who signs in on the authorization page.
+#[derive(Debug, Clone, Serialize)]
+pub struct UserRecord {
+    pub id: String,
+    pub username: String,
+    pub disabled: bool,
+    pub created_at: Timestamp,
+    /// argon2id, PHC string format.
+    #[serde(skip)]
+    pub password_hash: String,
+    #[serde(skip)]
+    pub version: i64,
+}
+
+/// What an authorization code or refresh token was issued for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    pub grant_id: String,
+    pub client_id: String,
+    pub user_id: String,
+    pub scope: String,
+    pub expires_at: i64,
+    /// Codes only: where the code was sent, and the PKCE S256 challenge.
+    pub redirect_uri: String,
+    pub code_challenge: String,
+}

@@ -55,6 +55,22 @@ impl Index {
     }
 }
 
+/// An OAuth app as the data plane needs it.
+#[derive(Debug)]
+pub struct AppInfo {
+    pub scopes: PermissionSet,
+    pub deleted: bool,
+}
+
+/// Apps, users and revoked grants: what user tokens and revocations are checked against.
+#[derive(Debug, Default, Clone)]
+struct OAuthIndex {
+    apps: HashMap<String, Arc<AppInfo>>,
+    /// User id to whether the user is disabled.
+    users: HashMap<String, bool>,
+    revoked_grants: std::collections::HashSet<String>,
+}
+
 #[derive(Debug, Clone)]
 pub struct Snapshot {
     /// The last store change included.
@@ -62,6 +78,7 @@ pub struct Snapshot {
     pub policy: Policy,
     base: Arc<Index>,
     overlay: Arc<Index>,
+    oauth: Arc<OAuthIndex>,
     /// Active (not revoked) keys by type: fine-grained, legacy.
     counts: [u64; 2],
 }
@@ -73,8 +90,22 @@ impl Snapshot {
             policy,
             base: Arc::default(),
             overlay: Arc::default(),
+            oauth: Arc::default(),
             counts: [0, 0],
         }
+    }
+
+    pub fn grant_revoked(&self, grant_id: &str) -> bool {
+        self.oauth.revoked_grants.contains(grant_id)
+    }
+
+    /// `Some(disabled)` for a known user.
+    pub fn user_disabled(&self, user_id: &str) -> Option<bool> {
+        self.oauth.users.get(user_id).copied()
+    }
+
+    pub fn app(&self, client_id: &str) -> Option<&Arc<AppInfo>> {
+        self.oauth.apps.get(client_id)
     }
 
     pub fn by_digest(&self, digest: &Digest) -> Option<&KeyEntry> {
@@ -232,11 +263,33 @@ impl SnapshotBuilder {
         } else {
             (current.base.clone(), Arc::new(overlay))
         };
+        let oauth = if changes.clients.is_empty()
+            && changes.users.is_empty()
+            && changes.revoked_grants.is_empty()
+        {
+            current.oauth.clone()
+        } else {
+            let mut oauth = (*current.oauth).clone();
+            for app in &changes.clients {
+                let known = app.scopes.iter().filter(|s| self.catalog.contains(s));
+                let info = AppInfo {
+                    scopes: self.catalog.set(known).unwrap_or_default(),
+                    deleted: app.deleted_at.is_some(),
+                };
+                oauth.apps.insert(app.client_id.clone(), Arc::new(info));
+            }
+            oauth.users.extend(changes.users.iter().cloned());
+            oauth
+                .revoked_grants
+                .extend(changes.revoked_grants.iter().cloned());
+            Arc::new(oauth)
+        };
         Snapshot {
             version: changes.version.max(current.version),
             policy: changes.policy.unwrap_or(current.policy),
             base,
             overlay,
+            oauth,
             counts,
         }
     }
@@ -263,7 +316,7 @@ mod tests {
             version,
             keys,
             retired,
-            policy: None,
+            ..KeyChanges::default()
         }
     }
 

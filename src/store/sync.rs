@@ -162,10 +162,7 @@ impl Syncer {
             .unwrap_or_else(|_| Err(StoreError::Unavailable("sync timed out".into())));
         match result {
             Ok(changes) => {
-                if !changes.keys.is_empty()
-                    || !changes.retired.is_empty()
-                    || changes.policy.is_some()
-                {
+                if !changes.is_empty() {
                     let next = builder.apply(&current, changes);
                     self.snapshot.current.store(Arc::new(next));
                 }

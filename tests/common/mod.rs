@@ -174,7 +174,10 @@ impl Gateway {
                 .as_mut()
                 .and_then(|c| c.try_wait().ok().flatten())
             {
-                return Err(format!("tollgate exited early with {status}:\n{}", self.stderr()));
+                return Err(format!(
+                    "tollgate exited early with {status}:\n{}",
+                    self.stderr()
+                ));
             }
             if http_get(self.admin, "/readyz").is_some_and(|r| r.status == 200)
                 && TcpStream::connect(self.addr).is_ok()
@@ -389,6 +392,7 @@ upgrade_sock: "{{dir}}/upgrade.sock"
 admin: {{ listen: "{{admin}}" }}
 metrics: {{ listen: "{{metrics}}" }}
 store: {{ url: "sqlite://{{dir}}/tollgate.db" }}
+oauth: {{ issuer: "http://{{listen}}", signing_key_path: "{{dir}}/signing.pem" }}
 permissions: [accounts:read, accounts:write]
 upstreams:
   echo: {{ targets: ["{up}"] }}
@@ -586,6 +590,7 @@ upgrade_sock: "{{dir}}/upgrade.sock"
 admin: {{ listen: "{{admin}}" }}
 metrics: {{ listen: "{{metrics}}" }}
 store: {{ url: "{store_url}", sync_interval: 1s, max_staleness: 5m }}
+oauth: {{ issuer: "http://{{listen}}", signing_key_path: "{{dir}}/signing.pem" }}
 infrastructure_ips: [127.0.0.3/32]
 permissions: [accounts:read, accounts:write]
 presets:

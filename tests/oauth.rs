@@ -1,0 +1,809 @@
+//! The authorization server and access tokens end to end, with the `oauth2` crate as the
+//! client: client credentials, the authorization-code flow with PKCE, refresh rotation,
+//! revocation, introspection, token attacks and external issuers.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::*;
+use oauth2::basic::{BasicClient, BasicErrorResponseType};
+use oauth2::{
+    AuthType, AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken, PkceCodeChallenge,
+    RedirectUrl, RefreshToken, RequestTokenError, Scope, TokenResponse, TokenUrl,
+};
+use reqwest::Method;
+use serde_json::json;
+use std::net::IpAddr;
+use std::time::Duration;
+
+fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
+}
+
+fn http_from(addr: &str) -> reqwest::Client {
+    reqwest::Client::builder()
+        .local_address(addr.parse::<IpAddr>().unwrap())
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
+}
+
+async fn get_with(client: &reqwest::Client, url: &str, token: &str) -> (u16, String) {
+    let response = client.get(url).bearer_auth(token).send().await.unwrap();
+    let status = response.status().as_u16();
+    let body: serde_json::Value = response.json().await.unwrap_or_default();
+    (
+        status,
+        body["error"]["code"].as_str().unwrap_or("").to_string(),
+    )
+}
+
+fn gateway(up: &Upstream) -> Gateway {
+    Gateway::start(&credentials_config(
+        up,
+        "sqlite://{dir}/data/tollgate.db",
+        "live",
+    ))
+}
+
+fn error_of<E: std::fmt::Debug + std::error::Error + 'static>(
+    result: Result<
+        impl std::fmt::Debug,
+        RequestTokenError<E, oauth2::StandardErrorResponse<BasicErrorResponseType>>,
+    >,
+) -> BasicErrorResponseType {
+    match result {
+        Err(RequestTokenError::ServerResponse(response)) => response.error().clone(),
+        other => panic!("expected an OAuth error response, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn client_credentials_tokens_stay_tied_to_their_key() {
+    let up = upstream();
+    let gw = gateway(&up);
+    let admin = Admin::of(&gw);
+    let (status, created) = admin
+        .post("/keys", json!({"name": "partner", "permissions": ["accounts:read", "accounts:write"], "ip_allowlist": ["127.0.0.1"]}))
+        .await;
+    assert_eq!(status, 201);
+    let id = created["id"].as_str().unwrap().to_string();
+    let client_id = created["client_id"].as_str().unwrap().to_string();
+    let secret = created["key"].as_str().unwrap().to_string();
+    let token_url = TokenUrl::new(gw.url("/oauth/token")).unwrap();
+    let client = BasicClient::new(ClientId::new(client_id.clone()))
+        .set_client_secret(ClientSecret::new(secret.clone()))
+        .set_token_uri(token_url.clone());
+    let http = http();
+
+    // The whole key's permissions by default; the token works on a route.
+    let token = client
+        .exchange_client_credentials()
+        .request_async(&http)
+        .await
+        .unwrap();
+    let access = token.access_token().secret().clone();
+    assert_eq!(token.expires_in(), Some(Duration::from_secs(3600)));
+    let accounts = gw.url("/v1/accounts");
+    assert_eq!(get_with(&http, &accounts, &access).await.0, 200);
+    let seen = up.recorder.requests();
+    let last = seen.last().unwrap();
+    assert_eq!(last.header("x-tollgate-auth-method"), ["oauth"]);
+    assert_eq!(last.header("x-tollgate-subject"), [id.as_str()]);
+    assert_eq!(last.header("x-tollgate-client-id"), [client_id.as_str()]);
+    assert_eq!(
+        last.header("x-tollgate-permissions"),
+        ["accounts:read accounts:write"]
+    );
+    assert!(last.header("authorization").is_empty());
+
+    // A narrowed scope is honoured.
+    let narrow = client
+        .exchange_client_credentials()
+        .add_scope(Scope::new("accounts:read".into()))
+        .request_async(&http)
+        .await
+        .unwrap();
+    assert_eq!(narrow.scopes().unwrap()[0].as_str(), "accounts:read");
+    let narrow = narrow.access_token().secret().clone();
+    assert_eq!(get_with(&http, &accounts, &narrow).await.0, 200);
+    let write = http
+        .post(&accounts)
+        .bearer_auth(&narrow)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(write.status(), 403);
+    let write = http
+        .post(&accounts)
+        .bearer_auth(&access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(write.status(), 200);
+
+    // Credentials in the body, and a JSON body, work too.
+    let body_auth = client.clone().set_auth_type(AuthType::RequestBody);
+    assert!(body_auth
+        .exchange_client_credentials()
+        .request_async(&http)
+        .await
+        .is_ok());
+    let json_body = http
+        .post(gw.url("/oauth/token"))
+        .json(&json!({"grant_type": "client_credentials", "client_id": client_id, "client_secret": secret}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(json_body.status(), 200);
+    assert_eq!(json_body.headers()["cache-control"], "no-store");
+
+    // From an address outside the key's allowlist the token is refused.
+    assert_eq!(
+        get_with(&http_from("127.0.0.2"), &accounts, &access).await,
+        (403, "ip_not_allowed".into())
+    );
+
+    // Rotating the key ends the tokens issued under its old secret.
+    let (_, rotated) = admin.post(&format!("/keys/{id}/rotate"), json!({})).await;
+    assert_eq!(
+        get_with(&http, &accounts, &access).await,
+        (401, "invalid_token".into())
+    );
+    let rotated_client = BasicClient::new(ClientId::new(client_id.clone()))
+        .set_client_secret(ClientSecret::new(rotated["key"].as_str().unwrap().into()))
+        .set_token_uri(token_url.clone());
+    let fresh = rotated_client
+        .exchange_client_credentials()
+        .request_async(&http)
+        .await
+        .unwrap();
+    let fresh = fresh.access_token().secret().clone();
+    assert_eq!(get_with(&http, &accounts, &fresh).await.0, 200);
+    // The old secret is no client secret any more.
+    assert_eq!(
+        error_of(
+            client
+                .exchange_client_credentials()
+                .request_async(&http)
+                .await
+        ),
+        BasicErrorResponseType::InvalidClient
+    );
+
+    // Revoking the key ends its tokens at once.
+    admin.post(&format!("/keys/{id}/revoke"), json!({})).await;
+    assert_eq!(
+        get_with(&http, &accounts, &fresh).await,
+        (401, "invalid_token".into())
+    );
+
+    let scrape = gw.scrape();
+    assert!(
+        metric(
+            &scrape,
+            "tollgate_tokens_issued_total{grant=\"client_credentials\"}"
+        ) >= 5.0,
+        "{scrape}"
+    );
+    assert!(
+        metric(
+            &scrape,
+            "tollgate_auth_decisions_total{method=\"oauth\",outcome=\"allowed\"}"
+        ) >= 3.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn scopes_beyond_the_key_and_bad_clients_are_refused() {
+    let up = upstream();
+    let gw = gateway(&up);
+    let admin = Admin::of(&gw);
+    let (status, created) = admin
+        .post(
+            "/keys",
+            json!({"name": "reader", "permissions": ["accounts:read"]}),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let client = BasicClient::new(ClientId::new(created["client_id"].as_str().unwrap().into()))
+        .set_client_secret(ClientSecret::new(created["key"].as_str().unwrap().into()))
+        .set_token_uri(TokenUrl::new(gw.url("/oauth/token")).unwrap());
+    let http = http();
+    let beyond = client
+        .exchange_client_credentials()
+        .add_scope(Scope::new("accounts:write".into()))
+        .request_async(&http)
+        .await;
+    assert_eq!(error_of(beyond), BasicErrorResponseType::InvalidScope);
+    let wrong = BasicClient::new(ClientId::new(created["client_id"].as_str().unwrap().into()))
+        .set_client_secret(ClientSecret::new("tg_live_wrong".into()))
+        .set_token_uri(TokenUrl::new(gw.url("/oauth/token")).unwrap());
+    assert_eq!(
+        error_of(
+            wrong
+                .exchange_client_credentials()
+                .request_async(&http)
+                .await
+        ),
+        BasicErrorResponseType::InvalidClient
+    );
+
+    let raw_token = |body: &'static str| {
+        http.post(gw.url("/oauth/token"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+    };
+    let unsupported = raw_token("grant_type=password&username=a&password=b&client_id=x")
+        .await
+        .unwrap();
+    assert_eq!(
+        unsupported.status(),
+        401,
+        "an unknown client is refused first"
+    );
+    let duplicated = raw_token("grant_type=client_credentials&grant_type=client_credentials")
+        .await
+        .unwrap();
+    assert_eq!(duplicated.status(), 400);
+    let answer: serde_json::Value = duplicated.json().await.unwrap();
+    assert_eq!(answer["error"], "invalid_request");
+    let no_client = raw_token("grant_type=client_credentials").await.unwrap();
+    assert_eq!(no_client.status(), 401);
+    assert!(no_client.headers().contains_key("www-authenticate"));
+    // A large body is refused before it is parsed.
+    let large = http
+        .post(gw.url("/oauth/token"))
+        .body(vec![b'a'; 70 * 1024])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(large.status(), 413);
+}
+
+/// The login form's hidden fields, and the CSRF cookie from the page.
+async fn open_login_page(http: &reqwest::Client, url: &str) -> (Vec<(String, String)>, String) {
+    let page = http.get(url).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let cookie = page.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let html = page.text().await.unwrap();
+    assert!(html.contains("<label for=\"username\">") && html.contains("lang=\"en\""));
+    let mut fields = Vec::new();
+    for input in html.split("<input type=\"hidden\" ").skip(1) {
+        let name = input
+            .split("name=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap();
+        let value = input
+            .split("value=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap();
+        fields.push((
+            name.to_string(),
+            value.replace("&amp;", "&").replace("&quot;", "\""),
+        ));
+    }
+    (fields, cookie)
+}
+
+async fn submit_login(
+    http: &reqwest::Client,
+    gw: &Gateway,
+    fields: &[(String, String)],
+    cookie: &str,
+    user: &str,
+    password: &str,
+    decision: &str,
+) -> reqwest::Response {
+    let mut form = fields.to_vec();
+    form.push(("username".into(), user.into()));
+    form.push(("password".into(), password.into()));
+    form.push(("decision".into(), decision.into()));
+    http.post(gw.url("/oauth/authorize"))
+        .header("cookie", cookie)
+        .form(&form)
+        .send()
+        .await
+        .unwrap()
+}
+
+fn query_of(location: &str) -> std::collections::HashMap<String, String> {
+    url::Url::parse(location)
+        .unwrap()
+        .query_pairs()
+        .into_owned()
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_authorization_code_flow_with_pkce_refresh_and_reuse_detection() {
+    let up = upstream();
+    let gw = gateway(&up);
+    let admin = Admin::of(&gw);
+    let redirect = "http://127.0.0.1:9/callback";
+    let (status, app) = admin
+        .post("/clients", json!({"name": "Partner Portal", "type": "confidential", "redirect_uris": [redirect], "scopes": ["accounts:read"]}))
+        .await;
+    assert_eq!(status, 201, "{app}");
+    let (status, user) = admin
+        .post(
+            "/users",
+            json!({"username": "ada", "password": "correct horse battery"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{user}");
+    assert!(
+        !user.to_string().contains("argon2"),
+        "the hash is never shown"
+    );
+    let client = BasicClient::new(ClientId::new(app["client_id"].as_str().unwrap().into()))
+        .set_client_secret(ClientSecret::new(
+            app["client_secret"].as_str().unwrap().into(),
+        ))
+        .set_auth_uri(AuthUrl::new(gw.url("/oauth/authorize")).unwrap())
+        .set_token_uri(TokenUrl::new(gw.url("/oauth/token")).unwrap())
+        .set_redirect_uri(RedirectUrl::new(redirect.into()).unwrap());
+    let http = http();
+
+    let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+    let (auth_url, state) = client
+        .authorize_url(CsrfToken::new_random)
+        .add_scope(Scope::new("accounts:read".into()))
+        .set_pkce_challenge(challenge)
+        .url();
+    let (fields, cookie) = open_login_page(&http, auth_url.as_str()).await;
+
+    // A wrong password shows the page again, and no code.
+    let wrong = submit_login(&http, &gw, &fields, &cookie, "ada", "nope", "allow").await;
+    assert_eq!(wrong.status(), 401);
+    assert!(wrong
+        .text()
+        .await
+        .unwrap()
+        .contains("Wrong username or password"));
+    // Without the CSRF cookie the form is refused.
+    let forged = submit_login(
+        &http,
+        &gw,
+        &fields,
+        "tg_csrf=forged",
+        "ada",
+        "correct horse battery",
+        "allow",
+    )
+    .await;
+    assert_eq!(forged.status(), 403);
+
+    let answer = submit_login(
+        &http,
+        &gw,
+        &fields,
+        &cookie,
+        "ada",
+        "correct horse battery",
+        "allow",
+    )
+    .await;
+    assert_eq!(answer.status(), 303);
+    let location = answer.headers()["location"].to_str().unwrap().to_string();
+    assert!(location.starts_with(redirect));
+    let query = query_of(&location);
+    assert_eq!(
+        query["state"],
+        *state.secret(),
+        "state passes through unchanged"
+    );
+    let code = query["code"].clone();
+
+    // A wrong verifier, or another redirect URI, is invalid_grant (and burns nothing else).
+    let (_, other_verifier) = PkceCodeChallenge::new_random_sha256();
+    let bad = client
+        .exchange_code(AuthorizationCode::new(code.clone()))
+        .set_pkce_verifier(other_verifier)
+        .request_async(&http)
+        .await;
+    assert_eq!(error_of(bad), BasicErrorResponseType::InvalidGrant);
+
+    // A second login gives a fresh code for the real exchange.
+    let (challenge, verifier2) = PkceCodeChallenge::new_random_sha256();
+    let (auth_url, _) = client
+        .authorize_url(CsrfToken::new_random)
+        .set_pkce_challenge(challenge)
+        .url();
+    let (fields, cookie) = open_login_page(&http, auth_url.as_str()).await;
+    let answer = submit_login(
+        &http,
+        &gw,
+        &fields,
+        &cookie,
+        "ada",
+        "correct horse battery",
+        "allow",
+    )
+    .await;
+    let code = query_of(answer.headers()["location"].to_str().unwrap())["code"].clone();
+    let _ = verifier;
+    let tokens = client
+        .exchange_code(AuthorizationCode::new(code.clone()))
+        .set_pkce_verifier(verifier2)
+        .request_async(&http)
+        .await
+        .unwrap();
+    let access = tokens.access_token().secret().clone();
+    let refresh = tokens.refresh_token().unwrap().clone();
+    let accounts = gw.url("/v1/accounts");
+    assert_eq!(get_with(&http, &accounts, &access).await.0, 200);
+    let user_id = user["id"].as_str().unwrap();
+    assert_eq!(
+        up.recorder
+            .requests()
+            .last()
+            .unwrap()
+            .header("x-tollgate-subject"),
+        [user_id]
+    );
+
+    // Introspection by the client that owns the token.
+    let introspected: serde_json::Value = http
+        .post(gw.url("/oauth/introspect"))
+        .basic_auth(
+            app["client_id"].as_str().unwrap(),
+            app["client_secret"].as_str(),
+        )
+        .form(&[("token", access.as_str())])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(introspected["active"], true, "{introspected}");
+    assert_eq!(introspected["sub"], user_id);
+
+    // The code is single use: a replay is invalid_grant and revokes what it issued.
+    let (_, replay_verifier) = PkceCodeChallenge::new_random_sha256();
+    let replay = client
+        .exchange_code(AuthorizationCode::new(code))
+        .set_pkce_verifier(replay_verifier)
+        .request_async(&http)
+        .await;
+    assert_eq!(error_of(replay), BasicErrorResponseType::InvalidGrant);
+    assert_eq!(
+        get_with(&http, &accounts, &access).await,
+        (401, "invalid_token".into())
+    );
+    assert_eq!(
+        error_of(
+            client
+                .exchange_refresh_token(&refresh)
+                .request_async(&http)
+                .await
+        ),
+        BasicErrorResponseType::InvalidGrant
+    );
+
+    // A fresh grant: refresh rotates; reusing a refresh token revokes the whole family.
+    let (challenge, verifier3) = PkceCodeChallenge::new_random_sha256();
+    let (auth_url, _) = client
+        .authorize_url(CsrfToken::new_random)
+        .set_pkce_challenge(challenge)
+        .url();
+    let (fields, cookie) = open_login_page(&http, auth_url.as_str()).await;
+    let answer = submit_login(
+        &http,
+        &gw,
+        &fields,
+        &cookie,
+        "ada",
+        "correct horse battery",
+        "allow",
+    )
+    .await;
+    let code = query_of(answer.headers()["location"].to_str().unwrap())["code"].clone();
+    let first = client
+        .exchange_code(AuthorizationCode::new(code))
+        .set_pkce_verifier(verifier3)
+        .request_async(&http)
+        .await
+        .unwrap();
+    let first_refresh: RefreshToken = first.refresh_token().unwrap().clone();
+    let second = client
+        .exchange_refresh_token(&first_refresh)
+        .request_async(&http)
+        .await
+        .unwrap();
+    let second_access = second.access_token().secret().clone();
+    let second_refresh = second.refresh_token().unwrap().clone();
+    assert_ne!(second_refresh.secret(), first_refresh.secret());
+    assert_eq!(get_with(&http, &accounts, &second_access).await.0, 200);
+    let reuse = client
+        .exchange_refresh_token(&first_refresh)
+        .request_async(&http)
+        .await;
+    assert_eq!(error_of(reuse), BasicErrorResponseType::InvalidGrant);
+    assert_eq!(
+        error_of(
+            client
+                .exchange_refresh_token(&second_refresh)
+                .request_async(&http)
+                .await
+        ),
+        BasicErrorResponseType::InvalidGrant
+    );
+    assert_eq!(
+        get_with(&http, &accounts, &second_access).await,
+        (401, "invalid_token".into())
+    );
+
+    let scrape = gw.scrape();
+    assert!(
+        metric(
+            &scrape,
+            "tollgate_tokens_issued_total{grant=\"authorization_code\"}"
+        ) >= 2.0
+    );
+    assert!(
+        metric(
+            &scrape,
+            "tollgate_tokens_issued_total{grant=\"refresh_token\"}"
+        ) >= 1.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_authorize_endpoint_refuses_what_it_must() {
+    let up = upstream();
+    let gw = gateway(&up);
+    let admin = Admin::of(&gw);
+    let redirect = "http://127.0.0.1:9/cb";
+    let (_, app) = admin
+        .post("/clients", json!({"name": "SPA", "type": "public", "redirect_uris": [redirect], "scopes": ["accounts:read"]}))
+        .await;
+    let app_id = app["client_id"].as_str().unwrap();
+    assert!(
+        app.get("client_secret").is_none(),
+        "a public client has no secret"
+    );
+    admin
+        .post(
+            "/users",
+            json!({"username": "bob", "password": "a long enough password"}),
+        )
+        .await;
+    let http = http();
+    let challenge = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+    let authorize = |query: String| {
+        http.get(format!("{}?{query}", gw.url("/oauth/authorize")))
+            .send()
+    };
+
+    // An unregistered redirect URI (or a look-alike) gets an error page, never a redirect.
+    for look_alike in [
+        "http://127.0.0.1:9/cb/",
+        "http://127.0.0.1:9/CB",
+        "http://127.0.0.1:9/cb?x=1",
+        "https://127.0.0.1:9@evil.test/cb",
+        "http://evil.test/cb",
+    ] {
+        let response = authorize(format!(
+            "response_type=code&client_id={app_id}&redirect_uri={}&code_challenge={challenge}&code_challenge_method=S256",
+            urlencode(look_alike)
+        ))
+        .await
+        .unwrap();
+        assert_eq!(response.status(), 400, "{look_alike}");
+        assert!(response.headers().get("location").is_none());
+    }
+    let unknown = authorize(format!(
+        "response_type=code&client_id=app_nobody&redirect_uri={}",
+        urlencode(redirect)
+    ))
+    .await
+    .unwrap();
+    assert_eq!(unknown.status(), 400);
+
+    // PKCE is required, and only S256.
+    let base = format!(
+        "response_type=code&client_id={app_id}&redirect_uri={}&state=xyz",
+        urlencode(redirect)
+    );
+    for (extra, error) in [
+        (String::new(), "invalid_request"),
+        (
+            format!("&code_challenge={challenge}&code_challenge_method=plain"),
+            "invalid_request",
+        ),
+        (format!("&code_challenge={challenge}"), "invalid_request"),
+        (
+            format!("&code_challenge={challenge}&code_challenge_method=S256&scope=accounts:write"),
+            "invalid_scope",
+        ),
+    ] {
+        let response = authorize(format!("{base}{extra}")).await.unwrap();
+        assert_eq!(response.status(), 303, "{extra}");
+        let query = query_of(response.headers()["location"].to_str().unwrap());
+        assert_eq!(query["error"], error, "{extra}");
+        assert_eq!(query["state"], "xyz");
+    }
+    let wrong_type = authorize(format!(
+        "response_type=token&client_id={app_id}&redirect_uri={}",
+        urlencode(redirect)
+    ))
+    .await
+    .unwrap();
+    assert_eq!(
+        query_of(wrong_type.headers()["location"].to_str().unwrap())["error"],
+        "unsupported_response_type"
+    );
+
+    // Denying consent redirects with access_denied.
+    let url = format!(
+        "{}?{base}&code_challenge={challenge}&code_challenge_method=S256",
+        gw.url("/oauth/authorize")
+    );
+    let (fields, cookie) = open_login_page(&http, &url).await;
+    let denied = submit_login(
+        &http,
+        &gw,
+        &fields,
+        &cookie,
+        "bob",
+        "a long enough password",
+        "deny",
+    )
+    .await;
+    assert_eq!(
+        query_of(denied.headers()["location"].to_str().unwrap())["error"],
+        "access_denied"
+    );
+
+    // A code redeemed by another client is invalid_grant; a public client needs no secret.
+    let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+    let url = format!(
+        "{}?{base}&code_challenge={}&code_challenge_method=S256",
+        gw.url("/oauth/authorize"),
+        challenge.as_str()
+    );
+    let (fields, cookie) = open_login_page(&http, &url).await;
+    let answer = submit_login(
+        &http,
+        &gw,
+        &fields,
+        &cookie,
+        "bob",
+        "a long enough password",
+        "allow",
+    )
+    .await;
+    let code = query_of(answer.headers()["location"].to_str().unwrap())["code"].clone();
+    let (_, other) = admin
+        .post("/clients", json!({"name": "Other", "type": "public", "redirect_uris": [redirect], "scopes": ["accounts:read"]}))
+        .await;
+    let thief = BasicClient::new(ClientId::new(other["client_id"].as_str().unwrap().into()))
+        .set_token_uri(TokenUrl::new(gw.url("/oauth/token")).unwrap())
+        .set_redirect_uri(RedirectUrl::new(redirect.into()).unwrap());
+    let stolen = thief
+        .exchange_code(AuthorizationCode::new(code))
+        .set_pkce_verifier(verifier)
+        .request_async(&http)
+        .await;
+    assert_eq!(error_of(stolen), BasicErrorResponseType::InvalidGrant);
+
+    let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+    let url = format!(
+        "{}?{base}&code_challenge={}&code_challenge_method=S256",
+        gw.url("/oauth/authorize"),
+        challenge.as_str()
+    );
+    let (fields, cookie) = open_login_page(&http, &url).await;
+    let answer = submit_login(
+        &http,
+        &gw,
+        &fields,
+        &cookie,
+        "bob",
+        "a long enough password",
+        "allow",
+    )
+    .await;
+    let code = query_of(answer.headers()["location"].to_str().unwrap())["code"].clone();
+    let public = BasicClient::new(ClientId::new(app_id.into()))
+        .set_token_uri(TokenUrl::new(gw.url("/oauth/token")).unwrap())
+        .set_redirect_uri(RedirectUrl::new(redirect.into()).unwrap());
+    let tokens = public
+        .exchange_code(AuthorizationCode::new(code))
+        .set_pkce_verifier(verifier)
+        .request_async(&http)
+        .await
+        .unwrap();
+    assert_eq!(
+        get_with(
+            &http,
+            &gw.url("/v1/accounts"),
+            tokens.access_token().secret()
+        )
+        .await
+        .0,
+        200
+    );
+
+    // Disabling the user ends their tokens; deleting the app does too.
+    let (_, users) = admin.get("/users").await;
+    let bob = users["data"][0]["id"].as_str().unwrap().to_string();
+    admin
+        .call(
+            Method::PATCH,
+            &format!("/users/{bob}"),
+            Some(json!({"disabled": true})),
+        )
+        .await;
+    assert_eq!(
+        get_with(
+            &http,
+            &gw.url("/v1/accounts"),
+            tokens.access_token().secret()
+        )
+        .await,
+        (401, "invalid_token".into())
+    );
+}
+
+fn urlencode(text: &str) -> String {
+    url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn metadata_and_jwks_are_published() {
+    let up = upstream();
+    let gw = gateway(&up);
+    let metadata: serde_json::Value =
+        reqwest::get(gw.url("/.well-known/oauth-authorization-server"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+    assert_eq!(
+        metadata["issuer"],
+        format!("http://{}", gw.addr),
+        "byte for byte the configured issuer"
+    );
+    assert_eq!(
+        metadata["code_challenge_methods_supported"],
+        json!(["S256"])
+    );
+    assert_eq!(metadata["token_endpoint"], gw.url("/oauth/token"));
+    let jwks: serde_json::Value = reqwest::get(gw.url("/.well-known/jwks.json"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let key = &jwks["keys"][0];
+    assert_eq!(key["kty"], "OKP");
+    assert!(key["kid"].is_string());
+    assert!(key.get("d").is_none(), "never the private part");
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(gw.dir.path().join("signing.pem"))
+            .unwrap()
+            .permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600);
+}
