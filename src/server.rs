@@ -7,12 +7,17 @@ use crate::auth::jwks::IssuerKeys;
 use crate::auth::jwt::TokenVerifier;
 use crate::config::Config;
 use crate::config::Environment;
+use crate::config::LimitBackend;
 use crate::lifecycle;
 use crate::listener::{self, RouterService};
 use crate::metrics::Metrics;
 use crate::oauth::signing::SigningKeys;
 use crate::oauth::{self, OAuthServer};
 use crate::policy::permissions::Catalog;
+use crate::policy::rate_limit::keeper::QuotaKeeper;
+use crate::policy::rate_limit::local::LocalLimiter;
+use crate::policy::rate_limit::redis::RedisLimiter;
+use crate::policy::rate_limit::{LimitMetrics, Limiter};
 use crate::proxy::app::GatewayApp;
 use crate::proxy::head_guard::{GuardSettings, GuardSettingsRef, HeadLimits};
 use crate::proxy::upstreams::Upstreams;
@@ -42,7 +47,8 @@ pub struct ServeOptions {
 pub fn serve(config: Config, options: ServeOptions) -> anyhow::Result<()> {
     apply_test_clock(&config);
     let metrics = Arc::new(Metrics::new());
-    let readiness = Arc::new(Readiness::default());
+    // Ready once the snapshot and the persisted daily quotas are loaded.
+    let readiness = Arc::new(Readiness::new(2));
     let syncer = Arc::new(Syncer::new(
         &config,
         readiness.clone(),
@@ -72,6 +78,8 @@ pub fn serve(config: Config, options: ServeOptions) -> anyhow::Result<()> {
         verifier.clone(),
         &metrics,
     ));
+    let limit_metrics = LimitMetrics::new(&metrics);
+    let limiter = Arc::new(build_limiter(&config, &limit_metrics));
     let gateway = Gateway {
         routes,
         catalog,
@@ -82,6 +90,9 @@ pub fn serve(config: Config, options: ServeOptions) -> anyhow::Result<()> {
         snapshot: syncer.snapshot.clone(),
         usage: usage.clone(),
         verifier,
+        limiter: limiter.clone(),
+        limit_metrics,
+        rate_limits: config.rate_limits.clone(),
         oauth: oauth::router(oauth),
         metrics: metrics.clone(),
     };
@@ -156,6 +167,10 @@ pub fn serve(config: Config, options: ServeOptions) -> anyhow::Result<()> {
     if !external.is_empty() {
         server.add_service(background_service("external JWKS", JwksRefresher(external)));
     }
+    server.add_service(background_service(
+        "quota keeper",
+        QuotaKeeper::new(limiter, syncer.clone(), readiness.clone()),
+    ));
     server.add_service(background_service(
         "usage flush",
         UsageFlusher::new(usage, syncer),
@@ -264,6 +279,21 @@ impl pingora::services::background::BackgroundService for JwksRefresher {
                 _ = tokio::time::sleep(Duration::from_secs(300)) => {}
                 _ = shutdown.changed() => return,
             }
+        }
+    }
+}
+
+fn build_limiter(config: &Config, metrics: &LimitMetrics) -> Limiter {
+    match &config.rate_limits.backend {
+        LimitBackend::Local => Limiter::Local(LocalLimiter::default()),
+        LimitBackend::Redis(url) => {
+            let active = metrics.fallback_active.clone();
+            let on_fallback = Arc::new(move |fallback: bool| active.set(i64::from(fallback)));
+            Limiter::Redis(RedisLimiter::new(
+                url,
+                config.rate_limits.replicas,
+                on_fallback,
+            ))
         }
     }
 }

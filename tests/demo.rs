@@ -107,6 +107,16 @@ fn the_demo_starts_answers_and_stops_on_ctrl_c() {
         with_token.json()["headers"]["x-tollgate-auth-method"],
         "oauth"
     );
+    // The rate-limit loop of the tour: five allowed in 10 s, then 429 (one was used above).
+    let statuses: Vec<u16> = (0..6)
+        .map(|_| http_get(gateway, "/v1/public/hello").unwrap().status)
+        .collect();
+    // (A 10 s window may end mid-loop, so at least one refusal, never an error.)
+    assert!(
+        statuses.contains(&429) && statuses.iter().all(|s| *s == 200 || *s == 429),
+        "{statuses:?}"
+    );
+    assert!(out.contains("for i in 1 2 3 4 5 6 7"));
     for line in [
         "--interface 127.0.0.2",
         "-X POST",

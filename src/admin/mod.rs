@@ -27,7 +27,7 @@ use key_rules::KeyRules;
 use serde::de::DeserializeOwned;
 use serde_json::json;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use subtle::ConstantTimeEq;
 
@@ -35,17 +35,27 @@ use subtle::ConstantTimeEq;
 pub const OPERATOR: &str = "operator";
 const MAX_BODY: usize = 64 * 1024;
 
-/// Whether the gateway can serve: set once the first snapshot is loaded.
-#[derive(Debug, Default)]
-pub struct Readiness(AtomicBool);
+/// Whether the gateway can serve: every component that must load first (the snapshot,
+/// the persisted daily quotas) has said so.
+#[derive(Debug)]
+pub struct Readiness(AtomicUsize);
 
 impl Readiness {
+    /// Ready once `components` calls of [`Readiness::set_ready`] have been made.
+    pub fn new(components: usize) -> Self {
+        Readiness(AtomicUsize::new(components))
+    }
+
     pub fn set_ready(&self) {
-        self.0.store(true, Ordering::Release);
+        let _ = self
+            .0
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |left| {
+                left.checked_sub(1)
+            });
     }
 
     pub fn is_ready(&self) -> bool {
-        self.0.load(Ordering::Acquire)
+        self.0.load(Ordering::Acquire) == 0
     }
 }
 

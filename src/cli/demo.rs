@@ -121,6 +121,7 @@ routes:
   - path_prefix: /v1/public
     upstream: echo
     anonymous: true
+    rate_limit: {{ requests: 5, per: 10s }}
 "#,
         listen = args.listen,
         admin = args.admin_listen,
@@ -155,6 +156,10 @@ Try:
   curl -i http://{gw}/nowhere
   # an anonymous route:
   curl -i http://{gw}/v1/public/hello
+
+Rate limits: /v1/public allows 5 requests per 10 s per caller; the 6th gets 429:
+  for i in 1 2 3 4 5 6 7; do curl -s -o /dev/null -w "%{{http_code}} " http://{gw}/v1/public/hello; done; echo
+  curl -si http://{gw}/v1/public/hello | grep -i -e ratelimit -e retry-after
 
 The key is also an OAuth client (client credentials):
   TOKEN=$(curl -s -u {client_id}:$KEY -d grant_type=client_credentials http://{gw}/oauth/token \

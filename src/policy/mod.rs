@@ -3,3 +3,4 @@
 pub mod client_addr;
 pub mod ip_allowlist;
 pub mod permissions;
+pub mod rate_limit;

@@ -11,6 +11,7 @@ pub mod upstreams;
 use crate::auth::jwt::{TokenVerifier, VerifiedToken};
 use crate::clock;
 use crate::config::Environment;
+use crate::config::RateLimitConfig;
 use crate::decision::{outcome_of, Caller, Decision, Gatekeeper, RequestFacts};
 use crate::denial::Denial;
 use crate::lifecycle::IN_FLIGHT;
@@ -19,6 +20,11 @@ use crate::oauth;
 use crate::path::normalize;
 use crate::policy::client_addr::{client_ip, is_trusted};
 use crate::policy::permissions::Catalog;
+use crate::policy::rate_limit::{
+    headers as limit_headers, CallerKey, LimitMetrics, Limiter, TierKind, Verdict, WindowKind,
+    Windows,
+};
+use crate::routes::Route;
 use crate::routes::RouteTable;
 use crate::store::sync::SnapshotHandle;
 use crate::usage::{Outcome, UsageRecorder};
@@ -45,6 +51,9 @@ pub struct Gateway {
     pub snapshot: Arc<SnapshotHandle>,
     pub usage: Arc<UsageRecorder>,
     pub verifier: Arc<TokenVerifier>,
+    pub limiter: Arc<Limiter>,
+    pub limit_metrics: LimitMetrics,
+    pub rate_limits: RateLimitConfig,
     pub oauth: axum::Router,
     pub metrics: Arc<Metrics>,
 }
@@ -75,6 +84,10 @@ pub struct RequestCtx {
     connect_attempts: usize,
     /// Answered by the authorization server, not routed.
     oauth_endpoint: bool,
+    /// Whom the request counts against, decided with the admission.
+    limit_scope: Option<(CallerKey, Windows)>,
+    /// The rate-limit verdict, for the response headers.
+    pub limits: Option<Verdict>,
 }
 
 impl Drop for RequestCtx {
@@ -151,6 +164,7 @@ impl Gateway {
                     self.usage
                         .record(&credential.usage, &credential.id, Outcome::Allowed, now);
                 }
+                ctx.limit_scope = Some(self.scope_of(&caller, Some(route), ctx.client_ip));
                 ctx.route = Some(route.index);
                 ctx.caller = Some(caller);
                 Ok(())
@@ -167,14 +181,62 @@ impl Gateway {
                         .with_label_values(&[method, denial.code()])
                         .inc();
                 }
-                if let (Some(credential), Some(outcome)) = (key, outcome_of(&denial)) {
+                if let (Some(credential), Some(outcome)) = (&key, outcome_of(&denial)) {
                     self.usage
                         .record(&credential.usage, &credential.id, outcome, now);
                 }
+                ctx.limit_scope = Some(match &key {
+                    Some(credential) => {
+                        self.scope_of(&Caller::ApiKey(credential.clone()), route, ctx.client_ip)
+                    }
+                    None => self.anonymous_scope(ctx.client_ip, route),
+                });
                 ctx.route = route.map(|route| route.index);
                 Err(denial)
             }
         }
+    }
+
+    /// Whom a request counts against, and which windows apply.
+    fn scope_of(
+        &self,
+        caller: &Caller,
+        route: Option<&Route>,
+        client_ip: IpAddr,
+    ) -> (CallerKey, Windows) {
+        let route_window = route.and_then(|r| r.rate_limit.map(|w| (r.index as u16, w)));
+        let (key, tier, own) = match caller {
+            Caller::Anonymous => return self.anonymous_scope(client_ip, route),
+            Caller::ApiKey(credential) => (
+                CallerKey::Key(credential.id.clone()),
+                TierKind::ApiKey,
+                credential.rate_limit,
+            ),
+            Caller::OAuth(oauth) => match &oauth.credential {
+                Some(credential) => (
+                    CallerKey::Key(credential.id.clone()),
+                    TierKind::OAuth,
+                    credential.rate_limit,
+                ),
+                None => (
+                    CallerKey::Subject(oauth.token.subject.clone()),
+                    TierKind::OAuth,
+                    None,
+                ),
+            },
+        };
+        (
+            key,
+            Windows::new(&self.rate_limits, tier, own, route_window),
+        )
+    }
+
+    fn anonymous_scope(&self, client_ip: IpAddr, route: Option<&Route>) -> (CallerKey, Windows) {
+        let route_window = route.and_then(|r| r.rate_limit.map(|w| (r.index as u16, w)));
+        (
+            CallerKey::Address(client_ip),
+            Windows::new(&self.rate_limits, TierKind::Anonymous, None, route_window),
+        )
     }
 
     fn route_name(&self, ctx: &RequestCtx) -> &str {
@@ -241,6 +303,8 @@ impl ProxyHttp for Gateway {
             upstream_status: 0,
             connect_attempts: 0,
             oauth_endpoint: false,
+            limit_scope: None,
+            limits: None,
         }
     }
 
@@ -266,9 +330,37 @@ impl ProxyHttp for Gateway {
             Some(token) => Some(self.verifier.verify(token, now).await),
             None => None,
         };
-        match self.admit(session, ctx, token.as_ref(), now) {
-            Ok(()) => Ok(false),
+        let admitted = self.admit(session, ctx, token.as_ref(), now);
+        let (caller_key, windows) = ctx
+            .limit_scope
+            .take()
+            .unwrap_or_else(|| self.anonymous_scope(ctx.client_ip, None));
+        let refusal = match admitted {
+            Ok(()) => {
+                let verdict = self.limiter.check(&caller_key, &windows, now).await;
+                self.limit_metrics.record(&verdict);
+                let refused = verdict.refused_by.map(|window| match window {
+                    WindowKind::Day => Denial::QuotaExceeded,
+                    _ => Denial::RateLimited,
+                });
+                if let (Some(denial), Some(credential)) =
+                    (&refused, ctx.caller.as_ref().and_then(Caller::key))
+                {
+                    let outcome = outcome_of(denial).unwrap_or(Outcome::RateLimited);
+                    self.usage
+                        .record(&credential.usage, &credential.id, outcome, now);
+                }
+                ctx.limits = Some(verdict);
+                refused
+            }
             Err(denial) => {
+                ctx.limits = Some(self.limiter.peek(&caller_key, &windows, now).await);
+                Some(denial)
+            }
+        };
+        match refusal {
+            None => Ok(false),
+            Some(denial) => {
                 respond::refuse(session, ctx, &denial).await?;
                 Ok(true)
             }
@@ -394,6 +486,11 @@ impl ProxyHttp for Gateway {
         response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        if let Some(verdict) = &ctx.limits {
+            for (name, value) in limit_headers::headers(verdict) {
+                response.insert_header(name, value)?;
+            }
+        }
         response.insert_header("x-request-id", ctx.request_id.as_str())
     }
 

@@ -121,6 +121,8 @@ pub struct Syncer {
     seed_policy: Policy,
     interval: Duration,
     readiness: Arc<Readiness>,
+    /// The first snapshot is loaded.
+    loaded: std::sync::atomic::AtomicBool,
     metrics: SyncMetrics,
 }
 
@@ -135,6 +137,7 @@ impl Syncer {
             seed_policy: policy,
             interval: config.store.sync_interval,
             readiness,
+            loaded: std::sync::atomic::AtomicBool::new(false),
             metrics,
         }
     }
@@ -222,12 +225,13 @@ impl Syncer {
             }
         }
         loop {
-            if !self.readiness.is_ready() {
+            if !self.loaded.load(Ordering::Acquire) {
                 let seeded = match self.store() {
                     Some(store) => store.seed_policy(self.seed_policy, clock::now_ms()).await,
                     None => Ok(()),
                 };
                 if seeded.is_ok() && self.sync_now().await.is_ok() {
+                    self.loaded.store(true, Ordering::Release);
                     self.readiness.set_ready();
                     tracing::info!(version = self.snapshot.load().version, "snapshot loaded");
                 }

@@ -77,3 +77,44 @@ impl Store {
             .collect())
     }
 }
+
+impl Store {
+    /// Saves daily quota counts; a count never goes down.
+    pub async fn save_quotas(&self, counts: &[(String, i64, u64)]) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        for (caller, day, count) in counts {
+            sqlx::query(
+                "INSERT INTO quota_daily (caller, day, count) VALUES ($1, $2, $3) ON CONFLICT (caller, day) \
+                 DO UPDATE SET count = CASE WHEN excluded.count > quota_daily.count THEN excluded.count \
+                 ELSE quota_daily.count END",
+            )
+            .bind(caller.clone())
+            .bind(*day)
+            .bind(*count as i64)
+            .execute(&mut *tx)
+            .await?;
+        }
+        sqlx::query("DELETE FROM quota_daily WHERE day < $1")
+            .bind(counts.iter().map(|(_, day, _)| *day).min().unwrap_or(0) - 86_400_000)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The daily counts of the day starting at `day`.
+    pub async fn load_quotas(&self, day: i64) -> StoreResult<Vec<(String, u64)>> {
+        let rows = sqlx::query("SELECT caller, count FROM quota_daily WHERE day = $1")
+            .bind(day)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok((
+                    row.try_get("caller")?,
+                    row.try_get::<i64, _>("count")?.max(0) as u64,
+                ))
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,110 @@
+//! Keeps the local limiter's daily counts in the store (restored at start, saved every
+//! 2 s and on shutdown) and forgets idle callers.
+
+use super::{CallerKey, Limiter, DAY_MS};
+use crate::admin::Readiness;
+use crate::clock;
+use crate::lifecycle::Finalizer;
+use crate::store::sync::Syncer;
+use async_trait::async_trait;
+use pingora::server::ShutdownWatch;
+use pingora::services::background::BackgroundService;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+const SAVE_EVERY: Duration = Duration::from_secs(2);
+const SWEEP_EVERY: u32 = 15;
+
+pub struct QuotaKeeper {
+    pub limiter: Arc<Limiter>,
+    pub syncer: Arc<Syncer>,
+    pub readiness: Arc<Readiness>,
+    finalizer: Mutex<Option<Finalizer>>,
+}
+
+impl QuotaKeeper {
+    pub fn new(limiter: Arc<Limiter>, syncer: Arc<Syncer>, readiness: Arc<Readiness>) -> Self {
+        QuotaKeeper {
+            limiter,
+            syncer,
+            readiness,
+            finalizer: Mutex::new(Some(Finalizer::register())),
+        }
+    }
+
+    async fn save(&self) {
+        let (Some(local), Some(store)) = (self.limiter.persisted(), self.syncer.store()) else {
+            return;
+        };
+        let dirty = local.take_dirty_days();
+        if dirty.is_empty() {
+            return;
+        }
+        let saved = tokio::time::timeout(self.syncer.deadline(), store.save_quotas(&dirty)).await;
+        if !matches!(saved, Ok(Ok(()))) {
+            tracing::warn!("saving daily quota counts failed; will retry");
+            for (caller, day, count) in dirty {
+                if let Some(key) = CallerKey::parse(&caller) {
+                    local.restore_day(key, day, count);
+                    local.mark_day_dirty(&caller);
+                }
+            }
+        }
+    }
+
+    /// Loads today's counts once the store is reachable.
+    async fn restore(&self, shutdown: &mut ShutdownWatch) {
+        let Some(local) = self.limiter.persisted() else {
+            self.readiness.set_ready();
+            return;
+        };
+        loop {
+            if let Some(store) = self.syncer.store() {
+                let now = clock::now_ms();
+                let today = now - now.rem_euclid(DAY_MS as i64);
+                if let Ok(rows) = store.load_quotas(today).await {
+                    for (caller, count) in rows {
+                        if let Some(key) = CallerKey::parse(&caller) {
+                            local.restore_day(key, today, count);
+                        }
+                    }
+                    self.readiness.set_ready();
+                    return;
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl BackgroundService for QuotaKeeper {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        self.restore(&mut shutdown).await;
+        let mut ticks = 0u32;
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(SAVE_EVERY) => {}
+                _ = shutdown.changed() => break,
+            }
+            self.save().await;
+            ticks += 1;
+            if ticks % SWEEP_EVERY == 0 {
+                self.limiter.local().sweep(clock::now_ms());
+            }
+        }
+        for _ in 0..3000 {
+            if crate::lifecycle::in_flight() == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        self.save().await;
+        if let Ok(mut finalizer) = self.finalizer.lock() {
+            finalizer.take();
+        }
+    }
+}

@@ -1,0 +1,315 @@
+//! In-process counters: one entry per caller in a sharded map, checked and counted under
+//! that entry's lock, so concurrent requests of one caller never overshoot a limit.
+
+use super::{decide, states, CallerKey, Verdict, WindowKind, Windows, DAY_MS};
+use dashmap::DashMap;
+
+/// Callers idle this long may be forgotten (their daily count was persisted first).
+const IDLE_MS: i64 = 10 * 60_000;
+
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    kind: WindowKind,
+    start: i64,
+    count: u64,
+}
+
+#[derive(Debug, Default)]
+struct CallerState {
+    slots: Vec<Slot>,
+    last_seen: i64,
+    /// The day count changed since it was last persisted.
+    day_dirty: bool,
+}
+
+impl CallerState {
+    fn slot(&mut self, kind: WindowKind, start: i64) -> &mut Slot {
+        let index = match self.slots.iter().position(|s| s.kind == kind) {
+            Some(index) => index,
+            None => {
+                self.slots.push(Slot {
+                    kind,
+                    start,
+                    count: 0,
+                });
+                self.slots.len() - 1
+            }
+        };
+        let slot = &mut self.slots[index];
+        if slot.start != start {
+            *slot = Slot {
+                kind,
+                start,
+                count: 0,
+            };
+        }
+        slot
+    }
+
+    fn count(&self, kind: WindowKind, start: i64) -> u64 {
+        self.slots
+            .iter()
+            .find(|s| s.kind == kind && s.start == start)
+            .map_or(0, |s| s.count)
+    }
+}
+
+pub struct LocalLimiter {
+    callers: DashMap<CallerKey, CallerState>,
+    /// Above this many callers, idle ones are forgotten even with a daily count.
+    max_callers: usize,
+}
+
+impl Default for LocalLimiter {
+    fn default() -> Self {
+        LocalLimiter::new(1_000_000)
+    }
+}
+
+impl LocalLimiter {
+    pub fn new(max_callers: usize) -> Self {
+        LocalLimiter {
+            callers: DashMap::new(),
+            max_callers,
+        }
+    }
+
+    /// Counts one request of `key` in every window, or none when a window is full.
+    pub fn check(&self, key: &CallerKey, windows: &Windows, now: i64) -> Verdict {
+        let mut entry = self.callers.entry(key.clone()).or_default();
+        let mut used = [0u64; 4];
+        let count = windows.iter().count();
+        for (index, spec) in windows.iter().enumerate() {
+            used[index] = entry.slot(spec.kind, spec.start(now)).count;
+        }
+        let refused_by = decide(windows, &mut used[..count]);
+        if refused_by.is_none() {
+            for (index, spec) in windows.iter().enumerate() {
+                entry.slot(spec.kind, spec.start(now)).count = used[index];
+                if spec.kind == WindowKind::Day {
+                    entry.day_dirty = true;
+                }
+            }
+        }
+        entry.last_seen = now;
+        Verdict {
+            refused_by,
+            windows: states(windows, &used[..count], now),
+            tier: windows.tier,
+            fallback: false,
+        }
+    }
+
+    /// Where `key` stands, counting nothing (for the headers of refused requests).
+    pub fn peek(&self, key: &CallerKey, windows: &Windows, now: i64) -> Verdict {
+        let used: Vec<u64> = match self.callers.get(key) {
+            Some(entry) => windows
+                .iter()
+                .map(|spec| entry.count(spec.kind, spec.start(now)))
+                .collect(),
+            None => vec![0; windows.iter().count()],
+        };
+        Verdict {
+            refused_by: None,
+            windows: states(windows, &used, now),
+            tier: windows.tier,
+            fallback: false,
+        }
+    }
+
+    /// Daily counts changed since the last call, as `(caller, day start, count)`.
+    pub fn take_dirty_days(&self) -> Vec<(String, i64, u64)> {
+        let mut out = Vec::new();
+        for mut entry in self.callers.iter_mut() {
+            if !entry.day_dirty {
+                continue;
+            }
+            entry.day_dirty = false;
+            if let Some(day) = entry.slots.iter().find(|s| s.kind == WindowKind::Day) {
+                out.push((entry.key().text(), day.start, day.count));
+            }
+        }
+        out
+    }
+
+    /// Marks a caller's daily count as unsaved again (after a failed save).
+    pub fn mark_day_dirty(&self, caller: &str) {
+        if let Some(key) = CallerKey::parse(caller) {
+            if let Some(mut entry) = self.callers.get_mut(&key) {
+                entry.day_dirty = true;
+            }
+        }
+    }
+
+    /// Puts a persisted daily count back (at start, so a restart hands out no new quota).
+    pub fn restore_day(&self, key: CallerKey, day_start: i64, count: u64) {
+        let mut entry = self.callers.entry(key).or_default();
+        let slot = entry.slot(WindowKind::Day, day_start);
+        slot.count = slot.count.max(count);
+    }
+
+    /// Forgets callers idle for a while whose daily count is persisted or over; above
+    /// `max_callers`, every idle caller.
+    pub fn sweep(&self, now: i64) {
+        let crowded = self.callers.len() > self.max_callers;
+        let today = now - now.rem_euclid(DAY_MS as i64);
+        self.callers.retain(|_, state| {
+            let idle = now - state.last_seen > IDLE_MS;
+            let day_over = state
+                .slots
+                .iter()
+                .all(|s| s.kind != WindowKind::Day || s.start < today || s.count == 0);
+            !(idle && (crowded || (!state.day_dirty && day_over)))
+        });
+    }
+
+    pub fn len(&self) -> usize {
+        self.callers.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.callers.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{TierKind, WindowKind};
+    use super::*;
+    use crate::config::{Config, Window};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    fn windows(route: Option<(u16, Window)>) -> Windows {
+        let config = Config::parse(
+            "rate_limits: { tiers: { api_key: { per_minute: 300, per_day: 10000 } }, burst: { requests: 100, per: 10s } }",
+        )
+        .unwrap();
+        Windows::new(&config.rate_limits, TierKind::ApiKey, None, route)
+    }
+
+    fn key() -> CallerKey {
+        CallerKey::Key(Arc::from("key_1"))
+    }
+
+    /// Sends `n` requests spread over `[from, from + span)`; returns how many were allowed.
+    fn send(limiter: &LocalLimiter, windows: &Windows, n: u64, from: i64, span: i64) -> u64 {
+        (0..n)
+            .filter(|i| {
+                limiter
+                    .check(&key(), windows, from + (*i as i64 * span) / n as i64)
+                    .allowed()
+            })
+            .count() as u64
+    }
+
+    #[test]
+    fn request_300_is_allowed_and_301_refused_within_a_minute() {
+        let limiter = LocalLimiter::default();
+        let w = windows(None);
+        // 100 per 10 s burst: spread 300 requests over the minute's first 50 s.
+        let minute = 60_000 * 1_000_000;
+        assert_eq!(send(&limiter, &w, 300, minute, 50_000), 300);
+        let refused = limiter.check(&key(), &w, minute + 55_000);
+        assert_eq!(refused.refused_by, Some(WindowKind::Minute));
+        assert_eq!(refused.tightest().unwrap().remaining(), 0);
+        assert_eq!(refused.tightest().unwrap().reset_secs(), 5);
+        // The last millisecond of the minute is still in it; the next one is not.
+        assert!(!limiter.check(&key(), &w, minute + 59_999).allowed());
+        assert!(limiter.check(&key(), &w, minute + 60_000).allowed());
+    }
+
+    #[test]
+    fn the_burst_window_is_exact_at_its_edges() {
+        let limiter = LocalLimiter::default();
+        let w = windows(None);
+        let start = 10_000 * 7;
+        assert_eq!(send(&limiter, &w, 100, start, 9_999), 100);
+        assert_eq!(
+            limiter.check(&key(), &w, start + 9_999).refused_by,
+            Some(WindowKind::Burst)
+        );
+        assert!(limiter.check(&key(), &w, start + 10_000).allowed());
+    }
+
+    #[test]
+    fn the_daily_quota_resets_at_midnight_utc() {
+        let config =
+            Config::parse("rate_limits: { tiers: { api_key: { per_minute: 1000, per_day: 3 } } }")
+                .unwrap();
+        let w = Windows::new(&config.rate_limits, TierKind::ApiKey, None, None);
+        let limiter = LocalLimiter::default();
+        let midnight = crate::clock::parse_rfc3339("2026-11-23T00:00:00Z").unwrap();
+        for offset in [-3_600_000, -60_000, -1_000] {
+            assert!(limiter.check(&key(), &w, midnight + offset).allowed());
+        }
+        let refused = limiter.check(&key(), &w, midnight - 1);
+        assert_eq!(refused.refused_by, Some(WindowKind::Day));
+        assert_eq!(refused.tightest().unwrap().reset_secs(), 1);
+        assert!(limiter.check(&key(), &w, midnight).allowed());
+    }
+
+    #[test]
+    fn route_windows_are_counted_per_caller() {
+        let route = Window {
+            requests: 2,
+            per: Duration::from_secs(60),
+        };
+        let w = windows(Some((3, route)));
+        let limiter = LocalLimiter::default();
+        assert!(limiter.check(&key(), &w, 0).allowed());
+        assert!(limiter.check(&key(), &w, 1).allowed());
+        assert_eq!(
+            limiter.check(&key(), &w, 2).refused_by,
+            Some(WindowKind::Route(3))
+        );
+        let other = CallerKey::Key(Arc::from("key_2"));
+        assert!(limiter.check(&other, &w, 3).allowed());
+    }
+
+    #[test]
+    fn a_refused_request_counts_in_no_window() {
+        let route = Window {
+            requests: 1,
+            per: Duration::from_secs(60),
+        };
+        let w = windows(Some((0, route)));
+        let limiter = LocalLimiter::default();
+        assert!(limiter.check(&key(), &w, 0).allowed());
+        for t in 1..50 {
+            assert!(!limiter.check(&key(), &w, t).allowed());
+        }
+        let peek = limiter.peek(&key(), &w, 50);
+        let used: Vec<u64> = peek.windows.iter().map(|s| s.used).collect();
+        assert_eq!(used, [1, 1, 1, 1], "refusals left every counter alone");
+    }
+
+    #[test]
+    fn daily_counts_persist_and_restore() {
+        let w = windows(None);
+        let limiter = LocalLimiter::default();
+        for t in 0..5 {
+            limiter.check(&key(), &w, t * 1000);
+        }
+        let dirty = limiter.take_dirty_days();
+        assert_eq!(dirty, [("k:key_1".to_string(), 0, 5)]);
+        assert!(limiter.take_dirty_days().is_empty());
+        let restarted = LocalLimiter::default();
+        restarted.restore_day(key(), 0, 5);
+        assert_eq!(restarted.peek(&key(), &w, 6000).windows[2].used, 5);
+    }
+
+    #[test]
+    fn idle_callers_are_forgotten_once_their_day_is_saved() {
+        let w = windows(None);
+        let limiter = LocalLimiter::new(10);
+        limiter.check(&key(), &w, 0);
+        limiter.sweep(IDLE_MS + 1);
+        assert_eq!(limiter.len(), 1, "its daily count is not persisted yet");
+        limiter.take_dirty_days();
+        limiter.sweep(IDLE_MS + 1);
+        assert_eq!(limiter.len(), 1, "today's count is still needed");
+        limiter.sweep(DAY_MS as i64 + IDLE_MS);
+        assert!(limiter.is_empty());
+    }
+}

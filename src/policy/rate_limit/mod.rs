@@ -1,0 +1,432 @@
+//! Rate limits and daily quotas (fixed windows aligned to the epoch, so a day is a UTC
+//! day): which windows apply to a caller, the verdict, and the headers that describe it.
+//! Counting happens in [`local`] (in-process) or [`redis`] (shared by every replica).
+
+pub mod headers;
+pub mod keeper;
+pub mod local;
+pub mod redis;
+
+use crate::config::{RateLimitConfig, Tier, Window};
+use std::net::IpAddr;
+use std::sync::Arc;
+
+pub const MINUTE_MS: u64 = 60_000;
+pub const DAY_MS: u64 = 86_400_000;
+
+/// Whom a request is counted against.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum CallerKey {
+    /// A key, directly or through its client-credentials tokens.
+    Key(Arc<str>),
+    /// A user of the authorization-code flow, or a subject of an external issuer.
+    Subject(Arc<str>),
+    /// Anonymous callers, by client address.
+    Address(IpAddr),
+}
+
+impl CallerKey {
+    /// A stable text form, for Redis keys and the persisted daily counts.
+    pub fn text(&self) -> String {
+        match self {
+            CallerKey::Key(id) => format!("k:{id}"),
+            CallerKey::Subject(sub) => format!("s:{sub}"),
+            CallerKey::Address(ip) => format!("a:{ip}"),
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<CallerKey> {
+        let (kind, rest) = text.split_once(':')?;
+        match kind {
+            "k" => Some(CallerKey::Key(Arc::from(rest))),
+            "s" => Some(CallerKey::Subject(Arc::from(rest))),
+            "a" => rest.parse().ok().map(CallerKey::Address),
+            _ => None,
+        }
+    }
+}
+
+/// Which limit a window is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum WindowKind {
+    Burst,
+    Minute,
+    Day,
+    /// A route's own safeguard, by route index.
+    Route(u16),
+}
+
+impl WindowKind {
+    pub fn label(self) -> &'static str {
+        match self {
+            WindowKind::Burst => "burst",
+            WindowKind::Minute => "minute",
+            WindowKind::Day => "day",
+            WindowKind::Route(_) => "route",
+        }
+    }
+
+    /// The IETF policy name.
+    pub fn policy_name(self) -> String {
+        match self {
+            WindowKind::Route(index) => format!("route{index}"),
+            other => other.label().to_string(),
+        }
+    }
+}
+
+/// The tier label of the metric: how the caller authenticated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TierKind {
+    Anonymous,
+    ApiKey,
+    OAuth,
+}
+
+impl TierKind {
+    pub fn label(self) -> &'static str {
+        match self {
+            TierKind::Anonymous => "anonymous",
+            TierKind::ApiKey => "api_key",
+            TierKind::OAuth => "oauth",
+        }
+    }
+}
+
+/// One window to check: at most `limit` requests per `period_ms`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WindowSpec {
+    pub kind: WindowKind,
+    pub limit: u64,
+    pub period_ms: u64,
+}
+
+impl WindowSpec {
+    /// The start of the window holding `now`.
+    pub fn start(&self, now: i64) -> i64 {
+        now - now.rem_euclid(self.period_ms as i64)
+    }
+
+    pub fn end(&self, now: i64) -> i64 {
+        self.start(now) + self.period_ms as i64
+    }
+}
+
+/// The windows of one request: the tier's (or the key's own) minute and day, the burst
+/// window, and the route's safeguard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Windows {
+    specs: [Option<WindowSpec>; 4],
+    pub tier: TierKind,
+}
+
+impl Windows {
+    pub fn new(
+        config: &RateLimitConfig,
+        tier: TierKind,
+        own: Option<Tier>,
+        route: Option<(u16, Window)>,
+    ) -> Windows {
+        let base = own.unwrap_or(match tier {
+            TierKind::Anonymous => config.tiers.anonymous,
+            TierKind::ApiKey => config.tiers.api_key,
+            TierKind::OAuth => config.tiers.oauth,
+        });
+        let window = |kind, window: Window| WindowSpec {
+            kind,
+            limit: window.requests,
+            period_ms: window.per.as_millis() as u64,
+        };
+        Windows {
+            specs: [
+                Some(window(WindowKind::Burst, config.burst)),
+                Some(WindowSpec {
+                    kind: WindowKind::Minute,
+                    limit: base.per_minute,
+                    period_ms: MINUTE_MS,
+                }),
+                Some(WindowSpec {
+                    kind: WindowKind::Day,
+                    limit: base.per_day,
+                    period_ms: DAY_MS,
+                }),
+                route.map(|(index, limit)| window(WindowKind::Route(index), limit)),
+            ],
+            tier,
+        }
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &WindowSpec> {
+        self.specs.iter().flatten()
+    }
+
+    /// The same windows at `1/replicas` of their limits (at least 1): each replica's share
+    /// while the shared counters are unreachable.
+    pub fn share(&self, replicas: u32) -> Windows {
+        let mut shared = *self;
+        for spec in shared.specs.iter_mut().flatten() {
+            spec.limit = (spec.limit / u64::from(replicas.max(1))).max(1);
+        }
+        shared
+    }
+}
+
+/// The counters, in process or shared through Redis.
+pub enum Limiter {
+    Local(local::LocalLimiter),
+    Redis(redis::RedisLimiter),
+}
+
+impl Limiter {
+    pub async fn check(&self, caller: &CallerKey, windows: &Windows, now: i64) -> Verdict {
+        match self {
+            Limiter::Local(local) => local.check(caller, windows, now),
+            Limiter::Redis(shared) => shared.check(caller, windows, now).await,
+        }
+    }
+
+    pub async fn peek(&self, caller: &CallerKey, windows: &Windows, now: i64) -> Verdict {
+        match self {
+            Limiter::Local(local) => local.peek(caller, windows, now),
+            Limiter::Redis(shared) => shared.peek(caller, windows, now).await,
+        }
+    }
+
+    /// The in-process counters whose daily counts are persisted (the local backend only;
+    /// Redis keeps the shared ones).
+    pub fn persisted(&self) -> Option<&local::LocalLimiter> {
+        match self {
+            Limiter::Local(local) => Some(local),
+            Limiter::Redis(_) => None,
+        }
+    }
+
+    /// Every in-process counter map, for sweeping idle callers.
+    pub fn local(&self) -> &local::LocalLimiter {
+        match self {
+            Limiter::Local(local) => local,
+            Limiter::Redis(shared) => shared.fallback(),
+        }
+    }
+}
+
+/// `tollgate_rate_limit_decisions_total` with every label set resolved once, and the
+/// fallback metrics.
+pub struct LimitMetrics {
+    decisions: Vec<prometheus::IntCounter>,
+    pub fallback_decisions: prometheus::IntCounter,
+    pub fallback_active: prometheus::IntGauge,
+}
+
+const TIERS: [TierKind; 3] = [TierKind::Anonymous, TierKind::ApiKey, TierKind::OAuth];
+const WINDOW_LABELS: [&str; 4] = ["burst", "minute", "day", "route"];
+
+impl LimitMetrics {
+    pub fn new(metrics: &crate::metrics::Metrics) -> Self {
+        let vec = prometheus::IntCounterVec::new(
+            prometheus::Opts::new(
+                "tollgate_rate_limit_decisions_total",
+                "Rate-limit decisions per window: allowed, or limited by that window.",
+            ),
+            &["tier", "window", "result"],
+        )
+        .expect("static metric definition");
+        let mut decisions = Vec::new();
+        for tier in TIERS {
+            for window in WINDOW_LABELS {
+                for result in ["allowed", "limited"] {
+                    decisions.push(vec.with_label_values(&[tier.label(), window, result]));
+                }
+            }
+        }
+        let fallback_decisions = prometheus::IntCounter::new(
+            "tollgate_rate_limit_fallback_total",
+            "Rate-limit decisions made locally because Redis was unreachable or slow.",
+        )
+        .expect("static metric definition");
+        let fallback_active = prometheus::IntGauge::new(
+            "tollgate_rate_limit_fallback_active",
+            "1 while this replica limits locally at limit / replicas because Redis is unreachable.",
+        )
+        .expect("static metric definition");
+        metrics.register(Box::new(vec));
+        metrics.register(Box::new(fallback_decisions.clone()));
+        metrics.register(Box::new(fallback_active.clone()));
+        LimitMetrics {
+            decisions,
+            fallback_decisions,
+            fallback_active,
+        }
+    }
+
+    fn counter(
+        &self,
+        tier: TierKind,
+        window: WindowKind,
+        limited: bool,
+    ) -> &prometheus::IntCounter {
+        let tier = tier as usize;
+        let window = match window {
+            WindowKind::Burst => 0,
+            WindowKind::Minute => 1,
+            WindowKind::Day => 2,
+            WindowKind::Route(_) => 3,
+        };
+        &self.decisions[(tier * 4 + window) * 2 + usize::from(limited)]
+    }
+
+    /// Counts every window as allowed, or the refusing window as limited.
+    pub fn record(&self, verdict: &Verdict) {
+        match verdict.refused_by {
+            Some(window) => self.counter(verdict.tier, window, true).inc(),
+            None => {
+                for state in &verdict.windows {
+                    self.counter(verdict.tier, state.spec.kind, false).inc();
+                }
+            }
+        }
+        if verdict.fallback {
+            self.fallback_decisions.inc();
+        }
+    }
+}
+
+/// Where one window stands after a decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WindowState {
+    pub spec: WindowSpec,
+    /// Requests counted in the current window, this one included when allowed.
+    pub used: u64,
+    /// Milliseconds until the window resets.
+    pub reset_ms: i64,
+}
+
+impl WindowState {
+    pub fn remaining(&self) -> u64 {
+        self.spec.limit.saturating_sub(self.used)
+    }
+
+    /// Whole seconds until reset, rounded up.
+    pub fn reset_secs(&self) -> i64 {
+        (self.reset_ms + 999) / 1000
+    }
+}
+
+/// The outcome of counting a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    /// The window that refused the request, if one did. Nothing was counted then.
+    pub refused_by: Option<WindowKind>,
+    pub windows: Vec<WindowState>,
+    pub tier: TierKind,
+    /// Decided by the local fallback because the shared counters were unreachable.
+    pub fallback: bool,
+}
+
+impl Verdict {
+    pub fn allowed(&self) -> bool {
+        self.refused_by.is_none()
+    }
+
+    /// The window with the fewest requests left (the refusing one, when refused).
+    pub fn tightest(&self) -> Option<&WindowState> {
+        match self.refused_by {
+            Some(kind) => self.windows.iter().find(|w| w.spec.kind == kind),
+            None => self
+                .windows
+                .iter()
+                .min_by_key(|w| (w.remaining(), std::cmp::Reverse(w.reset_ms))),
+        }
+    }
+}
+
+/// Counts the windows against their limits, given each window's `used` count: refused by the first full one
+/// (counting nothing), or every window counted. The pure core shared by both backends.
+pub fn decide(windows: &Windows, used: &mut [u64]) -> Option<WindowKind> {
+    let refused = windows
+        .iter()
+        .zip(used.iter())
+        .find(|(spec, used)| **used >= spec.limit)
+        .map(|(spec, _)| spec.kind);
+    if refused.is_none() {
+        for count in used.iter_mut() {
+            *count += 1;
+        }
+    }
+    refused
+}
+
+pub fn states(windows: &Windows, used: &[u64], now: i64) -> Vec<WindowState> {
+    windows
+        .iter()
+        .zip(used)
+        .map(|(spec, used)| WindowState {
+            spec: *spec,
+            used: *used,
+            reset_ms: spec.end(now) - now,
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    #[test]
+    fn windows_come_from_the_tier_or_the_keys_own_limit() {
+        let config = Config::parse("rate_limits: { tiers: { api_key: { per_minute: 5, per_day: 50 } }, burst: { requests: 3, per: 10s } }").unwrap();
+        let windows = Windows::new(&config.rate_limits, TierKind::ApiKey, None, None);
+        let limits: Vec<(WindowKind, u64)> = windows.iter().map(|w| (w.kind, w.limit)).collect();
+        assert_eq!(
+            limits,
+            [
+                (WindowKind::Burst, 3),
+                (WindowKind::Minute, 5),
+                (WindowKind::Day, 50)
+            ]
+        );
+        let own = Windows::new(
+            &config.rate_limits,
+            TierKind::ApiKey,
+            Some(Tier {
+                per_minute: 1000,
+                per_day: 2,
+            }),
+            None,
+        );
+        assert_eq!(own.iter().nth(2).map(|w| w.limit), Some(2));
+        let shared = windows.share(2);
+        let limits: Vec<u64> = shared.iter().map(|w| w.limit).collect();
+        assert_eq!(limits, [1, 2, 25]);
+    }
+
+    #[test]
+    fn days_are_utc_days() {
+        let spec = WindowSpec {
+            kind: WindowKind::Day,
+            limit: 1,
+            period_ms: DAY_MS,
+        };
+        let noon = crate::clock::parse_rfc3339("2026-11-22T12:00:00Z").unwrap();
+        assert_eq!(
+            crate::clock::rfc3339(spec.start(noon)),
+            "2026-11-22T00:00:00Z"
+        );
+        assert_eq!(
+            crate::clock::rfc3339(spec.end(noon)),
+            "2026-11-23T00:00:00Z"
+        );
+    }
+
+    #[test]
+    fn caller_keys_round_trip_as_text() {
+        for key in [
+            CallerKey::Key(Arc::from("key_1")),
+            CallerKey::Subject(Arc::from("usr_1")),
+            CallerKey::Address("2001:db8::1".parse().unwrap()),
+        ] {
+            assert_eq!(CallerKey::parse(&key.text()), Some(key));
+        }
+    }
+}
