@@ -807,3 +807,201 @@ async fn metadata_and_jwks_are_published() {
     );
     assert_eq!(mode & 0o777, 0o600);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn revocation_and_introspection_follow_rfc_7009_and_7662() {
+    let up = upstream();
+    let gw = gateway(&up);
+    let admin = Admin::of(&gw);
+    let (status, created) = admin
+        .post(
+            "/keys",
+            json!({"name": "r", "permissions": ["accounts:read"]}),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let (client_id, secret) = (
+        created["client_id"].as_str().unwrap(),
+        created["key"].as_str().unwrap(),
+    );
+    let (_, other) = admin
+        .post(
+            "/keys",
+            json!({"name": "o", "permissions": ["accounts:read"]}),
+        )
+        .await;
+    let http = http();
+    let token_for = |id: String, key: String| {
+        let http = http.clone();
+        let url = gw.url("/oauth/token");
+        async move {
+            let answer: serde_json::Value = http
+                .post(url)
+                .basic_auth(id, Some(key))
+                .form(&[("grant_type", "client_credentials")])
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            answer["access_token"].as_str().unwrap().to_string()
+        }
+    };
+    let access = token_for(client_id.into(), secret.into()).await;
+    let introspect = |id: String, key: String, token: String| {
+        let http = http.clone();
+        let url = gw.url("/oauth/introspect");
+        async move {
+            let response = http
+                .post(url)
+                .basic_auth(id, Some(key))
+                .form(&[("token", token)])
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.headers()["cache-control"], "no-store");
+            response.json::<serde_json::Value>().await.unwrap()
+        }
+    };
+    let active = introspect(client_id.into(), secret.into(), access.clone()).await;
+    assert_eq!(active["active"], true);
+    assert_eq!(active["scope"], "accounts:read");
+    // Another client learns nothing about it; an unknown token is simply inactive.
+    let stranger = introspect(
+        other["client_id"].as_str().unwrap().into(),
+        other["key"].as_str().unwrap().into(),
+        access.clone(),
+    )
+    .await;
+    assert_eq!(stranger, json!({"active": false}));
+    assert_eq!(
+        introspect(client_id.into(), secret.into(), "garbage".into()).await,
+        json!({"active": false})
+    );
+    // Introspection needs client authentication.
+    let anonymous = http
+        .post(gw.url("/oauth/introspect"))
+        .form(&[("token", access.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), 401);
+
+    // Revoking by another client does nothing (and still answers 200).
+    let foreign = http
+        .post(gw.url("/oauth/revoke"))
+        .basic_auth(other["client_id"].as_str().unwrap(), other["key"].as_str())
+        .form(&[("token", access.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(foreign.status(), 200);
+    assert_eq!(
+        get_with(&http, &gw.url("/v1/accounts"), &access).await.0,
+        200
+    );
+    let revoked = http
+        .post(gw.url("/oauth/revoke"))
+        .basic_auth(client_id, Some(secret))
+        .form(&[
+            ("token", access.as_str()),
+            ("token_type_hint", "access_token"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status(), 200);
+    assert_eq!(
+        get_with(&http, &gw.url("/v1/accounts"), &access).await,
+        (401, "invalid_token".into())
+    );
+    assert_eq!(
+        introspect(client_id.into(), secret.into(), access).await,
+        json!({"active": false})
+    );
+    let unknown = http
+        .post(gw.url("/oauth/revoke"))
+        .basic_auth(client_id, Some(secret))
+        .form(&[("token", "tgr_unknown")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        unknown.status(),
+        200,
+        "RFC 7009: unknown tokens are not an error"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_cli_manages_apps_and_users() {
+    let up = upstream();
+    let gw = gateway(&up);
+    let cli = |args: &[&str], password: Option<&str>| {
+        let mut command = std::process::Command::new(BIN);
+        command
+            .args(args)
+            .env("TOLLGATE_ADMIN_URL", format!("http://{}", gw.admin))
+            .env("TOLLGATE_ADMIN_TOKEN", ADMIN_TOKEN);
+        if let Some(password) = password {
+            command.env("TOLLGATE_USER_PASSWORD", password);
+        }
+        let out = command.output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, out, err) = cli(
+        &[
+            "clients",
+            "create",
+            "--name",
+            "Portal",
+            "--redirect-uri",
+            "https://portal.test/cb",
+            "--scope",
+            "accounts:read",
+        ],
+        None,
+    );
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        out.contains("client_secret: tgs_") && out.contains("shown once"),
+        "{out}"
+    );
+    let (_, listed, _) = cli(&["clients", "list", "--json"], None);
+    let listed: serde_json::Value = serde_json::from_str(&listed).unwrap();
+    let id = listed["data"][0]["client_id"].as_str().unwrap().to_string();
+    assert!(
+        !listed.to_string().contains("tgs_"),
+        "the secret is shown once"
+    );
+    let (code, out, _) = cli(&["clients", "list"], None);
+    assert_eq!(code, Some(0));
+    assert!(out.starts_with("CLIENT_ID") && out.contains("Portal"));
+    let (code, out, _) = cli(&["clients", "show", &id], None);
+    assert_eq!(code, Some(0));
+    assert!(out.contains("https://portal.test/cb"));
+    let (code, out, _) = cli(&["clients", "revoke", &id], None);
+    assert_eq!(code, Some(0));
+    assert!(!out.contains("deleted_at  -"), "{out}");
+
+    let (code, out, err) = cli(
+        &["users", "create", "--username", "ada"],
+        Some("correct horse battery"),
+    );
+    assert_eq!(code, Some(0), "{err}");
+    assert!(!out.contains("argon2"));
+    let (_, users, _) = cli(&["users", "list", "--json"], None);
+    let users: serde_json::Value = serde_json::from_str(&users).unwrap();
+    let user = users["data"][0]["id"].as_str().unwrap().to_string();
+    let (code, out, _) = cli(&["users", "disable", &user], None);
+    assert_eq!(code, Some(0));
+    assert!(out.contains("disabled") && out.contains("true"));
+    let (code, _, err) = cli(&["users", "create", "--username", "bob"], Some("short"));
+    assert_eq!(code, Some(1));
+    assert!(err.contains("invalid_request"), "{err}");
+}

@@ -134,19 +134,25 @@ fn rsa(pem: &[u8]) -> anyhow::Result<Loaded> {
     })
 }
 
-/// Writes a new Ed25519 key as PKCS#8 PEM, readable by its owner only.
-fn generate_ed25519(path: &Path) -> anyhow::Result<()> {
-    use aws_lc_rs::rand::SystemRandom;
-    use aws_lc_rs::signature::Ed25519KeyPair;
-    let document = Ed25519KeyPair::generate_pkcs8v1(&SystemRandom::new())
-        .map_err(|_| anyhow!("cannot generate an Ed25519 key"))?;
-    let body = base64::engine::general_purpose::STANDARD.encode(document.as_ref());
+/// PKCS#8 DER as a `PRIVATE KEY` PEM block.
+fn pkcs8_pem(der: &[u8]) -> String {
+    let body = base64::engine::general_purpose::STANDARD.encode(der);
     let mut pem = String::from("-----BEGIN PRIVATE KEY-----\n");
     for line in body.as_bytes().chunks(64) {
         pem.push_str(std::str::from_utf8(line).unwrap_or_default());
         pem.push('\n');
     }
     pem.push_str("-----END PRIVATE KEY-----\n");
+    pem
+}
+
+/// Writes a new Ed25519 key as PKCS#8 PEM, readable by its owner only.
+fn generate_ed25519(path: &Path) -> anyhow::Result<()> {
+    use aws_lc_rs::rand::SystemRandom;
+    use aws_lc_rs::signature::Ed25519KeyPair;
+    let document = Ed25519KeyPair::generate_pkcs8v1(&SystemRandom::new())
+        .map_err(|_| anyhow!("cannot generate an Ed25519 key"))?;
+    let pem = pkcs8_pem(document.as_ref());
     if let Some(folder) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(folder)?;
     }
@@ -203,6 +209,29 @@ mod tests {
         assert_eq!(
             header.kid.as_deref(),
             keys.jwks()["keys"][0]["kid"].as_str()
+        );
+    }
+
+    #[test]
+    fn an_rsa_pem_signs_rs256() {
+        use aws_lc_rs::encoding::AsDer;
+        let pair = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).unwrap();
+        let der = AsDer::<aws_lc_rs::encoding::Pkcs8V1Der>::as_der(&pair).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rsa.pem");
+        std::fs::write(&path, pkcs8_pem(der.as_ref())).unwrap();
+        let keys = SigningKeys::load(std::slice::from_ref(&path)).unwrap();
+        assert_eq!(keys.algorithm(), Algorithm::RS256);
+        assert_eq!(keys.jwks()["keys"][0]["kty"], "RSA");
+        let token = keys
+            .sign(&serde_json::json!({"sub": "x", "exp": 4_000_000_000u64}))
+            .unwrap();
+        let kid = jsonwebtoken::decode_header(&token).unwrap().kid.unwrap();
+        let verifying = keys.verifying(&kid).unwrap();
+        let mut validation = jsonwebtoken::Validation::new(Algorithm::RS256);
+        validation.required_spec_claims.clear();
+        assert!(
+            jsonwebtoken::decode::<serde_json::Value>(&token, &verifying.key, &validation).is_ok()
         );
     }
 
