@@ -32,6 +32,13 @@ pub fn rfc3339(ms: i64) -> String {
         .unwrap_or_default()
 }
 
+/// RFC 3339 in UTC to the millisecond, for log lines.
+pub fn rfc3339_millis(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_default()
+}
+
 /// Parses an RFC 3339 timestamp into Unix milliseconds.
 pub fn parse_rfc3339(text: &str) -> Option<i64> {
     chrono::DateTime::parse_from_rfc3339(text)

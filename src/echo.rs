@@ -45,6 +45,9 @@ impl Recorder {
 
     fn push(&self, request: Recorded) {
         if let Ok(mut log) = self.0.lock() {
+            if log.len() >= RECORD_AT_MOST {
+                log.remove(0);
+            }
             log.push(request);
         }
     }
@@ -53,6 +56,9 @@ impl Recorder {
 pub fn router(recorder: Recorder) -> Router {
     Router::new().fallback(echo).with_state(recorder)
 }
+
+/// Keeps the last requests only, so a long-running echo server stays small.
+const RECORD_AT_MOST: usize = 10_000;
 
 async fn echo(
     State(recorder): State<Recorder>,

@@ -1,6 +1,7 @@
 //! tollgate: a reverse-proxy authentication gateway. The binary is wiring; everything it
 //! runs is here, so tests and benches start the same server users start.
 
+pub mod access_log;
 pub mod admin;
 pub mod auth;
 pub mod cli;

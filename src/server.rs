@@ -1,6 +1,7 @@
 //! Builds the whole process from a validated config: the data plane on pingora, the admin
 //! and metrics listeners, background tasks, signals and draining.
 
+use crate::access_log::AccessLogger;
 use crate::admin::key_rules::KeyRules;
 use crate::admin::{self, AdminState, Readiness};
 use crate::auth::jwks::IssuerKeys;
@@ -80,6 +81,10 @@ pub fn serve(config: Config, options: ServeOptions) -> anyhow::Result<()> {
     ));
     let limit_metrics = LimitMetrics::new(&metrics);
     let limiter = Arc::new(build_limiter(&config, &limit_metrics));
+    let access_log = Arc::new(
+        AccessLogger::start(&config.access_log)
+            .context("access_log: cannot open the destination")?,
+    );
     let gateway = Gateway {
         routes,
         catalog,
@@ -94,6 +99,7 @@ pub fn serve(config: Config, options: ServeOptions) -> anyhow::Result<()> {
         limit_metrics,
         rate_limits: config.rate_limits.clone(),
         oauth: oauth::router(oauth),
+        access_log: access_log.clone(),
         metrics: metrics.clone(),
     };
     let token = std::env::var(&config.admin.token_env)
@@ -180,7 +186,7 @@ pub fn serve(config: Config, options: ServeOptions) -> anyhow::Result<()> {
         RouterService::new("metrics", metrics_listener, metrics_router(metrics)),
     ));
 
-    watch_drain(&server, config.grace_period);
+    watch_drain(&server, config.grace_period, access_log);
     tracing::info!(listen = ?config.listen, admin = %config.admin.listen, metrics = %config.metrics.listen, "tollgate serving");
     server.run(RunArgs {
         shutdown_signal: Box::new(Signals),
@@ -230,7 +236,7 @@ impl ShutdownSignalWatch for Signals {
 
 /// Pingora waits out the whole grace period even when nothing is in flight. This watcher
 /// exits as soon as the last in-flight request has finished, or when the grace period ends.
-fn watch_drain(server: &Server, grace_period: Duration) {
+fn watch_drain(server: &Server, grace_period: Duration, access_log: Arc<AccessLogger>) {
     let mut phases = server.watch_execution_phase();
     std::thread::spawn(move || loop {
         match phases.blocking_recv() {
@@ -239,6 +245,7 @@ fn watch_drain(server: &Server, grace_period: Duration) {
                 while !lifecycle::drained() && Instant::now() < deadline {
                     std::thread::sleep(Duration::from_millis(10));
                 }
+                access_log.flush();
                 tracing::info!("drained; exiting");
                 std::process::exit(0);
             }

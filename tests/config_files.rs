@@ -217,3 +217,32 @@ fn admin_and_metrics_never_share_the_data_plane_port() {
     let errors = Config::parse("listen: 0.0.0.0:9090\n").unwrap_err().0;
     assert_eq!(errors[0].path, "admin.listen");
 }
+
+#[test]
+fn secret_urls_can_come_from_the_environment() {
+    std::env::set_var("TOLLGATE_TEST_STORE_URL_A", "postgres://u:p@db/x");
+    let config = Config::parse("store: { url_env: TOLLGATE_TEST_STORE_URL_A }\n").unwrap();
+    assert_eq!(
+        config.store.url,
+        tollgate::config::StoreUrl::Postgres("postgres://u:p@db/x".into())
+    );
+    let errors = Config::parse("store: { url_env: TOLLGATE_TEST_STORE_URL_UNSET }\n")
+        .unwrap_err()
+        .0;
+    assert_eq!(
+        errors[0].to_string(),
+        "store.url_env: the environment variable TOLLGATE_TEST_STORE_URL_UNSET is not set (line 1)"
+    );
+    let both = Config::parse("store: { url: sqlite://x.db, url_env: TOLLGATE_TEST_STORE_URL_A }\n")
+        .unwrap_err()
+        .0;
+    assert!(both[0].message.contains("not both"));
+    std::env::set_var("TOLLGATE_TEST_STORE_URL_B", "mysql://secret-password@db");
+    let bad = Config::parse("store: { url_env: TOLLGATE_TEST_STORE_URL_B }\n")
+        .unwrap_err()
+        .0;
+    assert!(
+        !bad[0].to_string().contains("secret-password"),
+        "a secret value is never echoed"
+    );
+}

@@ -47,6 +47,16 @@ enum Command {
     },
     /// A zero-setup tour: an echo API, the gateway in front of it, and curl lines to try.
     Demo(demo::DemoArgs),
+    /// Run the built-in echo API alone (an upstream for trials and benchmarks).
+    Echo {
+        #[arg(long, default_value = "127.0.0.1:3000")]
+        listen: std::net::SocketAddr,
+    },
+    /// Write a new Ed25519 signing key (PKCS#8 PEM, mode 0600), for replicas to share.
+    Keygen {
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Create, list, show, rotate and revoke API keys (through the admin API).
     Keys {
         #[command(flatten)]
@@ -102,6 +112,8 @@ pub fn run(cli: Cli) -> ExitCode {
             report(server::serve(loaded, ServeOptions { upgrade }))
         }
         Command::Demo(args) => report(demo::run(args)),
+        Command::Echo { listen } => report(serve_echo(listen)),
+        Command::Keygen { out } => report(keygen(&out)),
         Command::Keys { admin, command } => report(block_on(keys::keys(&admin, command))),
         Command::Policy { admin, command } => report(block_on(keys::policy(&admin, command))),
         Command::Clients { admin, command } => report(block_on(oauth::clients(&admin, command))),
@@ -125,4 +137,32 @@ fn report(result: anyhow::Result<()>) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn serve_echo(listen: std::net::SocketAddr) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(listen).await?;
+        println!("echo API on http://{listen}");
+        crate::echo::serve(listener, crate::echo::Recorder::default()).await?;
+        Ok(())
+    })
+}
+
+fn keygen(out: &std::path::Path) -> anyhow::Result<()> {
+    if out.exists() {
+        anyhow::bail!(
+            "{} exists; refusing to overwrite a signing key",
+            out.display()
+        );
+    }
+    let keys = crate::oauth::signing::SigningKeys::load(&[out.to_path_buf()])?;
+    let kid = keys.jwks()["keys"][0]["kid"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    println!("wrote {} (kid {kid})", out.display());
+    Ok(())
 }

@@ -259,15 +259,11 @@ fn read_store(r: &mut Reader<'_>, top: &Object<'_>) -> StoreConfig {
         sync_interval: Duration::from_secs(1),
         max_staleness: Duration::from_secs(300),
     };
-    if let Some(object) = section(r, top, "store", &["url", "sync_interval", "max_staleness"]) {
-        store.url = r.field(&object, "url", store.url, |r, value, path| {
-            let url = r.string(value, path)?;
-            let parsed = parse_store_url(&url);
-            if parsed.is_none() {
-                r.error(path, "expected sqlite://PATH or postgres://...");
-            }
-            parsed
-        });
+    const KEYS: &[&str] = &["url", "url_env", "sync_interval", "max_staleness"];
+    if let Some(object) = section(r, top, "store", KEYS) {
+        let parse =
+            |url: &str| parse_store_url(url).ok_or("expected sqlite://PATH or postgres://...");
+        store.url = value_or_env(r, &object, "url", parse).unwrap_or(store.url);
         store.sync_interval = r.field(
             &object,
             "sync_interval",
@@ -483,24 +479,20 @@ fn read_rate_limits(r: &mut Reader<'_>, top: &Object<'_>) -> RateLimitConfig {
         r,
         top,
         "rate_limits",
-        &["backend", "replicas", "tiers", "burst"],
+        &["backend", "backend_env", "replicas", "tiers", "burst"],
     ) else {
         return limits;
     };
-    limits.backend = r.field(&object, "backend", LimitBackend::Local, |r, value, path| {
-        let backend = r.string(value, path)?;
+    let parse = |backend: &str| {
         if backend == "local" {
-            Some(LimitBackend::Local)
+            Ok(LimitBackend::Local)
         } else if backend.starts_with("redis://") || backend.starts_with("rediss://") {
-            Some(LimitBackend::Redis(backend))
+            Ok(LimitBackend::Redis(backend.to_string()))
         } else {
-            r.error(
-                path,
-                format!("expected local or redis://host:port, found \"{backend}\""),
-            );
-            None
+            Err("expected local or redis://host:port")
         }
-    });
+    };
+    limits.backend = value_or_env(r, &object, "backend", parse).unwrap_or(LimitBackend::Local);
     limits.replicas = r.field(&object, "replicas", 1, |r, value, path| {
         let n = r.positive(value, path)?;
         u32::try_from(n).ok()
@@ -676,4 +668,48 @@ fn read_routes(
             })
         })
     })
+}
+
+/// A value that may hold a secret (a URL with a password): given in the file as `key`, or
+/// read from the environment variable named by `{key}_env`. Values read from the
+/// environment never appear in an error message.
+fn value_or_env<T>(
+    r: &mut Reader<'_>,
+    object: &Object<'_>,
+    key: &str,
+    parse: impl Fn(&str) -> Result<T, &'static str>,
+) -> Option<T> {
+    let env_key = format!("{key}_env");
+    match (object.get(key), object.get(&env_key)) {
+        (Some(_), Some((_, path))) => {
+            r.error(&path, format!("set either {key} or {env_key}, not both"));
+            None
+        }
+        (Some((value, path)), None) => {
+            let text = r.string(value, &path)?;
+            match parse(&text) {
+                Ok(parsed) => Some(parsed),
+                Err(message) => {
+                    // The value is not echoed: a URL may carry a password.
+                    r.error(&path, message);
+                    None
+                }
+            }
+        }
+        (None, Some((value, path))) => {
+            let name = env_name(r, value, &path)?;
+            let Ok(text) = std::env::var(&name) else {
+                r.error(&path, format!("the environment variable {name} is not set"));
+                return None;
+            };
+            match parse(&text) {
+                Ok(parsed) => Some(parsed),
+                Err(message) => {
+                    r.error(&path, format!("the value of {name}: {message}"));
+                    None
+                }
+            }
+        }
+        (None, None) => None,
+    }
 }

@@ -55,6 +55,7 @@ pub struct Gateway {
     pub limit_metrics: LimitMetrics,
     pub rate_limits: RateLimitConfig,
     pub oauth: axum::Router,
+    pub access_log: Arc<crate::access_log::AccessLogger>,
     pub metrics: Arc<Metrics>,
 }
 
@@ -88,6 +89,10 @@ pub struct RequestCtx {
     limit_scope: Option<(CallerKey, Windows)>,
     /// The rate-limit verdict, for the response headers.
     pub limits: Option<Verdict>,
+    /// The code of the refusal sent, for the access log.
+    outcome: Option<&'static str>,
+    /// Time spent deciding (authentication, authorization, limits).
+    auth_time: std::time::Duration,
 }
 
 impl Drop for RequestCtx {
@@ -148,9 +153,10 @@ impl Gateway {
             now,
         };
         let decision = gatekeeper.decide(&facts);
+        ctx.auth_time = deciding.elapsed();
         self.metrics
             .auth_duration
-            .observe(deciding.elapsed().as_secs_f64());
+            .observe(ctx.auth_time.as_secs_f64());
         if path != request.uri.path() {
             ctx.forward_path = Some(path.into_owned());
         }
@@ -160,10 +166,6 @@ impl Gateway {
                     .auth_decisions
                     .with_label_values(&[caller.method(), "allowed"])
                     .inc();
-                if let Some(credential) = caller.key() {
-                    self.usage
-                        .record(&credential.usage, &credential.id, Outcome::Allowed, now);
-                }
                 ctx.limit_scope = Some(self.scope_of(&caller, Some(route), ctx.client_ip));
                 ctx.route = Some(route.index);
                 ctx.caller = Some(caller);
@@ -239,6 +241,35 @@ impl Gateway {
         )
     }
 
+    fn log_access(&self, session: &Session, ctx: &RequestCtx, status: u16) {
+        let request = session.req_header();
+        let identity = ctx.caller.as_ref().and_then(Caller::identity);
+        let upstream = self
+            .upstream_name(ctx)
+            .filter(|_| ctx.upstream_started.is_some());
+        let millis = |d: std::time::Duration| (d.as_secs_f64() * 1e6).round() / 1e3;
+        self.access_log.log(&crate::access_log::Entry {
+            ts: clock::rfc3339_millis(clock::now_ms()),
+            request_id: &ctx.request_id,
+            route: self.route_name(ctx),
+            method: request.method.as_str(),
+            path: request.uri.path(),
+            status,
+            auth_method: ctx.caller.as_ref().map_or("none", Caller::method),
+            key_id: ctx.caller.as_ref().and_then(Caller::key).map(|k| &*k.id),
+            client_id: identity.map(|(_, client_id, _)| client_id),
+            outcome: ctx.outcome.unwrap_or("allowed"),
+            client: ctx.client_ip.to_string(),
+            upstream,
+            upstream_status: upstream.map(|_| ctx.upstream_status),
+            duration_ms: millis(ctx.started.elapsed()),
+            auth_ms: millis(ctx.auth_time),
+            upstream_ms: ctx
+                .upstream_started
+                .map(|started| millis(started.elapsed())),
+        });
+    }
+
     fn route_name(&self, ctx: &RequestCtx) -> &str {
         if ctx.oauth_endpoint {
             return "oauth";
@@ -305,6 +336,8 @@ impl ProxyHttp for Gateway {
             oauth_endpoint: false,
             limit_scope: None,
             limits: None,
+            outcome: None,
+            auth_time: std::time::Duration::ZERO,
         }
     }
 
@@ -343,10 +376,11 @@ impl ProxyHttp for Gateway {
                     WindowKind::Day => Denial::QuotaExceeded,
                     _ => Denial::RateLimited,
                 });
-                if let (Some(denial), Some(credential)) =
-                    (&refused, ctx.caller.as_ref().and_then(Caller::key))
-                {
-                    let outcome = outcome_of(denial).unwrap_or(Outcome::RateLimited);
+                // Usage counts the request once, by its final outcome.
+                if let Some(credential) = ctx.caller.as_ref().and_then(Caller::key) {
+                    let outcome = refused.as_ref().map_or(Outcome::Allowed, |denial| {
+                        outcome_of(denial).unwrap_or(Outcome::RateLimited)
+                    });
                     self.usage
                         .record(&credential.usage, &credential.id, outcome, now);
                 }
@@ -361,6 +395,7 @@ impl ProxyHttp for Gateway {
         match refusal {
             None => Ok(false),
             Some(denial) => {
+                ctx.outcome = Some(denial.code());
                 respond::refuse(session, ctx, &denial).await?;
                 Ok(true)
             }
@@ -506,6 +541,7 @@ impl ProxyHttp for Gateway {
                 if ctx.request_id.is_empty() {
                     ctx.request_id = request_id(session.req_header());
                 }
+                ctx.outcome = Some(denial.code());
                 if let Err(write_error) = respond::refuse(session, ctx, &denial).await {
                     tracing::debug!(%write_error, "could not send the error response");
                 }
@@ -547,6 +583,9 @@ impl ProxyHttp for Gateway {
                 .upstream_duration
                 .with_label_values(&[upstream])
                 .observe(started.elapsed().as_secs_f64());
+        }
+        if self.access_log.enabled() {
+            self.log_access(session, ctx, status);
         }
     }
 

@@ -6,6 +6,9 @@ use sqlx::{Any, Transaction};
 static SQLITE: Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES: Migrator = sqlx::migrate!("./migrations/postgres");
 
+/// The PostgreSQL channel on which every committed change is announced.
+pub const CHANGES_CHANNEL: &str = "tollgate_changes";
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dialect {
     /// The embedded single-process store.
@@ -39,6 +42,22 @@ impl Dialect {
             ],
             Dialect::Postgres => &["SET statement_timeout = 10000"],
         }
+    }
+
+    /// Queues a notification of `version` for the other replicas, delivered on commit.
+    pub async fn notify(
+        self,
+        tx: &mut Transaction<'static, Any>,
+        version: i64,
+    ) -> Result<(), sqlx::Error> {
+        if self == Dialect::Postgres {
+            sqlx::query("SELECT count(*) FROM (SELECT pg_notify($1, $2)) AS sent")
+                .bind(CHANGES_CHANNEL)
+                .bind(version.to_string())
+                .execute(&mut **tx)
+                .await?;
+        }
+        Ok(())
     }
 
     /// Serialises writers for the rest of the transaction, so change versions commit in

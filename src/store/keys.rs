@@ -165,7 +165,7 @@ impl Store {
             Some(to_json(&record)),
         )
         .await?;
-        tx.commit().await?;
+        self.finish_write(tx, version).await?;
         Ok(record)
     }
 
@@ -238,7 +238,7 @@ impl Store {
             Some(to_json(&after)),
         )
         .await?;
-        tx.commit().await?;
+        self.finish_write(tx, version).await?;
         Ok(after)
     }
 
@@ -282,7 +282,7 @@ impl Store {
             )
             .await?;
         }
-        tx.commit().await?;
+        self.finish_write(tx, version).await?;
         Ok(())
     }
 
@@ -318,7 +318,7 @@ impl Store {
             Some(to_json(&after)),
         )
         .await?;
-        tx.commit().await?;
+        self.finish_write(tx, version).await?;
         Ok(version)
     }
 

@@ -11,7 +11,7 @@ pub mod sync;
 mod usage_table;
 
 pub use admin_tables::Idempotent;
-pub use dialect::Dialect;
+pub use dialect::{Dialect, CHANGES_CHANNEL};
 pub use keys::KeyChanges;
 pub use oauth_tables::Redeemed;
 pub use usage_table::UsageBatch;
@@ -109,6 +109,18 @@ impl Store {
             .await?;
         let version: i64 = row.try_get(0)?;
         Ok((tx, version))
+    }
+
+    /// Commits a write, telling the other replicas (PostgreSQL: `NOTIFY` on commit) that
+    /// change `version` exists.
+    async fn finish_write(
+        &self,
+        mut tx: Transaction<'static, Any>,
+        version: i64,
+    ) -> StoreResult<()> {
+        self.dialect.notify(&mut tx, version).await?;
+        tx.commit().await?;
+        Ok(())
     }
 }
 

@@ -116,7 +116,7 @@ impl Store {
             Some(to_json(&client)),
         )
         .await?;
-        tx.commit().await?;
+        self.finish_write(tx, version).await?;
         Ok(client)
     }
 
@@ -179,7 +179,7 @@ impl Store {
             Some(to_json(&after)),
         )
         .await?;
-        tx.commit().await?;
+        self.finish_write(tx, version).await?;
         Ok(after)
     }
 
@@ -213,7 +213,7 @@ impl Store {
             Some(to_json(&user)),
         )
         .await?;
-        tx.commit().await?;
+        self.finish_write(tx, version).await?;
         Ok(user)
     }
 
@@ -284,7 +284,7 @@ impl Store {
             Some(to_json(&after)),
         )
         .await?;
-        tx.commit().await?;
+        self.finish_write(tx, version).await?;
         Ok(after)
     }
 
@@ -413,7 +413,7 @@ impl Store {
         .bind(grant_id.to_string())
         .execute(&mut *tx)
         .await?;
-        tx.commit().await?;
+        self.finish_write(tx, version).await?;
         Ok(())
     }
 

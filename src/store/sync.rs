@@ -247,12 +247,50 @@ impl Syncer {
     }
 }
 
+impl Syncer {
+    /// With PostgreSQL, applies changes as soon as another replica announces them
+    /// (LISTEN/NOTIFY); the periodic sync stays the floor when a notification is missed.
+    pub async fn listen(&self, mut shutdown: ShutdownWatch) {
+        let StoreUrl::Postgres(url) = &self.url else {
+            return;
+        };
+        loop {
+            if let Ok(mut listener) = sqlx::postgres::PgListener::connect(url).await {
+                if listener.listen(super::CHANGES_CHANNEL).await.is_ok() {
+                    // Catch up on whatever was announced while nobody listened.
+                    let _ = self.sync_now().await;
+                    loop {
+                        tokio::select! {
+                            received = listener.recv() => match received {
+                                Ok(_) => {
+                                    if let Err(error) = self.sync_now().await {
+                                        tracing::warn!(%error, "sync after a change notification failed");
+                                    }
+                                }
+                                Err(error) => {
+                                    tracing::warn!(%error, "change notifications interrupted; reconnecting");
+                                    break;
+                                }
+                            },
+                            _ = shutdown.changed() => return,
+                        }
+                    }
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+}
+
 /// Runs the syncer as a pingora background service.
 pub struct SyncService(pub Arc<Syncer>);
 
 #[async_trait]
 impl BackgroundService for SyncService {
     async fn start(&self, shutdown: ShutdownWatch) {
-        self.0.run(shutdown).await;
+        tokio::join!(self.0.run(shutdown.clone()), self.0.listen(shutdown));
     }
 }
