@@ -68,12 +68,26 @@ need_redis() {
   echo "Redis did not start" >&2; exit 1
 }
 
+# promtool, for the tests that check a real scrape and the alert rules. Taken from
+# Debian's prometheus package without installing the server.
+need_promtool() {
+  local dir="target/tools"
+  if command -v promtool >/dev/null 2>&1 || [ -x "$dir/promtool" ]; then return; fi
+  echo "extracting promtool from Debian's prometheus package"
+  mkdir -p "$dir/deb"
+  ( cd "$dir/deb" && { apt-get download prometheus >/dev/null 2>&1 || { $SUDO apt-get update >/dev/null && apt-get download prometheus >/dev/null; }; } )
+  dpkg-deb -x "$dir"/deb/prometheus_*.deb "$dir/deb/root"
+  cp "$dir/deb/root/usr/bin/promtool" "$dir/promtool"
+  rm -rf "$dir/deb"
+}
+
 case "${1:-build}" in
   build) need_build ;;
   test)
     need_build
     need_postgres
     need_redis
+    need_promtool
     ;;
   *) echo "usage: $0 build|test" >&2; exit 2 ;;
 esac

@@ -241,8 +241,13 @@ fn watch_drain(server: &Server, grace_period: Duration, access_log: Arc<AccessLo
     std::thread::spawn(move || loop {
         match phases.blocking_recv() {
             Ok(ExecutionPhase::ShutdownGracePeriod) => {
-                let deadline = Instant::now() + grace_period;
-                while !lifecycle::drained() && Instant::now() < deadline {
+                let began = Instant::now();
+                let deadline = began + grace_period;
+                // Keep-alive clients get LINGER to send on their connections and be told
+                // to close them; then whatever is in flight finishes.
+                while (!lifecycle::drained() || began.elapsed() < crate::proxy::app::LINGER)
+                    && Instant::now() < deadline
+                {
                     std::thread::sleep(Duration::from_millis(10));
                 }
                 access_log.flush();

@@ -12,6 +12,9 @@ use pingora::server::ShutdownWatch;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+/// How long a stopping process keeps answering on kept-alive connections.
+pub const LINGER: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Seconds an idle kept-alive client connection stays open.
 const KEEPALIVE_SECONDS: u64 = 60;
 
@@ -44,7 +47,11 @@ impl ServerApp for GatewayApp {
         None
     }
 
+    /// Called once the listeners stop accepting. Idle keep-alive connections are closed
+    /// only after [`LINGER`]: until then a client that sends on one gets its answer, with
+    /// `Connection: close`, instead of a reset.
     async fn cleanup(&self) {
+        tokio::time::sleep(LINGER).await;
         self.proxy.http_cleanup().await;
     }
 }
