@@ -4,7 +4,7 @@
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: run test build check fmt lint
+.PHONY: run test build check fmt bench micro
 
 run:
 	@.ci/deps.sh build
@@ -26,3 +26,14 @@ check:
 
 fmt:
 	$(CARGO) fmt --all
+
+# The load benchmark against nginx (installs nginx and wrk if missing), then the
+# micro-benchmarks. Not part of `make test`.
+bench:
+	@.ci/deps.sh bench
+	$(CARGO) build --release --bin tollgate --example seed_keys
+	python3 benches/load/load.py
+	$(CARGO) bench --bench decision
+
+micro:
+	$(CARGO) bench --bench decision

@@ -89,5 +89,12 @@ case "${1:-build}" in
     need_redis
     need_promtool
     ;;
-  *) echo "usage: $0 build|test" >&2; exit 2 ;;
+  bench)
+    need_build
+    for tool in nginx wrk python3; do
+      command -v "$tool" >/dev/null 2>&1 || { echo "installing $tool"; apt_install "$tool"; }
+    done
+    command -v taskset >/dev/null 2>&1 || apt_install util-linux
+    ;;
+  *) echo "usage: $0 build|test|bench" >&2; exit 2 ;;
 esac

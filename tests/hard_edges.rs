@@ -123,7 +123,11 @@ fn head_limits_answer_431_and_414() {
     // The gateway forwards it; the echo upstream (hyper, also limited to 100 headers)
     // then refuses it with its own bare 431, because the gateway added five headers.
     assert!(!at_limit.body.contains("headers_too_large"), "{at_limit:?}");
-    let scrape = gw.scrape();
+    let scrape = scrape_until(
+        &gw,
+        "tollgate_upstream_requests_total{status=\"431\",upstream=\"echo\"}",
+        1.0,
+    );
     assert_eq!(
         metric(
             &scrape,

@@ -210,7 +210,16 @@ async fn metrics_count_traffic_by_route_method_and_status() {
     http.get(gw.url("/nowhere")).send().await.unwrap();
     http.get(gw.url("/dead/x")).send().await.unwrap();
 
-    let after = gw.scrape();
+    scrape_until(
+        &gw,
+        "tollgate_upstream_duration_seconds_count{upstream=\"echo\"}",
+        3.0,
+    );
+    let after = scrape_until(
+        &gw,
+        "tollgate_requests_total{method=\"GET\",route=\"/dead\",status=\"502\"}",
+        1.0,
+    );
     assert_eq!(
         metric(
             &after,

@@ -169,6 +169,44 @@ impl Store {
         Ok(record)
     }
 
+    /// Imports many keys in one transaction under one version, without audit entries:
+    /// for seeding benchmarks and migrating from another system, not for the admin API.
+    pub async fn import_keys(&self, records: &[KeyRecord], now: i64) -> StoreResult<i64> {
+        let (mut tx, version) = self.begin_write(now).await?;
+        for record in records {
+            sqlx::query(&format!(
+                "INSERT INTO keys ({KEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, \
+                 $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22)"
+            ))
+            .bind(record.id.clone())
+            .bind(record.client_id.clone())
+            .bind(record.name.clone())
+            .bind(record.key_type.as_str())
+            .bind(to_json(&record.permissions))
+            .bind(record.role.clone())
+            .bind(record.environment.clone())
+            .bind(record.start.clone())
+            .bind(record.secrets.digest.0.to_vec())
+            .bind(Option::<Vec<u8>>::None)
+            .bind(Option::<i64>::None)
+            .bind(record.secrets.version)
+            .bind(to_json(&record.ip_allowlist))
+            .bind(i64::from(record.allow_infrastructure_ips))
+            .bind(record.expires_at.map(|t| t.0))
+            .bind(record.created_at.0)
+            .bind(Option::<i64>::None)
+            .bind(Option::<i64>::None)
+            .bind(Option::<i64>::None)
+            .bind(record.rate_limit.map(|r| to_json(&r)))
+            .bind(to_json(&record.metadata))
+            .bind(version)
+            .execute(&mut *tx)
+            .await?;
+        }
+        self.finish_write(tx, version).await?;
+        Ok(version)
+    }
+
     /// Replaces `before` with `after` if nobody changed it in between ([`StoreError::Conflict`]
     /// otherwise). `retired` digests answer `key_revoked` from now on.
     pub async fn replace_key(

@@ -813,3 +813,17 @@ impl Drop for PrivatePostgres {
         self.stop();
     }
 }
+
+/// Scrapes until the sample `prefix` reaches `expected` (at most 3 s), and returns the
+/// last scrape. Request metrics are recorded after the response is sent, so a client can
+/// see its answer a moment before the counter moves.
+pub fn scrape_until(gw: &Gateway, prefix: &str, expected: f64) -> String {
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let scrape = gw.scrape();
+        if metric(&scrape, prefix) >= expected || Instant::now() > deadline {
+            return scrape;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

@@ -1,0 +1,436 @@
+#!/usr/bin/env python3
+"""`make bench`: tollgate against nginx on this machine, in one run.
+
+Cases (BENCHMARKING.md's method: the proxy alone on cpu1 with one worker, wrk and the
+upstream on cpu0, cases interleaved over several rounds, proxy CPU per request from
+/proc/PID/stat as the headline figure):
+
+  1 upstream directly (nginx serving a small static JSON body)
+  2 nginx, 1 worker, plain proxy_pass with upstream keepalive
+  3 nginx, 1 worker, X-API-Key checked against a map of all keys, plus limit_req
+  4 tollgate, threads: 1, anonymous route
+  5 tollgate, threads: 1, API keys (1M in the store, drawn from 10k), IP allowlist on every
+    key, rate limits and metrics on
+  6 tollgate, cached JWT access tokens
+  7 tollgate, 100% invalid keys (a credential-stuffing flood)
+
+Writes benches/results/<date>.md and prints it. Environment: BENCH_ROUNDS (3),
+BENCH_SECONDS (10), BENCH_KEYS (1000000), BENCH_KNOWN (10000).
+"""
+
+import datetime
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+BIN = os.path.join(ROOT, "target", "release", "tollgate")
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
+SECONDS = int(os.environ.get("BENCH_SECONDS", "10"))
+KEYS = int(os.environ.get("BENCH_KEYS", "1000000"))
+KNOWN = int(os.environ.get("BENCH_KNOWN", "10000"))
+TOKEN = "bench-operator-token-0123456789"
+CLK = os.sysconf("SC_CLK_TCK")
+WORK = tempfile.mkdtemp(prefix="tollgate-bench-")
+PROCESSES = []
+
+P_UPSTREAM, P_NGINX, P_NGINX_KEYS = 18001, 18002, 18003
+P_TG, P_TG_ADMIN, P_TG_METRICS = 18004, 18104, 18204
+P_TG_SMALL, P_TG_SMALL_ADMIN, P_TG_SMALL_METRICS = 18005, 18105, 18205
+P_STATUS = 18090
+POOL_PORTS = list(range(18011, 18019))
+P_NGINX_POOL, P_TG_POOL, P_TG_POOL_ADMIN, P_TG_POOL_METRICS = 18020, 18021, 18121, 18221
+
+
+def log(message):
+    print(message, file=sys.stderr, flush=True)
+
+
+def run(command, **kwargs):
+    return subprocess.run(command, check=True, **kwargs)
+
+
+def start(command, cpus, name, env=None):
+    out = open(os.path.join(WORK, name + ".log"), "ab")
+    process = subprocess.Popen(["taskset", "-c", cpus] + command, stdout=out, stderr=out, env=env, start_new_session=True)
+    PROCESSES.append(process)
+    return process
+
+
+def stop_all():
+    for process in PROCESSES:
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        process.wait()
+
+
+def wait_port(port, timeout=60):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit(f"nothing listens on {port}")
+
+
+def http_get(url, headers=None):
+    request = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+def pids_of(process):
+    """The process and its children (nginx workers)."""
+    pids = [process.pid]
+    try:
+        children = open(f"/proc/{process.pid}/task/{process.pid}/children").read().split()
+        pids += [int(c) for c in children]
+    except OSError:
+        pass
+    return pids
+
+
+def cpu_seconds(process):
+    total = 0
+    for pid in pids_of(process):
+        try:
+            fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except OSError:
+            pass
+    return total / CLK
+
+
+def rss_mib(process):
+    total = 0
+    for pid in pids_of(process):
+        try:
+            for line in open(f"/proc/{pid}/status"):
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except OSError:
+            pass
+    return total / 1024
+
+
+UNITS = {"us": 1, "ms": 1000, "s": 1_000_000}
+
+
+def latency_us(text):
+    match = re.match(r"([\d.]+)(us|ms|s)", text)
+    return float(match.group(1)) * UNITS[match.group(2)]
+
+
+def wrk(port, connections, seconds, cpus="0", script=None, env=None, path="/"):
+    command = ["taskset", "-c", cpus, "wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency"]
+    if script:
+        command += ["-s", script]
+    command.append(f"http://127.0.0.1:{port}{path}")
+    out = subprocess.run(command, capture_output=True, text=True, env={**os.environ, **(env or {})}, check=True).stdout
+    requests = int(re.search(r"(\d+) requests in", out).group(1))
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    return {
+        "requests": requests,
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+        "p50": latency_us(re.search(r"50%\s+(\S+)", out).group(1)),
+        "p99": latency_us(re.search(r"99%\s+(\S+)", out).group(1)),
+        "bad": (int(non2xx.group(1)) if non2xx else 0) + (sum(map(int, errors.groups())) if errors else 0),
+    }
+
+
+def measure(process, port, script=None, env=None, path="/"):
+    before = cpu_seconds(process)
+    result = wrk(port, 32, SECONDS, script=script, env=env, path=path)
+    result["cpu_us"] = (cpu_seconds(process) - before) * 1e6 / max(result["requests"], 1)
+    result["rss"] = rss_mib(process)
+    return result
+
+
+NGINX_MAIN = """
+worker_processes {workers};
+daemon off;
+master_process on;
+pid {dir}/{name}.pid;
+error_log {dir}/{name}.error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  keepalive_requests 1000000;
+  map_hash_max_size 4194304;
+  map_hash_bucket_size 128;
+  {body}
+}}
+"""
+
+
+def nginx(name, body, cpus, workers=1):
+    conf = os.path.join(WORK, name + ".conf")
+    open(conf, "w").write(NGINX_MAIN.format(workers=workers, dir=WORK, name=name, body=body))
+    return start(["nginx", "-c", conf, "-p", WORK], cpus, name)
+
+
+def tollgate_config(name, port, admin, metrics, store, upstream_targets, threads=1, extra=""):
+    targets = ", ".join(f'"127.0.0.1:{p}"' for p in upstream_targets)
+    path = os.path.join(WORK, name + ".yaml")
+    open(path, "w").write(f"""
+listen: 127.0.0.1:{port}
+threads: {threads}
+access_log: off
+grace_period: 5s
+upgrade_sock: {WORK}/{name}.sock
+admin: {{ listen: 127.0.0.1:{admin} }}
+metrics: {{ listen: 127.0.0.1:{metrics} }}
+store: {{ url: "sqlite://{WORK}/{name}.db" }}
+oauth: {{ issuer: "http://127.0.0.1:{port}", signing_key_path: {WORK}/{name}.pem }}
+rate_limits:
+  tiers:
+    anonymous: {{ per_minute: 1000000000, per_day: 1000000000000 }}
+    api_key: {{ per_minute: 1000000000, per_day: 1000000000000 }}
+    oauth: {{ per_minute: 1000000000, per_day: 1000000000000 }}
+  burst: {{ requests: 1000000000, per: 10s }}
+permissions: [accounts:read]
+upstreams:
+  api: {{ targets: [{targets}] }}
+routes:
+  - {{ path_prefix: /v1/accounts, upstream: api, require: [accounts:read] }}
+  - {{ path_prefix: /anon, upstream: api, anonymous: true }}
+{extra}""")
+    return path
+
+
+def seed(config, keys, known, out):
+    os.makedirs(out, exist_ok=True)
+    run([os.path.join(ROOT, "target", "release", "examples", "seed_keys"), "--config", config,
+         "--keys", str(keys), "--known", str(known), "--out", out], stdout=subprocess.DEVNULL)
+
+
+def start_tollgate(config, port, admin, name, cpus="1"):
+    env = {**os.environ, "TOLLGATE_ADMIN_TOKEN": TOKEN, "RUST_LOG": "warn"}
+    began = time.time()
+    process = start([BIN, "serve", "--config", config], cpus, name, env=env)
+    wait_port(admin)
+    while http_get(f"http://127.0.0.1:{admin}/readyz")[0] != 200:
+        time.sleep(0.01)
+    wait_port(port)
+    return process, began
+
+
+def first_200(port, key, began):
+    while True:
+        status, _ = http_get(f"http://127.0.0.1:{port}/v1/accounts", {"X-API-Key": key})
+        if status == 200:
+            return time.time() - began
+        time.sleep(0.005)
+
+
+def median_row(results):
+    out = {}
+    for field in ["cpu_us", "rps", "p50", "p99", "rss", "bad"]:
+        values = [r[field] for r in results]
+        out[field] = statistics.median(values)
+        out[field + "_min"], out[field + "_max"] = min(values), max(values)
+    out["bad"] = sum(r["bad"] for r in results)
+    return out
+
+
+def main():
+    for tool in ["nginx", "wrk", "taskset"]:
+        if not shutil.which(tool):
+            raise SystemExit(f"{tool} is missing (make bench installs it)")
+    cpu_line = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "unknown CPU")
+    log(f"work dir {WORK}; {ROUNDS} rounds of {SECONDS}s; {KEYS} keys")
+
+    # The upstream: nginx with a small static JSON body, on cpu0 (pool ports for the reuse run).
+    pool_servers = "\n".join(f"server {{ listen 127.0.0.1:{p}; location / {{ default_type application/json; return 200 '{{\"ok\":true}}'; }} }}" for p in POOL_PORTS)
+    upstream = nginx("upstream", f"""
+  server {{ listen 127.0.0.1:{P_UPSTREAM}; location / {{ default_type application/json; return 200 '{{"ok":true}}'; }} }}
+  server {{ listen 127.0.0.1:{P_STATUS}; location / {{ stub_status; }} }}
+  {pool_servers}""", "0")
+    wait_port(P_UPSTREAM)
+
+    # Tollgate with 1M keys, seeded directly into its SQLite store.
+    big = tollgate_config("tollgate", P_TG, P_TG_ADMIN, P_TG_METRICS, "big", [P_UPSTREAM])
+    data = os.path.join(WORK, "big")
+    log(f"seeding {KEYS} keys")
+    began = time.time()
+    seed(big, KEYS, KNOWN, data)
+    log(f"seeded in {time.time() - began:.1f}s")
+    keys_file, tokens_file, invalid_file = (os.path.join(data, f) for f in ["keys.txt", "tokens.txt", "invalid.txt"])
+    known_keys = open(keys_file).read().split()
+
+    # nginx with the same keys in a map, plus limit_req.
+    with open(os.path.join(WORK, "keys.map"), "w") as out:
+        for key in known_keys:
+            out.write(f"{key} 1;\n")
+        for index in range(KEYS - len(known_keys)):
+            out.write(f"tg_live_filler{index:030d} 1;\n")
+    proxy_common = f"proxy_http_version 1.1; proxy_set_header Connection \"\"; proxy_pass http://up;"
+    upstream_block = f"upstream up {{ server 127.0.0.1:{P_UPSTREAM}; keepalive 64; }}"
+    nginx_plain = nginx("nginx-plain", f"{upstream_block} server {{ listen 127.0.0.1:{P_NGINX}; location / {{ {proxy_common} }} }}", "1")
+    began = time.time()
+    nginx_keys = nginx("nginx-keycheck", f"""
+  {upstream_block}
+  map $http_x_api_key $key_ok {{ default 0; include {WORK}/keys.map; }}
+  limit_req_zone $http_x_api_key zone=perkey:64m rate=100000r/s;
+  server {{ listen 127.0.0.1:{P_NGINX_KEYS};
+    location / {{ if ($key_ok = 0) {{ return 401; }} limit_req zone=perkey burst=100000 nodelay; {proxy_common} }} }}""", "1")
+    wait_port(P_NGINX_KEYS, timeout=120)
+    nginx_start = time.time() - began
+    wait_port(P_NGINX)
+
+    tollgate, began = start_tollgate(big, P_TG, P_TG_ADMIN, "tollgate")
+    cold_start = first_200(P_TG, known_keys[0], began)
+    log(f"tollgate ready with {KEYS} keys; first 200 after {cold_start:.2f}s")
+
+    script = os.path.join(ROOT, "benches", "load", "keys.lua")
+    cases = [
+        ("1 upstream directly", upstream, P_UPSTREAM, None, None, "/"),
+        ("2 nginx proxy_pass", nginx_plain, P_NGINX, None, None, "/"),
+        ("3 nginx key map + limit_req", nginx_keys, P_NGINX_KEYS, script, {"CREDENTIALS": keys_file}, "/"),
+        ("4 tollgate anonymous", tollgate, P_TG, None, None, "/anon"),
+        ("5 tollgate API keys", tollgate, P_TG, script, {"CREDENTIALS": keys_file}, "/"),
+        ("6 tollgate cached JWT", tollgate, P_TG, script, {"CREDENTIALS": tokens_file, "HEADER": "Authorization"}, "/"),
+        ("7 tollgate invalid keys", tollgate, P_TG, script, {"CREDENTIALS": invalid_file}, "/"),
+    ]
+    results = {name: [] for name, *_ in cases}
+    for round_ in range(ROUNDS):
+        for name, process, port, lua, env, path in cases:
+            result = measure(process, port, script=lua, env=env, path=path)
+            results[name].append(result)
+            log(f"round {round_ + 1} {name}: {result['cpu_us']:.2f} us/req, {result['rps']:.0f} req/s, bad {result['bad']}")
+    rows = {name: median_row(values) for name, values in results.items()}
+
+    # Added latency at c=1, everything on one core.
+    def pin(process, cpus):
+        for pid in pids_of(process):
+            subprocess.run(["taskset", "-a", "-p", "-c", cpus, str(pid)], stdout=subprocess.DEVNULL, check=False)
+
+    for process in [nginx_plain, tollgate]:
+        pin(process, "0")
+    single = {}
+    for name, port, lua, env in [("direct", P_UPSTREAM, None, None), ("nginx", P_NGINX, None, None),
+                                 ("tollgate keys", P_TG, script, {"CREDENTIALS": keys_file})]:
+        single[name] = wrk(port, 1, max(3, SECONDS // 2), cpus="0", script=lua, env=env)
+    for process in [nginx_plain, tollgate]:
+        pin(process, "1")
+    log("single-core c=1 done")
+
+    # 1M keys vs 1k keys, same process shape.
+    small = tollgate_config("small", P_TG_SMALL, P_TG_SMALL_ADMIN, P_TG_SMALL_METRICS, "small", [P_UPSTREAM])
+    small_data = os.path.join(WORK, "small")
+    seed(small, 1000, 1000, small_data)
+    small_tg, _ = start_tollgate(small, P_TG_SMALL, P_TG_SMALL_ADMIN, "small")
+    small_results = [measure(small_tg, P_TG_SMALL, script=script, env={"CREDENTIALS": os.path.join(small_data, "keys.txt")}) for _ in range(ROUNDS)]
+    small_row = median_row(small_results)
+
+    # An incremental sync under load: revoke one (filler) key while wrk runs.
+    load = subprocess.Popen(["taskset", "-c", "0", "wrk", "-t1", "-c32", f"-d{SECONDS}s", "-s", script, f"http://127.0.0.1:{P_TG}/"],
+                            env={**os.environ, "CREDENTIALS": keys_file}, stdout=subprocess.PIPE, text=True)
+    time.sleep(SECONDS / 3)
+    request = urllib.request.Request(f"http://127.0.0.1:{P_TG_ADMIN}/admin/v1/keys/key_{KEYS - 1:020d}/revoke", data=b"{}", method="POST",
+                                     headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"})
+    began = time.time()
+    urllib.request.urlopen(request, timeout=10).read()
+    incremental = time.time() - began
+    out = load.communicate()[0]
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    incremental_bad = int(non2xx.group(1)) if non2xx else 0
+
+    # A full reload under load: a graceful upgrade (the new process loads all keys).
+    load = subprocess.Popen(["taskset", "-c", "0", "wrk", "-t1", "-c32", f"-d{SECONDS + 10}s", "-s", script, f"http://127.0.0.1:{P_TG}/"],
+                            env={**os.environ, "CREDENTIALS": keys_file}, stdout=subprocess.PIPE, text=True)
+    time.sleep(2)
+    sock = os.path.join(WORK, "tollgate.sock")
+    if os.path.exists(sock):
+        os.remove(sock)
+    began = time.time()
+    successor = start([BIN, "serve", "--config", big, "--upgrade"], "1", "tollgate-upgrade",
+                      env={**os.environ, "TOLLGATE_ADMIN_TOKEN": TOKEN, "RUST_LOG": "warn"})
+    while not os.path.exists(sock):
+        time.sleep(0.01)
+    tollgate.send_signal(signal.SIGQUIT)
+    peak_new = 0
+    while tollgate.poll() is None:
+        peak_new = max(peak_new, rss_mib(successor))
+        time.sleep(0.05)
+    reload_seconds = time.time() - began
+    out = load.communicate()[0]
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    reload_bad = (int(non2xx.group(1)) if non2xx else 0) + (sum(map(int, errors.groups())) if errors else 0)
+    log("reload done")
+
+    # Upstream connection reuse: 8 targets, 2 workers/threads, counting new upstream connections.
+    def accepts():
+        return int(re.search(rb"\s(\d+)\s+\d+\s+\d+", http_get(f"http://127.0.0.1:{P_STATUS}/")[1]).group(1))
+    pool_block = "upstream pool { " + " ".join(f"server 127.0.0.1:{p};" for p in POOL_PORTS) + " keepalive 64; }"
+    nginx_pool = nginx("nginx-pool", f"{pool_block} server {{ listen 127.0.0.1:{P_NGINX_POOL}; location / {{ proxy_http_version 1.1; proxy_set_header Connection \"\"; proxy_pass http://pool; }} }}", "1", workers=2)
+    pool_cfg = tollgate_config("pool", P_TG_POOL, P_TG_POOL_ADMIN, P_TG_POOL_METRICS, "pool", POOL_PORTS, threads=2)
+    pool_tg, _ = start_tollgate(pool_cfg, P_TG_POOL, P_TG_POOL_ADMIN, "pool")
+    wait_port(P_NGINX_POOL)
+    reuse = {}
+    for name, port in [("nginx, 2 workers", P_NGINX_POOL), ("tollgate, 2 threads", P_TG_POOL)]:
+        before = accepts()
+        result = wrk(port, 64, SECONDS, path="/anon" if port == P_TG_POOL else "/")
+        reuse[name] = (accepts() - before - 1, result["requests"])
+
+    # The report.
+    date = datetime.date.today().isoformat()
+    plain, keyed = rows["2 nginx proxy_pass"], rows["3 nginx key map + limit_req"]
+    lines = [f"# tollgate vs nginx, {date}", "", f"CPU: {cpu_line}, {os.cpu_count()} cores. `make bench`: {ROUNDS} rounds of {SECONDS} s, "
+             f"wrk -t1 -c32 on cpu0 with the upstream, the proxy alone on cpu1 with one worker; medians (min–max).", "",
+             "| case | proxy CPU µs/req | req/s | p50 µs | p99 µs | RSS MiB | vs 2 | vs 3 | non-2xx/errors |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for name, row in rows.items():
+        ratio2 = f"{row['cpu_us'] / plain['cpu_us']:.2f}×" if not name.startswith("1") else "–"
+        ratio3 = f"{row['cpu_us'] / keyed['cpu_us']:.2f}×" if not name.startswith("1") else "–"
+        lines.append(f"| {name} | {row['cpu_us']:.2f} ({row['cpu_us_min']:.2f}–{row['cpu_us_max']:.2f}) | {row['rps']:.0f} "
+                     f"| {row['p50']:.0f} | {row['p99']:.0f} | {row['rss']:.0f} | {ratio2} | {ratio3} | {row['bad']} |")
+    base = single["direct"]
+    lines += ["", "Added latency, c=1, everything on cpu0 (wrk -t1 -c1), over the upstream directly "
+              f"({base['p50']:.0f} / {base['p99']:.0f} µs):", "",
+              "| proxy | p50 added µs | p99 added µs |", "|---|---|---|"]
+    for name in ["nginx", "tollgate keys"]:
+        lines.append(f"| {name} | +{single[name]['p50'] - base['p50']:.0f} | +{single[name]['p99'] - base['p99']:.0f} |")
+    case5 = rows["5 tollgate API keys"]
+    lines += ["", "| figure | measured |", "|---|---|",
+              f"| auth overhead, case 5 − case 4 | {case5['cpu_us'] - rows['4 tollgate anonymous']['cpu_us']:.2f} µs |",
+              f"| case 6 / case 5 | {rows['6 tollgate cached JWT']['cpu_us'] / case5['cpu_us']:.2f}× |",
+              f"| case 7 / case 5 | {rows['7 tollgate invalid keys']['cpu_us'] / case5['cpu_us']:.2f}× |",
+              f"| {KEYS} keys vs 1k keys (case 5) | {case5['cpu_us'] - small_row['cpu_us']:+.2f} µs/req |",
+              f"| RSS growth per million keys | {(case5['rss'] - small_row['rss']) * 1_000_000 / max(KEYS - 1000, 1):.0f} MiB |",
+              f"| cold start to first 200 with {KEYS} keys | {cold_start:.2f} s (nginx map load: {nginx_start:.2f} s) |",
+              f"| incremental sync (one revocation) under load | {incremental * 1000:.1f} ms admin round trip, {incremental_bad} failed requests |",
+              f"| full reload under load (graceful upgrade, new process loads {KEYS} keys) | {reload_seconds:.2f} s, {reload_bad} failed requests, new process peak RSS {peak_new:.0f} MiB |"]
+    for name, (new, requests) in reuse.items():
+        lines.append(f"| new upstream connections, 8 targets, {name} | {new} for {requests} requests |")
+    report = "\n".join(lines) + "\n"
+    os.makedirs(os.path.join(ROOT, "benches", "results"), exist_ok=True)
+    path = os.path.join(ROOT, "benches", "results", f"{date}.md")
+    open(path, "w").write(report)
+    print(report)
+    log(f"written to {path}")
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    finally:
+        stop_all()
+        shutil.rmtree(WORK, ignore_errors=True)
