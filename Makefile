@@ -4,7 +4,7 @@
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: run test build check fmt bench micro
+.PHONY: run test build check fmt bench micro soak fuzz
 
 run:
 	@.ci/deps.sh build
@@ -37,3 +37,17 @@ bench:
 
 micro:
 	$(CARGO) bench --bench decision
+
+# Bounded load with key churn for SOAK_MINUTES (default 10); fails on errors or growth.
+soak:
+	@.ci/deps.sh bench
+	$(CARGO) build --release --bin tollgate --example seed_keys
+	python3 benches/soak.py
+
+# Each fuzz target for FUZZ_SECONDS (default 60); new crashes land in fuzz/artifacts.
+FUZZ_SECONDS ?= 60
+fuzz:
+	@command -v cargo-fuzz >/dev/null 2>&1 || $(CARGO) install cargo-fuzz --locked
+	cd fuzz && for target in key_parser auth_headers jwt cidr_xff config admin_json; do \
+	  RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run --sanitizer none $$target corpus/$$target -- -max_total_time=$(FUZZ_SECONDS) || exit 1; \
+	done

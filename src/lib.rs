@@ -10,6 +10,7 @@ pub mod config;
 pub mod decision;
 pub mod denial;
 pub mod echo;
+pub mod fuzzing;
 pub mod lifecycle;
 pub mod listener;
 pub mod metrics;

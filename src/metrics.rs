@@ -1,8 +1,10 @@
 //! The Prometheus metrics of SPEC section 7, on their own registry and listener.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
+use std::sync::{Arc, OnceLock};
 
 /// Latency buckets from 100 µs to 30 s: a gateway's own work sits at the bottom,
 /// slow upstreams at the top.
@@ -157,5 +159,118 @@ pub fn method_label(method: &http::Method) -> &'static str {
         http::Method::DELETE => "DELETE",
         http::Method::OPTIONS => "OPTIONS",
         _ => "OTHER",
+    }
+}
+
+/// Status codes are cached per label set up to this value (beyond: the `OTHER` slot 0).
+const STATUSES: usize = 600;
+const METHODS: [&str; 8] = [
+    "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "OTHER",
+];
+
+fn method_index(method: &http::Method) -> usize {
+    let label = method_label(method);
+    METHODS
+        .iter()
+        .position(|m| *m == label)
+        .unwrap_or(METHODS.len() - 1)
+}
+
+/// Request and upstream metrics with their label handles resolved once and cached, so
+/// the request path increments a counter without hashing label strings.
+pub struct ResolvedMetrics {
+    metrics: Arc<Metrics>,
+    /// Route labels by slot: 0 `unmatched`, 1 `oauth`, then each route in table order.
+    routes: Vec<Arc<str>>,
+    requests: Box<[OnceLock<IntCounter>]>,
+    durations: Vec<Histogram>,
+    upstreams: Vec<Arc<str>>,
+    upstream_requests: Box<[OnceLock<IntCounter>]>,
+    upstream_durations: Vec<Histogram>,
+    auth: dashmap::DashMap<(&'static str, &'static str), IntCounter>,
+}
+
+pub const UNMATCHED: usize = 0;
+pub const OAUTH: usize = 1;
+
+impl ResolvedMetrics {
+    pub fn new(
+        metrics: Arc<Metrics>,
+        route_names: &[Arc<str>],
+        upstream_names: &[Arc<str>],
+    ) -> Self {
+        let mut routes: Vec<Arc<str>> = vec![Arc::from("unmatched"), Arc::from("oauth")];
+        routes.extend(route_names.iter().cloned());
+        let durations = routes
+            .iter()
+            .map(|r| metrics.request_duration.with_label_values(&[r]))
+            .collect();
+        let upstream_durations = upstream_names
+            .iter()
+            .map(|u| metrics.upstream_duration.with_label_values(&[u]))
+            .collect();
+        ResolvedMetrics {
+            requests: (0..routes.len() * METHODS.len() * STATUSES)
+                .map(|_| OnceLock::new())
+                .collect(),
+            upstream_requests: (0..upstream_names.len() * STATUSES)
+                .map(|_| OnceLock::new())
+                .collect(),
+            routes,
+            durations,
+            upstreams: upstream_names.to_vec(),
+            upstream_durations,
+            auth: dashmap::DashMap::new(),
+            metrics,
+        }
+    }
+
+    /// Counts a finished request of route `slot` and records its duration.
+    pub fn request(&self, slot: usize, method: &http::Method, status: u16, seconds: f64) {
+        let slot = slot.min(self.routes.len() - 1);
+        let method = method_index(method);
+        let status = usize::from(status).min(STATUSES - 1);
+        let cell = &self.requests[(slot * METHODS.len() + method) * STATUSES + status];
+        cell.get_or_init(|| {
+            self.metrics.requests.with_label_values(&[
+                &*self.routes[slot],
+                METHODS[method],
+                status.to_string().as_str(),
+            ])
+        })
+        .inc();
+        self.durations[slot].observe(seconds);
+    }
+
+    pub fn upstream(&self, index: usize, status: u16, seconds: f64) {
+        let Some(name) = self.upstreams.get(index) else {
+            return;
+        };
+        let status = usize::from(status).min(STATUSES - 1);
+        self.upstream_requests[index * STATUSES + status]
+            .get_or_init(|| {
+                self.metrics
+                    .upstream_requests
+                    .with_label_values(&[&**name, status.to_string().as_str()])
+            })
+            .inc();
+        self.upstream_durations[index].observe(seconds);
+    }
+
+    pub fn auth_decision(&self, method: &'static str, outcome: &'static str) {
+        if let Some(counter) = self.auth.get(&(method, outcome)) {
+            counter.inc();
+            return;
+        }
+        let counter = self
+            .metrics
+            .auth_decisions
+            .with_label_values(&[method, outcome]);
+        counter.inc();
+        self.auth.insert((method, outcome), counter);
+    }
+
+    pub fn auth_duration(&self, seconds: f64) {
+        self.metrics.auth_duration.observe(seconds);
     }
 }

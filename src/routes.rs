@@ -13,6 +13,8 @@ pub struct Route {
     pub path_prefix: String,
     methods: Option<Vec<Method>>,
     pub upstream: Arc<str>,
+    /// Position of the upstream among `config.upstreams` (sorted by name).
+    pub upstream_index: usize,
     pub require: PermissionSet,
     pub anonymous: bool,
     pub rate_limit: Option<Window>,
@@ -36,6 +38,11 @@ impl RouteTable {
                 path_prefix: route.path_prefix.clone(),
                 methods: route.methods.clone(),
                 upstream: Arc::from(route.upstream.as_str()),
+                upstream_index: config
+                    .upstreams
+                    .keys()
+                    .position(|name| *name == route.upstream)
+                    .unwrap_or(0),
                 require: catalog.set(&route.require).unwrap_or_default(),
                 anonymous: route.anonymous,
                 rate_limit: route.rate_limit,
@@ -50,6 +57,10 @@ impl RouteTable {
         self.routes
             .iter()
             .find(|route| route.allows(method) && prefix_matches(&route.path_prefix, path))
+    }
+
+    pub fn get(&self, index: usize) -> Option<&Route> {
+        self.routes.get(index)
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &Route> {

@@ -29,6 +29,7 @@ use crate::usage::{UsageFlusher, UsageRecorder};
 use anyhow::Context;
 use async_trait::async_trait;
 use axum::routing::get;
+use pingora::listeners::{L4BufferSettings, ListenerConfig, DEFAULT_L4_WRITE_BUFFER_SIZE};
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::{ExecutionPhase, RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
 use pingora::services::background::background_service;
@@ -85,6 +86,14 @@ pub fn serve(config: Config, options: ServeOptions) -> anyhow::Result<()> {
         AccessLogger::start(&config.access_log)
             .context("access_log: cannot open the destination")?,
     );
+    let route_names: Vec<Arc<str>> = routes.iter().map(|route| route.name.clone()).collect();
+    let upstream_names: Vec<Arc<str>> = config
+        .upstreams
+        .keys()
+        .map(|name| Arc::from(name.as_str()))
+        .collect();
+    let resolved =
+        crate::metrics::ResolvedMetrics::new(metrics.clone(), &route_names, &upstream_names);
     let gateway = Gateway {
         routes,
         catalog,
@@ -98,9 +107,10 @@ pub fn serve(config: Config, options: ServeOptions) -> anyhow::Result<()> {
         limiter: limiter.clone(),
         limit_metrics,
         rate_limits: config.rate_limits.clone(),
+        policy_headers: Default::default(),
         oauth: oauth::router(oauth),
         access_log: access_log.clone(),
-        metrics: metrics.clone(),
+        metrics: resolved,
     };
     let token = std::env::var(&config.admin.token_env)
         .ok()
@@ -156,7 +166,10 @@ pub fn serve(config: Config, options: ServeOptions) -> anyhow::Result<()> {
     };
     let mut data_plane = Service::new("tollgate data plane".to_string(), app);
     for addr in &config.listen {
-        data_plane.add_tcp(&addr.to_string());
+        // No L4 read buffer: pingora's own head buffer already batches reads, and the
+        // default 64 KiB per connection would dominate the memory of idle keep-alives.
+        let buffers = L4BufferSettings::new(0, DEFAULT_L4_WRITE_BUFFER_SIZE);
+        data_plane.add_listener(ListenerConfig::tcp(addr.to_string()).l4_buffer(buffers));
     }
     server.add_service(data_plane);
     for health_check in health_checks {

@@ -142,7 +142,11 @@ def wrk(port, connections, seconds, cpus="0", script=None, env=None, path="/"):
         command += ["-s", script]
     command.append(f"http://127.0.0.1:{port}{path}")
     out = subprocess.run(command, capture_output=True, text=True, env={**os.environ, **(env or {})}, check=True).stdout
-    requests = int(re.search(r"(\d+) requests in", out).group(1))
+    found = re.search(r"(\d+) requests in", out)
+    if not found or not re.search(r"50%\s+\d", out):
+        log(f"wrk gave no result for {command}:\n{out}")
+        return {"requests": int(found.group(1)) if found else 0, "rps": 0.0, "p50": 0.0, "p99": 0.0, "bad": -1}
+    requests = int(found.group(1))
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     return {

@@ -120,8 +120,9 @@ pub fn check_format(
         _ => return Err(KeyFormatError::Malformed),
     };
     let (signed, checksum) = key.split_at(key.len() - CHECKSUM_LEN);
-    let expected = base62::encode_fixed(u64::from(crc32fast::hash(signed)), CHECKSUM_LEN);
-    if checksum != expected.as_bytes() {
+    let mut expected = [0u8; CHECKSUM_LEN];
+    base62::encode_into(u64::from(crc32fast::hash(signed)), &mut expected);
+    if checksum != expected {
         return Err(KeyFormatError::Malformed);
     }
     if key_env != environment {

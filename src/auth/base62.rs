@@ -12,13 +12,18 @@ pub fn random(len: usize) -> String {
 }
 
 /// `value` in exactly `width` characters, zero-padded (`value` must fit).
-pub fn encode_fixed(mut value: u64, width: usize) -> String {
+pub fn encode_fixed(value: u64, width: usize) -> String {
     let mut out = vec![b'0'; width];
+    encode_into(value, &mut out);
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// `value` written into every byte of `out`, zero-padded, without allocating.
+pub fn encode_into(mut value: u64, out: &mut [u8]) {
     for slot in out.iter_mut().rev() {
         *slot = ALPHABET[(value % 62) as usize];
         value /= 62;
     }
-    String::from_utf8(out).unwrap_or_default()
 }
 
 pub fn is_base62(bytes: &[u8]) -> bool {

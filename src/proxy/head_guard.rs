@@ -12,7 +12,7 @@ use pingora::protocols::{
 use pingora::protocols::{SocketDigest, TimingDigest};
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
@@ -123,6 +123,26 @@ impl HeadScanner {
     }
 }
 
+/// Tells a connection's guard where the next head stands. The connection loop sets
+/// [`HeadSignal::REARM`] before each request; the proxy sets [`HeadSignal::HEAD_DONE`]
+/// once pingora has parsed the head, which may have come from bytes read earlier.
+#[derive(Debug, Clone)]
+pub struct HeadSignal(pub Arc<AtomicU8>);
+
+impl HeadSignal {
+    pub const QUIET: u8 = 0;
+    pub const REARM: u8 = 1;
+    pub const HEAD_DONE: u8 = 2;
+
+    pub fn rearm(&self) {
+        self.0.store(Self::REARM, Ordering::Relaxed);
+    }
+
+    pub fn head_done(&self) {
+        self.0.store(Self::HEAD_DONE, Ordering::Relaxed);
+    }
+}
+
 /// Shared by every guarded connection of one listener.
 pub struct GuardSettings {
     pub limits: HeadLimits,
@@ -134,7 +154,7 @@ pub struct GuardSettings {
 pub struct HeadGuard {
     inner: Stream,
     settings: Arc<GuardSettingsRef>,
-    rearm: Arc<AtomicBool>,
+    rearm: Arc<AtomicU8>,
     phase: Phase,
     scanner: HeadScanner,
     timer: Option<Pin<Box<Sleep>>>,
@@ -155,7 +175,7 @@ impl std::fmt::Debug for GuardSettingsRef {
 
 impl HeadGuard {
     /// Wraps a new connection. Setting `rearm` makes the guard watch the next head.
-    pub fn wrap(inner: Stream, settings: Arc<GuardSettingsRef>, rearm: Arc<AtomicBool>) -> Stream {
+    pub fn wrap(inner: Stream, settings: Arc<GuardSettingsRef>, rearm: Arc<AtomicU8>) -> Stream {
         Box::new(HeadGuard {
             inner,
             settings,
@@ -170,10 +190,19 @@ impl HeadGuard {
     /// Starts guarding the next request head on this stream, once the current response
     /// is done (a kept-alive connection).
     fn take_rearm(&mut self) {
-        if self.rearm.swap(false, Ordering::Relaxed) {
-            self.phase = Phase::Armed;
-            self.scanner = HeadScanner::default();
-            self.timer = None;
+        match self.rearm.swap(HeadSignal::QUIET, Ordering::Relaxed) {
+            HeadSignal::REARM => {
+                self.phase = Phase::Armed;
+                self.scanner = HeadScanner::default();
+                self.timer = None;
+            }
+            // The head was parsed (from bytes a pipelining client sent ahead): what
+            // follows is body.
+            HeadSignal::HEAD_DONE => {
+                self.phase = Phase::Done;
+                self.timer = None;
+            }
+            _ => {}
         }
     }
 

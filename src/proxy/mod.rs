@@ -15,7 +15,7 @@ use crate::config::RateLimitConfig;
 use crate::decision::{outcome_of, Caller, Decision, Gatekeeper, RequestFacts};
 use crate::denial::Denial;
 use crate::lifecycle::IN_FLIGHT;
-use crate::metrics::{method_label, Metrics};
+use crate::metrics::ResolvedMetrics;
 use crate::oauth;
 use crate::path::normalize;
 use crate::policy::client_addr::{client_ip, is_trusted};
@@ -54,9 +54,39 @@ pub struct Gateway {
     pub limiter: Arc<Limiter>,
     pub limit_metrics: LimitMetrics,
     pub rate_limits: RateLimitConfig,
+    pub policy_headers: limit_headers::PolicyHeaders,
     pub oauth: axum::Router,
     pub access_log: Arc<crate::access_log::AccessLogger>,
-    pub metrics: Arc<Metrics>,
+    pub metrics: ResolvedMetrics,
+}
+
+/// Client headers that could pass for the gateway's own: `x-tollgate-*` (also spelled
+/// with underscores, which some upstream frameworks read as dashes), the credential and the
+/// client address.
+fn spoofable(name: &str) -> bool {
+    const PREFIX: &[u8] = b"x-tollgate-";
+    let bytes = name.as_bytes();
+    let same = |a: u8, b: u8| a == b || (a == b'_' && b == b'-');
+    let tollgate =
+        bytes.len() >= PREFIX.len() && bytes.iter().zip(PREFIX).all(|(a, b)| same(*a, *b));
+    let other = |target: &str| {
+        bytes.len() == target.len()
+            && bytes
+                .iter()
+                .zip(target.as_bytes())
+                .all(|(a, b)| same(*a, *b))
+    };
+    tollgate || other("x-api-key") || other("x-real-ip")
+}
+
+/// The `Connection` tokens a client may send through: close, keep-alive and upgrade.
+fn hop_by_hop_tokens(value: &[u8]) -> String {
+    value
+        .split(|b| *b == b',')
+        .map(|token| String::from_utf8_lossy(token.trim_ascii()).to_ascii_lowercase())
+        .filter(|token| matches!(token.as_str(), "close" | "keep-alive" | "upgrade"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// A bearer that is not a key is an access token to verify (when it is the only credential).
@@ -88,7 +118,7 @@ pub struct RequestCtx {
     /// Whom the request counts against, decided with the admission.
     limit_scope: Option<(CallerKey, Windows)>,
     /// The rate-limit verdict, for the response headers.
-    pub limits: Option<Verdict>,
+    pub limits: Option<(Verdict, http::HeaderValue)>,
     /// The code of the refusal sent, for the access log.
     outcome: Option<&'static str>,
     /// Time spent deciding (authentication, authorization, limits).
@@ -154,18 +184,13 @@ impl Gateway {
         };
         let decision = gatekeeper.decide(&facts);
         ctx.auth_time = deciding.elapsed();
-        self.metrics
-            .auth_duration
-            .observe(ctx.auth_time.as_secs_f64());
+        self.metrics.auth_duration(ctx.auth_time.as_secs_f64());
         if path != request.uri.path() {
             ctx.forward_path = Some(path.into_owned());
         }
         match decision {
             Decision::Forward { route, caller } => {
-                self.metrics
-                    .auth_decisions
-                    .with_label_values(&[caller.method(), "allowed"])
-                    .inc();
+                self.metrics.auth_decision(caller.method(), "allowed");
                 ctx.limit_scope = Some(self.scope_of(&caller, Some(route), ctx.client_ip));
                 ctx.route = Some(route.index);
                 ctx.caller = Some(caller);
@@ -178,10 +203,7 @@ impl Gateway {
                 key,
             } => {
                 if route.is_some() {
-                    self.metrics
-                        .auth_decisions
-                        .with_label_values(&[method, denial.code()])
-                        .inc();
+                    self.metrics.auth_decision(method, denial.code());
                 }
                 if let (Some(credential), Some(outcome)) = (&key, outcome_of(&denial)) {
                     self.usage
@@ -275,12 +297,12 @@ impl Gateway {
             return "oauth";
         }
         ctx.route
-            .and_then(|index| self.routes.iter().nth(index))
+            .and_then(|index| self.routes.get(index))
             .map_or("unmatched", |route| &route.name)
     }
 
     fn upstream_name(&self, ctx: &RequestCtx) -> Option<&str> {
-        let route = self.routes.iter().nth(ctx.route?)?;
+        let route = self.routes.get(ctx.route?)?;
         Some(&route.upstream)
     }
 }
@@ -341,6 +363,18 @@ impl ProxyHttp for Gateway {
         }
     }
 
+    /// Called once the head is parsed, with what the connection loop handed over.
+    fn on_connection_reuse(
+        &self,
+        _session: &mut Session,
+        _ctx: &mut RequestCtx,
+        context: Box<dyn std::any::Any + Send + Sync>,
+    ) {
+        if let Ok(signal) = context.downcast::<head_guard::HeadSignal>() {
+            signal.head_done();
+        }
+    }
+
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         ctx.request_id = request_id(session.req_header());
         let request = session.req_header();
@@ -384,11 +418,12 @@ impl ProxyHttp for Gateway {
                     self.usage
                         .record(&credential.usage, &credential.id, outcome, now);
                 }
-                ctx.limits = Some(verdict);
+                ctx.limits = Some((verdict, self.policy_headers.get(&windows)));
                 refused
             }
             Err(denial) => {
-                ctx.limits = Some(self.limiter.peek(&caller_key, &windows, now).await);
+                let verdict = self.limiter.peek(&caller_key, &windows, now).await;
+                ctx.limits = Some((verdict, self.policy_headers.get(&windows)));
                 Some(denial)
             }
         };
@@ -451,12 +486,25 @@ impl ProxyHttp for Gateway {
             .keys()
             .filter(|name| {
                 let name = name.as_str();
-                name.starts_with("x-tollgate-") || name == "x-api-key" || name == "x-real-ip"
+                spoofable(name)
             })
             .cloned()
             .collect();
         for name in doomed {
             upstream.remove_header(&name);
+        }
+        // A client may list header names in Connection to have them dropped as hop-by-hop;
+        // only the standard tokens are kept, so it can never remove the identity headers.
+        if let Some(connection) = upstream.headers.get(http::header::CONNECTION) {
+            let kept = hop_by_hop_tokens(connection.as_bytes());
+            if kept.len() != connection.len() {
+                match kept.is_empty() {
+                    true => {
+                        upstream.remove_header(&http::header::CONNECTION);
+                    }
+                    false => upstream.insert_header(http::header::CONNECTION, kept)?,
+                }
+            }
         }
         if upstream
             .headers
@@ -521,8 +569,8 @@ impl ProxyHttp for Gateway {
         response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        if let Some(verdict) = &ctx.limits {
-            for (name, value) in limit_headers::headers(verdict) {
+        if let Some((verdict, policy)) = &ctx.limits {
+            for (name, value) in limit_headers::headers(verdict, policy) {
                 response.insert_header(name, value)?;
             }
         }
@@ -560,29 +608,23 @@ impl ProxyHttp for Gateway {
         let status = session
             .response_written()
             .map_or(0, |response| response.status.as_u16());
-        let route = self.route_name(ctx);
-        let metrics = &self.metrics;
-        metrics
-            .requests
-            .with_label_values(&[
-                route,
-                method_label(&session.req_header().method),
-                &status.to_string(),
-            ])
-            .inc();
-        metrics
-            .request_duration
-            .with_label_values(&[route])
-            .observe(ctx.started.elapsed().as_secs_f64());
-        if let (Some(started), Some(upstream)) = (ctx.upstream_started, self.upstream_name(ctx)) {
-            metrics
-                .upstream_requests
-                .with_label_values(&[upstream, &ctx.upstream_status.to_string()])
-                .inc();
-            metrics
-                .upstream_duration
-                .with_label_values(&[upstream])
-                .observe(started.elapsed().as_secs_f64());
+        let slot = match ctx.route {
+            _ if ctx.oauth_endpoint => crate::metrics::OAUTH,
+            Some(index) => index + 2,
+            None => crate::metrics::UNMATCHED,
+        };
+        let method = &session.req_header().method;
+        self.metrics
+            .request(slot, method, status, ctx.started.elapsed().as_secs_f64());
+        if let (Some(started), Some(route)) = (
+            ctx.upstream_started,
+            ctx.route.and_then(|i| self.routes.get(i)),
+        ) {
+            self.metrics.upstream(
+                route.upstream_index,
+                ctx.upstream_status,
+                started.elapsed().as_secs_f64(),
+            );
         }
         if self.access_log.enabled() {
             self.log_access(session, ctx, status);

@@ -16,8 +16,8 @@ pub async fn refuse(session: &mut Session, ctx: &RequestCtx, denial: &Denial) ->
     response.insert_header(http::header::CONTENT_LENGTH, body.len())?;
     response.insert_header(http::header::CACHE_CONTROL, "no-store")?;
     response.insert_header("x-request-id", ctx.request_id.as_str())?;
-    if let Some(verdict) = &ctx.limits {
-        for (name, value) in crate::policy::rate_limit::headers::headers(verdict) {
+    if let Some((verdict, policy)) = &ctx.limits {
+        for (name, value) in crate::policy::rate_limit::headers::headers(verdict, policy) {
             response.insert_header(name, value)?;
         }
     }

@@ -361,30 +361,83 @@ impl Store {
     }
 
     /// Every key, retired digest and policy written after `since`.
-    pub async fn changes_since(&self, since: i64) -> StoreResult<KeyChanges> {
-        let mut conn = self.pool.acquire().await?;
+    /// The latest committed change version.
+    pub async fn latest_version(&self) -> StoreResult<i64> {
         let upto: Option<i64> = sqlx::query("SELECT MAX(id) FROM changes")
-            .fetch_one(&mut *conn)
+            .fetch_one(&self.pool)
             .await?
             .try_get(0)?;
-        let upto = upto.unwrap_or(0);
+        Ok(upto.unwrap_or(0))
+    }
+
+    /// One page of the keys written up to `upto`, in `(version, id)` order after `after`:
+    /// a full load reads the table this way, so it never holds every row at once.
+    pub async fn key_page(
+        &self,
+        upto: i64,
+        after: Option<(i64, String)>,
+        limit: i64,
+    ) -> StoreResult<Vec<KeyRecord>> {
+        let (version, id) = after.unwrap_or((i64::MIN, String::new()));
+        let rows = sqlx::query(&format!(
+            "SELECT {KEY_COLUMNS} FROM keys WHERE version <= $1 AND (version > $2 OR (version = $2 AND id > $3)) \
+             ORDER BY version, id LIMIT $4"
+        ))
+        .bind(upto)
+        .bind(version)
+        .bind(id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(key_from_row).collect()
+    }
+
+    pub async fn changes_since(&self, since: i64) -> StoreResult<KeyChanges> {
+        self.changes_between(since, None, true).await
+    }
+
+    /// Everything but keys after `since` and up to `upto` (the rest of a full load).
+    pub async fn other_changes(&self, since: i64, upto: i64) -> StoreResult<KeyChanges> {
+        self.changes_between(since, Some(upto), false).await
+    }
+
+    async fn changes_between(
+        &self,
+        since: i64,
+        upto: Option<i64>,
+        with_keys: bool,
+    ) -> StoreResult<KeyChanges> {
+        let mut conn = self.pool.acquire().await?;
+        let upto = match upto {
+            Some(upto) => upto,
+            None => {
+                let latest: Option<i64> = sqlx::query("SELECT MAX(id) FROM changes")
+                    .fetch_one(&mut *conn)
+                    .await?
+                    .try_get(0)?;
+                latest.unwrap_or(0)
+            }
+        };
         if upto <= since {
             return Ok(KeyChanges {
                 version: since,
                 ..KeyChanges::default()
             });
         }
-        let rows = sqlx::query(&format!(
-            "SELECT {KEY_COLUMNS} FROM keys WHERE version > $1 AND version <= $2"
-        ))
-        .bind(since)
-        .bind(upto)
-        .fetch_all(&mut *conn)
-        .await?;
-        let keys = rows
-            .iter()
-            .map(key_from_row)
-            .collect::<StoreResult<Vec<_>>>()?;
+        let keys = if with_keys {
+            let rows = sqlx::query(&format!(
+                "SELECT {KEY_COLUMNS} FROM keys WHERE version > $1 AND version <= $2"
+            ))
+            .bind(since)
+            .bind(upto)
+            .fetch_all(&mut *conn)
+            .await?;
+            rows.iter()
+                .map(key_from_row)
+                .collect::<StoreResult<Vec<_>>>()?
+        } else {
+            Vec::new()
+        };
         let rows = sqlx::query(
             "SELECT digest, key_id FROM retired_digests WHERE version > $1 AND version <= $2",
         )

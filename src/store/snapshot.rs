@@ -127,6 +127,32 @@ impl Snapshot {
     }
 }
 
+/// A full load in progress.
+pub struct FullLoad {
+    index: Index,
+    counts: [u64; 2],
+}
+
+/// Puts a key's current secret (and its previous one, while in grace) in `index`.
+fn insert_secrets(index: &mut Index, record: &KeyRecord, credential: &Arc<Credential>) {
+    index.by_digest.insert(
+        record.secrets.digest,
+        KeyEntry::Secret {
+            credential: credential.clone(),
+            grace_until: None,
+        },
+    );
+    if let (Some(digest), Some(until)) = (record.secrets.grace_digest, record.secrets.grace_until) {
+        index.by_digest.insert(
+            digest,
+            KeyEntry::Secret {
+                credential: credential.clone(),
+                grace_until: Some(until),
+            },
+        );
+    }
+}
+
 /// Turns key records into credentials; holds what the config says about permissions.
 pub struct SnapshotBuilder {
     catalog: Catalog,
@@ -134,6 +160,7 @@ pub struct SnapshotBuilder {
     infrastructure: Vec<IpNet>,
     /// Interned permission sets with their header value: many keys share few sets.
     interned: HashMap<PermissionSet, (Arc<PermissionSet>, Arc<str>)>,
+    allowlists: HashMap<(Vec<String>, bool), Allowlist>,
 }
 
 impl SnapshotBuilder {
@@ -149,6 +176,7 @@ impl SnapshotBuilder {
             roles,
             infrastructure: config.infrastructure_ips.clone(),
             interned: HashMap::new(),
+            allowlists: HashMap::new(),
         }
     }
 
@@ -164,6 +192,21 @@ impl SnapshotBuilder {
         let entry = (Arc::new(set.clone()), Arc::from(header.join(" ")));
         self.interned.insert(set, entry.clone());
         entry
+    }
+
+    /// Keys share few allowlists: each distinct one is built once.
+    fn allowlist(&mut self, entries: &[String], infrastructure: bool) -> Allowlist {
+        let key = (entries.to_vec(), infrastructure);
+        if let Some(found) = self.allowlists.get(&key) {
+            return found.clone();
+        }
+        let nets = entries.iter().filter_map(|n| parse_cidr(n)).collect();
+        let list = Allowlist::new(
+            nets,
+            infrastructure.then_some(self.infrastructure.as_slice()),
+        );
+        self.allowlists.insert(key, list.clone());
+        list
     }
 
     fn credential(&mut self, record: &KeyRecord, previous: Option<&Credential>) -> Credential {
@@ -184,14 +227,7 @@ impl SnapshotBuilder {
                 .unwrap_or_default(),
         };
         let (permissions, permissions_header) = self.intern(set);
-        let nets = record
-            .ip_allowlist
-            .iter()
-            .filter_map(|n| parse_cidr(n))
-            .collect();
-        let infrastructure = record
-            .allow_infrastructure_ips
-            .then_some(self.infrastructure.as_slice());
+        let allowlist = self.allowlist(&record.ip_allowlist, record.allow_infrastructure_ips);
         Credential {
             id: previous.map_or_else(|| Arc::from(record.id.as_str()), |p| p.id.clone()),
             client_id: Arc::from(record.client_id.as_str()),
@@ -201,7 +237,7 @@ impl SnapshotBuilder {
             environment: Environment::parse(&record.environment).unwrap_or(Environment::Live),
             expires_at: record.expires_at.map(|t| t.0),
             revoked: record.revoked_at.is_some(),
-            allowlist: Allowlist::new(nets, infrastructure),
+            allowlist,
             rate_limit: record.rate_limit.map(|r| Tier {
                 per_minute: r.per_minute,
                 per_day: r.per_day,
@@ -209,6 +245,45 @@ impl SnapshotBuilder {
             secret_version: record.secrets.version,
             usage: UsageSlot::carried_from(previous.map(|p| &p.usage)),
         }
+    }
+
+    /// Starts a full load: keys are added page by page straight into a new base.
+    pub fn start_full(&self, expected: usize) -> FullLoad {
+        FullLoad {
+            index: Index {
+                by_digest: HashMap::with_capacity_and_hasher(
+                    expected,
+                    DigestBuildHasher::default(),
+                ),
+                by_id: HashMap::with_capacity(expected),
+            },
+            counts: [0, 0],
+        }
+    }
+
+    pub fn add_keys(&mut self, load: &mut FullLoad, records: &[KeyRecord]) {
+        for record in records {
+            let credential = Arc::new(self.credential(record, None));
+            if !credential.revoked {
+                load.counts[credential.key_type as usize] += 1;
+            }
+            insert_secrets(&mut load.index, record, &credential);
+            load.index.by_id.insert(credential.id.clone(), credential);
+        }
+    }
+
+    /// The snapshot of a full load, with everything else (`rest`: retired digests, policy,
+    /// apps, users, revoked grants) applied on top.
+    pub fn finish_full(&mut self, load: FullLoad, policy: Policy, rest: KeyChanges) -> Snapshot {
+        let loaded = Snapshot {
+            version: 0,
+            policy,
+            base: Arc::new(load.index),
+            overlay: Arc::default(),
+            oauth: Arc::default(),
+            counts: load.counts,
+        };
+        self.apply(&loaded, rest)
     }
 
     /// The snapshot after `changes`. Recent changes go to the overlay; once it grows past
@@ -235,24 +310,7 @@ impl SnapshotBuilder {
             if !credential.revoked {
                 counts[credential.key_type as usize] += 1;
             }
-            overlay.by_digest.insert(
-                record.secrets.digest,
-                KeyEntry::Secret {
-                    credential: credential.clone(),
-                    grace_until: None,
-                },
-            );
-            if let (Some(digest), Some(until)) =
-                (record.secrets.grace_digest, record.secrets.grace_until)
-            {
-                overlay.by_digest.insert(
-                    digest,
-                    KeyEntry::Secret {
-                        credential: credential.clone(),
-                        grace_until: Some(until),
-                    },
-                );
-            }
+            insert_secrets(&mut overlay, record, &credential);
             overlay.by_id.insert(credential.id.clone(), credential);
         }
         let (base, overlay) = if overlay.len() > (current.base.len() / 8).max(4096) {

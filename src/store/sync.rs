@@ -160,13 +160,19 @@ impl Syncer {
             .ok_or_else(|| StoreError::Unavailable("not connected yet".into()))?;
         let mut builder = self.builder.lock().await;
         let current = self.snapshot.load_full();
-        let result = tokio::time::timeout(self.deadline(), store.changes_since(current.version))
-            .await
-            .unwrap_or_else(|_| Err(StoreError::Unavailable("sync timed out".into())));
+        let result = if current.version == 0 {
+            self.load_full(store, &mut builder, current.policy)
+                .await
+                .map(Some)
+        } else {
+            tokio::time::timeout(self.deadline(), store.changes_since(current.version))
+                .await
+                .unwrap_or_else(|_| Err(StoreError::Unavailable("sync timed out".into())))
+                .map(|changes| (!changes.is_empty()).then(|| builder.apply(&current, changes)))
+        };
         match result {
-            Ok(changes) => {
-                if !changes.is_empty() {
-                    let next = builder.apply(&current, changes);
+            Ok(next) => {
+                if let Some(next) = next {
                     self.snapshot.current.store(Arc::new(next));
                 }
                 self.snapshot
@@ -182,6 +188,40 @@ impl Syncer {
                 Err(error)
             }
         }
+    }
+
+    /// Reads every key page by page (each page under the deadline, so a large store loads
+    /// however long it takes while a dead one still fails fast), then the rest.
+    async fn load_full(
+        &self,
+        store: &Store,
+        builder: &mut SnapshotBuilder,
+        policy: Policy,
+    ) -> Result<Snapshot, StoreError> {
+        const PAGE: i64 = 20_000;
+        let timed = |error: &'static str| StoreError::Unavailable(error.into());
+        let upto = tokio::time::timeout(self.deadline(), store.latest_version())
+            .await
+            .map_err(|_| timed("load timed out"))??;
+        let mut load = builder.start_full(0);
+        let mut after = None;
+        loop {
+            let page =
+                tokio::time::timeout(self.deadline(), store.key_page(upto, after.clone(), PAGE))
+                    .await
+                    .map_err(|_| timed("load timed out"))??;
+            builder.add_keys(&mut load, &page);
+            match page.last() {
+                Some(last) if page.len() as i64 == PAGE => {
+                    after = Some((last.version, last.id.clone()))
+                }
+                _ => break,
+            }
+        }
+        let rest = tokio::time::timeout(self.deadline(), store.other_changes(0, upto))
+            .await
+            .map_err(|_| timed("load timed out"))??;
+        Ok(builder.finish_full(load, policy, rest))
     }
 
     /// Records a failed store operation seen elsewhere (an admin write).

@@ -354,6 +354,50 @@ pub fn read_response(stream: &mut TcpStream) -> Option<RawResponse> {
     })
 }
 
+/// Reads `count` responses sent back to back on one connection (pipelining): bytes of
+/// the next response that arrive with the current one are kept for it.
+pub fn read_pipelined(stream: &mut TcpStream, count: usize) -> Vec<RawResponse> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    let mut out = Vec::new();
+    while out.len() < count {
+        let Some(head_end) = find(&buf, b"\r\n\r\n") else {
+            match stream.read(&mut chunk) {
+                Ok(n) if n > 0 => buf.extend_from_slice(&chunk[..n]),
+                _ => break,
+            }
+            continue;
+        };
+        let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+        let length: usize = head
+            .lines()
+            .find_map(|l| {
+                let (n, v) = l.split_once(':')?;
+                n.eq_ignore_ascii_case("content-length")
+                    .then(|| v.trim().parse().ok())?
+            })
+            .unwrap_or(0);
+        while buf.len() < head_end + 4 + length {
+            match stream.read(&mut chunk) {
+                Ok(n) if n > 0 => buf.extend_from_slice(&chunk[..n]),
+                _ => break,
+            }
+        }
+        let end = (head_end + 4 + length).min(buf.len());
+        let Some(status) = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()) else {
+            break;
+        };
+        out.push(RawResponse {
+            status,
+            body: String::from_utf8_lossy(&buf[head_end + 4..end]).into_owned(),
+            head,
+            closed: false,
+        });
+        buf.drain(..end);
+    }
+    out
+}
+
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }

@@ -76,7 +76,11 @@ impl LocalLimiter {
 
     /// Counts one request of `key` in every window, or none when a window is full.
     pub fn check(&self, key: &CallerKey, windows: &Windows, now: i64) -> Verdict {
-        let mut entry = self.callers.entry(key.clone()).or_default();
+        // A known caller is found without cloning its key; a new one is inserted.
+        let mut entry = match self.callers.get_mut(key) {
+            Some(entry) => entry,
+            None => self.callers.entry(key.clone()).or_default(),
+        };
         let mut used = [0u64; 4];
         let count = windows.iter().count();
         for (index, spec) in windows.iter().enumerate() {
@@ -102,16 +106,16 @@ impl LocalLimiter {
 
     /// Where `key` stands, counting nothing (for the headers of refused requests).
     pub fn peek(&self, key: &CallerKey, windows: &Windows, now: i64) -> Verdict {
-        let used: Vec<u64> = match self.callers.get(key) {
-            Some(entry) => windows
-                .iter()
-                .map(|spec| entry.count(spec.kind, spec.start(now)))
-                .collect(),
-            None => vec![0; windows.iter().count()],
-        };
+        let mut used = [0u64; 4];
+        let count = windows.iter().count();
+        if let Some(entry) = self.callers.get(key) {
+            for (index, spec) in windows.iter().enumerate() {
+                used[index] = entry.count(spec.kind, spec.start(now));
+            }
+        }
         Verdict {
             refused_by: None,
-            windows: states(windows, &used, now),
+            windows: states(windows, &used[..count], now),
             tier: windows.tier,
             fallback: false,
         }

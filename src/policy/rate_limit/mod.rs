@@ -76,7 +76,7 @@ impl WindowKind {
 }
 
 /// The tier label of the metric: how the caller authenticated.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum TierKind {
     Anonymous,
     ApiKey,
@@ -94,7 +94,7 @@ impl TierKind {
 }
 
 /// One window to check: at most `limit` requests per `period_ms`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct WindowSpec {
     pub kind: WindowKind,
     pub limit: u64,
@@ -114,7 +114,7 @@ impl WindowSpec {
 
 /// The windows of one request: the tier's (or the key's own) minute and day, the burst
 /// window, and the route's safeguard.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Windows {
     specs: [Option<WindowSpec>; 4],
     pub tier: TierKind,
@@ -280,7 +280,7 @@ impl LimitMetrics {
         match verdict.refused_by {
             Some(window) => self.counter(verdict.tier, window, true).inc(),
             None => {
-                for state in &verdict.windows {
+                for state in verdict.windows.iter() {
                     self.counter(verdict.tier, state.spec.kind, false).inc();
                 }
             }
@@ -317,7 +317,7 @@ impl WindowState {
 pub struct Verdict {
     /// The window that refused the request, if one did. Nothing was counted then.
     pub refused_by: Option<WindowKind>,
-    pub windows: Vec<WindowState>,
+    pub windows: WindowStates,
     pub tier: TierKind,
     /// Decided by the local fallback because the shared counters were unreachable.
     pub fallback: bool,
@@ -356,16 +356,50 @@ pub fn decide(windows: &Windows, used: &mut [u64]) -> Option<WindowKind> {
     refused
 }
 
-pub fn states(windows: &Windows, used: &[u64], now: i64) -> Vec<WindowState> {
-    windows
-        .iter()
-        .zip(used)
-        .map(|(spec, used)| WindowState {
+pub fn states(windows: &Windows, used: &[u64], now: i64) -> WindowStates {
+    let mut states = WindowStates::default();
+    for (spec, used) in windows.iter().zip(used) {
+        states.items[states.len] = WindowState {
             spec: *spec,
             used: *used,
             reset_ms: spec.end(now) - now,
-        })
-        .collect()
+        };
+        states.len += 1;
+    }
+    states
+}
+
+/// The (at most four) windows of a verdict, kept inline: no allocation per request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WindowStates {
+    items: [WindowState; 4],
+    len: usize,
+}
+
+impl Default for WindowStates {
+    fn default() -> Self {
+        let empty = WindowState {
+            spec: WindowSpec {
+                kind: WindowKind::Burst,
+                limit: 0,
+                period_ms: 1,
+            },
+            used: 0,
+            reset_ms: 0,
+        };
+        WindowStates {
+            items: [empty; 4],
+            len: 0,
+        }
+    }
+}
+
+impl std::ops::Deref for WindowStates {
+    type Target = [WindowState];
+
+    fn deref(&self) -> &[WindowState] {
+        &self.items[..self.len]
+    }
 }
 
 #[cfg(test)]

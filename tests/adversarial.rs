@@ -1,0 +1,313 @@
+//! What a hostile client tries next (the hardening issue): pipelining past a refusal,
+//! upgrades without credentials, spoofed identity and address headers, path tricks,
+//! ES256 with a zero signature, and many idle connections.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use base64::Engine;
+use common::*;
+use serde_json::json;
+use std::io::Write;
+use std::net::TcpStream;
+use std::time::Duration;
+
+fn gateway(up: &Upstream, trusted: &str) -> Gateway {
+    Gateway::start(
+        &credentials_config(up, "sqlite://{dir}/data/tollgate.db", "live").replace(
+            "infrastructure_ips: [127.0.0.3/32]",
+            &format!("infrastructure_ips: [127.0.0.3/32]\ntrusted_proxies: [{trusted}]"),
+        ),
+    )
+}
+
+async fn key(gw: &Gateway, allowlist: &[&str]) -> (String, String) {
+    Admin::of(gw)
+        .create_key(
+            json!({"name": "k", "permissions": ["accounts:read"], "ip_allowlist": allowlist}),
+        )
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pipelined_request_without_a_key_is_refused_on_its_own() {
+    let up = upstream();
+    let gw = gateway(&up, "10.0.0.0/8");
+    let (_, key) = key(&gw, &[]).await;
+    let mut stream = TcpStream::connect(gw.addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let both = format!(
+        "GET /v1/accounts/1 HTTP/1.1\r\nHost: t\r\nX-API-Key: {key}\r\n\r\nGET /v1/accounts/2 HTTP/1.1\r\nHost: t\r\n\r\n"
+    );
+    stream.write_all(both.as_bytes()).unwrap();
+    let responses = read_pipelined(&mut stream, 2);
+    assert_eq!(responses.len(), 2, "two responses, in order");
+    let (first, second) = (&responses[0], &responses[1]);
+    assert_eq!(first.status, 200);
+    assert_eq!(
+        (second.status, second.code().as_str()),
+        (401, "missing_credentials")
+    );
+    let seen: Vec<String> = up
+        .recorder
+        .requests()
+        .iter()
+        .map(|r| r.uri.clone())
+        .collect();
+    assert_eq!(seen, ["/v1/accounts/1"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_upgrade_without_credentials_is_refused_and_not_forwarded() {
+    let up = upstream();
+    let gw = gateway(&up, "10.0.0.0/8");
+    let response = raw(
+        gw.addr,
+        b"GET /v1/accounts HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+    );
+    assert_eq!(
+        (response.status, response.code().as_str()),
+        (401, "missing_credentials")
+    );
+    assert!(up.recorder.requests().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn identity_headers_cannot_be_spoofed_or_nominated_away() {
+    let up = upstream();
+    let gw = gateway(&up, "10.0.0.0/8");
+    let (id, key) = key(&gw, &[]).await;
+    let request = format!(
+        "GET /v1/accounts HTTP/1.1\r\nHost: t\r\nX-API-Key: {key}\r\nX-Tollgate-Subject: key_admin\r\nx-tollgate-permissions: everything\r\n\
+         X-TOLLGATE-CLIENT-ID: cid_admin\r\nx_tollgate_auth_method: api_key\r\nX_Tollgate_Subject: key_admin\r\nx_api_key: other\r\n\
+         X-Real-IP: 6.6.6.6\r\nForwarded: for=6.6.6.6\r\nConnection: keep-alive, x-tollgate-subject, X-Tollgate-Permissions\r\n\r\n"
+    );
+    assert_eq!(raw(gw.addr, request.as_bytes()).status, 200);
+    let requests = up.recorder.requests();
+    let seen = requests.last().unwrap();
+    let names: Vec<&str> = seen.headers.iter().map(|(n, _)| n.as_str()).collect();
+    assert!(
+        !names
+            .iter()
+            .any(|n| n.starts_with("x_tollgate") || *n == "x_api_key" || *n == "forwarded"),
+        "{names:?}"
+    );
+    assert_eq!(
+        seen.header("x-tollgate-subject"),
+        [id.as_str()],
+        "Connection cannot strip the gateway's header"
+    );
+    assert_eq!(seen.header("x-tollgate-permissions"), ["accounts:read"]);
+    assert_eq!(seen.header("x-real-ip"), ["127.0.0.1"]);
+    assert!(seen.header("x-api-key").is_empty());
+    assert!(
+        !format!("{requests:?}").contains(&key),
+        "the credential never reaches the upstream"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn forwarded_addresses_count_only_behind_trusted_proxies() {
+    let up = upstream();
+    // The test client (127.0.0.1) is not trusted here: its claims are ignored.
+    let gw = gateway(&up, "10.0.0.0/8");
+    let (_, secret) = key(&gw, &["203.0.113.9"]).await;
+    let spoofed = format!(
+        "GET /v1/accounts HTTP/1.1\r\nHost: t\r\nX-API-Key: {secret}\r\nX-Forwarded-For: 203.0.113.9\r\nX-Real-IP: 203.0.113.9\r\nForwarded: for=203.0.113.9\r\n\r\n"
+    );
+    let response = raw(gw.addr, spoofed.as_bytes());
+    assert_eq!(
+        (response.status, response.code().as_str()),
+        (403, "ip_not_allowed")
+    );
+
+    // Behind a trusted proxy (127.0.0.0/8), the chain is walked right to left.
+    let behind = gateway(&up, "127.0.0.0/8");
+    let (_, key) = key(&behind, &["203.0.113.9"]).await;
+    let through = |chain: &str| {
+        raw(behind.addr, format!("GET /v1/accounts HTTP/1.1\r\nHost: t\r\nX-API-Key: {key}\r\nX-Forwarded-For: {chain}\r\n\r\n").as_bytes())
+    };
+    assert_eq!(through("6.6.6.6, 203.0.113.9, 127.0.0.5").status, 200);
+    assert_eq!(
+        through("::ffff:203.0.113.9").status,
+        200,
+        "IPv4-mapped IPv6 matches the IPv4 rule"
+    );
+    assert_eq!(
+        through("203.0.113.9, 198.51.100.1").status,
+        403,
+        "the first untrusted address is the client"
+    );
+    assert_eq!(
+        through("203.0.113.9, garbage").status,
+        403,
+        "garbage stops the walk at the proxy"
+    );
+    let forwarded = up.recorder.requests();
+    assert_eq!(
+        forwarded.last().unwrap().header("x-real-ip"),
+        ["203.0.113.9"],
+        "the client, as worked out"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn path_tricks_are_decided_on_the_path_that_is_forwarded() {
+    let up = upstream();
+    let gw = gateway(&up, "10.0.0.0/8");
+    let (_, key) = key(&gw, &[]).await;
+    for (path, status, forwarded) in [
+        ("/v1/%61ccounts/7", 200, Some("/v1/accounts/7")),
+        ("//v1/accounts", 200, Some("/v1/accounts")),
+        ("/v1/public/../accounts", 200, Some("/v1/accounts")),
+        ("/v1/accounts;x", 404, None),
+        ("/v1/public/%2e%2e/accounts", 200, Some("/v1/accounts")),
+    ] {
+        up.recorder.clear();
+        let response = raw(
+            gw.addr,
+            format!("GET {path} HTTP/1.1\r\nHost: t\r\nX-API-Key: {key}\r\n\r\n").as_bytes(),
+        );
+        assert_eq!(response.status, status, "{path}");
+        let seen: Vec<String> = up
+            .recorder
+            .requests()
+            .iter()
+            .map(|r| r.uri.clone())
+            .collect();
+        assert_eq!(seen.first().map(String::as_str), forwarded, "{path}");
+    }
+    // Without the key, the same tricks never reach the protected route's upstream.
+    up.recorder.clear();
+    for path in ["/v1/%61ccounts", "//v1/accounts", "/v1/public/../accounts"] {
+        let response = raw(
+            gw.addr,
+            format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes(),
+        );
+        assert_eq!(response.status, 401, "{path}");
+    }
+    assert!(up.recorder.requests().is_empty());
+}
+
+fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn es256_with_a_zero_signature_is_refused() {
+    use aws_lc_rs::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
+    let up = upstream();
+    let pkcs8 = EcdsaKeyPair::generate_pkcs8(
+        &ECDSA_P256_SHA256_FIXED_SIGNING,
+        &aws_lc_rs::rand::SystemRandom::new(),
+    )
+    .unwrap();
+    let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref()).unwrap();
+    let public = pair.public_key().as_ref().to_vec();
+    let jwk = json!({"kty": "EC", "crv": "P-256", "kid": "ec1", "use": "sig", "x": b64(&public[1..33]), "y": b64(&public[33..65])});
+    let app = axum::Router::new().route(
+        "/jwks",
+        axum::routing::get(move || {
+            let jwk = jwk.clone();
+            async move { axum::Json(json!({"keys": [jwk]})) }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let jwks = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let yaml = credentials_config(&up, "sqlite://{dir}/data/tollgate.db", "live").replace(
+        "signing_key_path: \"{dir}/signing.pem\" }",
+        &format!("signing_key_path: \"{{dir}}/signing.pem\", external_issuers: [{{ issuer: \"https://ec.test/\", jwks_url: \"http://{jwks}/jwks\", audience: api }}] }}"),
+    );
+    let gw = tokio::task::spawn_blocking(move || Gateway::start(&yaml))
+        .await
+        .unwrap();
+    let now = tollgate::clock::now_ms() / 1000;
+    let claims = json!({"iss": "https://ec.test/", "aud": "api", "sub": "s", "scope": "accounts:read", "exp": now + 600});
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+    header.kid = Some("ec1".into());
+    let good = jsonwebtoken::encode(
+        &header,
+        &claims,
+        &jsonwebtoken::EncodingKey::from_ec_der(pkcs8.as_ref()),
+    )
+    .unwrap();
+    let http = reqwest::Client::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while http
+        .get(gw.url("/v1/accounts"))
+        .bearer_auth(&good)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        != 200
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a valid ES256 token was never accepted"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let parts: Vec<&str> = good.split('.').collect();
+    let zero = format!("{}.{}.{}", parts[0], parts[1], b64(&[0u8; 64]));
+    let response = http
+        .get(gw.url("/v1/accounts"))
+        .bearer_auth(&zero)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "invalid_token");
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("VmRSS:")
+                .map(|v| v.trim().trim_end_matches(" kB").parse().unwrap())
+        })
+        .unwrap()
+}
+
+#[test]
+fn many_idle_keep_alive_connections_keep_memory_bounded() {
+    let up = upstream();
+    let gw = Gateway::start(&basic_config(&up).replace(
+        "permissions: [accounts:read, accounts:write]",
+        "rate_limits: { tiers: { anonymous: { per_minute: 1000000, per_day: 10000000 } }, burst: { requests: 1000000, per: 10s } }\npermissions: [accounts:read, accounts:write]",
+    ));
+    let before = rss_kib(gw.pid());
+    let mut idle = Vec::new();
+    for _ in 0..1000 {
+        let mut stream = TcpStream::connect(gw.addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        stream
+            .write_all(b"GET /v1/public/a HTTP/1.1\r\nHost: t\r\n\r\n")
+            .unwrap();
+        let answered = read_pipelined(&mut stream, 1);
+        assert_eq!(answered.first().map(|r| r.status), Some(200));
+        idle.push(stream);
+    }
+    let after = rss_kib(gw.pid());
+    let per_connection = (after.saturating_sub(before)) as f64 / 1000.0;
+    println!("1000 idle keep-alive connections: RSS {before} -> {after} KiB ({per_connection:.1} KiB each)");
+    assert!(
+        per_connection < 64.0,
+        "{per_connection} KiB per idle connection"
+    );
+    assert_eq!(
+        http_get(gw.addr, "/v1/public/still-serving")
+            .unwrap()
+            .status,
+        200
+    );
+    drop(idle);
+}
