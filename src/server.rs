@@ -25,6 +25,7 @@ use crate::proxy::upstreams::Upstreams;
 use crate::proxy::Gateway;
 use crate::routes::RouteTable;
 use crate::store::sync::{SyncMetrics, SyncService, Syncer};
+use crate::store::Store;
 use crate::usage::{UsageFlusher, UsageRecorder};
 use anyhow::Context;
 use async_trait::async_trait;
@@ -152,6 +153,10 @@ pub fn serve(config: Config, options: ServeOptions) -> anyhow::Result<()> {
         upgrade: options.upgrade,
         ..Opt::default()
     };
+    let keeper = QuotaKeeper::new(limiter, syncer.clone(), readiness.clone());
+    if options.upgrade {
+        preload(&config, &syncer, &keeper)?;
+    }
     let mut server = Server::new_with_opt_and_conf(opt, conf);
     server.bootstrap();
 
@@ -186,10 +191,7 @@ pub fn serve(config: Config, options: ServeOptions) -> anyhow::Result<()> {
     if !external.is_empty() {
         server.add_service(background_service("external JWKS", JwksRefresher(external)));
     }
-    server.add_service(background_service(
-        "quota keeper",
-        QuotaKeeper::new(limiter, syncer.clone(), readiness.clone()),
-    ));
+    server.add_service(background_service("quota keeper", keeper));
     server.add_service(background_service(
         "usage flush",
         UsageFlusher::new(usage, syncer),
@@ -205,6 +207,32 @@ pub fn serve(config: Config, options: ServeOptions) -> anyhow::Result<()> {
         shutdown_signal: Box::new(Signals),
     });
     Ok(())
+}
+
+/// An upgrading process takes the listening sockets only once it can serve: it loads its
+/// snapshot and the day's quota counts first, on a connection of its own, while the old
+/// process keeps serving. If the store cannot be read, the upgrade stops here (exit 1) and
+/// the old process is untouched.
+fn preload(config: &Config, syncer: &Syncer, keeper: &QuotaKeeper) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the preload runtime")?;
+    runtime
+        .block_on(async {
+            let store = tokio::time::timeout(syncer.deadline(), Store::open(&config.store.url))
+                .await
+                .map_err(|_| anyhow::anyhow!("the store did not answer"))?
+                .context("cannot open the store")?;
+            let loaded = async {
+                syncer.load_first(&store).await?;
+                keeper.restore_from(&store).await
+            }
+            .await;
+            store.close().await;
+            Ok::<_, anyhow::Error>(loaded?)
+        })
+        .context("cannot load the snapshot before taking the sockets over (the running process keeps them)")
 }
 
 fn metrics_router(metrics: Arc<Metrics>) -> axum::Router {

@@ -137,15 +137,23 @@ impl UsageRecorder {
         }
     }
 
-    /// Writes what accumulated; on failure keeps it for the next attempt.
-    pub async fn flush(&self, store: &Store) {
+    /// Writes what accumulated within `deadline`; on failure or timeout keeps it for the
+    /// next attempt (a write cut off after its commit may then count twice, never zero times).
+    pub async fn flush(&self, store: &Store, deadline: Duration) {
         let batch = self.drain(clock::now_ms());
         if batch.is_empty() {
             return;
         }
-        if let Err(error) = store.add_usage(&batch).await {
-            tracing::warn!(%error, "usage flush failed; will retry");
-            self.restore(batch);
+        match tokio::time::timeout(deadline, store.add_usage(&batch)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "usage flush failed; will retry");
+                self.restore(batch);
+            }
+            Err(_) => {
+                tracing::warn!("usage flush timed out; will retry");
+                self.restore(batch);
+            }
         }
     }
 }
@@ -168,13 +176,7 @@ impl UsageFlusher {
 
     async fn flush(&self) {
         if let Some(store) = self.syncer.store() {
-            let deadline = self.syncer.deadline();
-            if tokio::time::timeout(deadline, self.recorder.flush(store))
-                .await
-                .is_err()
-            {
-                tracing::warn!("usage flush timed out; will retry");
-            }
+            self.recorder.flush(store, self.syncer.deadline()).await;
         }
     }
 }

@@ -216,3 +216,40 @@ fn keep_alive_connections_guard_every_head_not_only_the_first() {
     assert_eq!(response.status, 431);
     assert_eq!(up.recorder.requests().len(), 1);
 }
+
+#[test]
+fn oauth_endpoints_check_framing_and_count_against_the_caller_address() {
+    let up = upstream();
+    let gw = Gateway::start(&basic_config(&up).replace(
+        "permissions: [accounts:read, accounts:write]",
+        "rate_limits: { tiers: { anonymous: { per_minute: 3, per_day: 1000 } } }\npermissions: [accounts:read, accounts:write]",
+    ));
+    // Ambiguous framing on the token endpoint is refused like anywhere else.
+    let smuggled = raw(
+        gw.addr,
+        b"POST /oauth/token HTTP/1.1\r\nHost: t\r\nContent-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nX",
+    );
+    assert_eq!(
+        (smuggled.status, smuggled.code().as_str()),
+        (400, "invalid_request")
+    );
+    assert!(smuggled.closed);
+    // The OAuth endpoints count against the caller's address in the anonymous tier and
+    // carry the rate-limit headers.
+    for left in [2, 1, 0] {
+        let response = http_get(gw.addr, "/.well-known/jwks.json").unwrap();
+        assert_eq!(response.status, 200);
+        assert_eq!(response.header("x-ratelimit-limit").as_deref(), Some("3"));
+        assert_eq!(
+            response.header("x-ratelimit-remaining").as_deref(),
+            Some(left.to_string().as_str())
+        );
+    }
+    let limited = http_get(gw.addr, "/oauth/token").unwrap();
+    assert_eq!(
+        (limited.status, limited.code().as_str()),
+        (429, "rate_limited")
+    );
+    assert!(limited.header("retry-after").is_some());
+    assert!(up.recorder.requests().is_empty());
+}

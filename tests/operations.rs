@@ -260,7 +260,7 @@ fn the_alert_rules_pass_promtool_and_the_dashboard_covers_the_signals() {
 fn upgrade_config(up: &Upstream) -> String {
     basic_config(up).replace(
         "permissions: [accounts:read, accounts:write]",
-        "rate_limits:\n  tiers: { anonymous: { per_minute: 100000000, per_day: 1000000000 } }\n  burst: { requests: 100000000, per: 10s }\npermissions: [accounts:read, accounts:write]",
+        "rate_limits:\n  tiers:\n    anonymous: { per_minute: 100000000, per_day: 1000000000 }\n    api_key: { per_minute: 100000000, per_day: 1000000000 }\n  burst: { requests: 100000000, per: 10s }\npermissions: [accounts:read, accounts:write]",
     )
 }
 
@@ -315,16 +315,20 @@ async fn three_graceful_upgrades_under_load_lose_no_request() {
     let up = upstream();
     let gw = Gateway::start(&upgrade_config(&up));
     let config = gw.config_path.clone();
+    let (_, key) = Admin::of(&gw)
+        .create_key(json!({"name": "load", "permissions": ["accounts:read"]}))
+        .await;
     let stop = Arc::new(AtomicBool::new(false));
     let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
     let mut clients = Vec::new();
-    for _ in 0..16 {
-        let (stop, ok, failed, url) = (
-            stop.clone(),
-            ok.clone(),
-            failed.clone(),
-            gw.url("/v1/public/load"),
-        );
+    for client in 0..16 {
+        // Half the clients call a protected route with a key: each new process must have
+        // its snapshot before it takes the sockets over.
+        let (path, key) = match client % 2 {
+            0 => ("/v1/accounts/load", Some(key.clone())),
+            _ => ("/v1/public/load", None),
+        };
+        let (stop, ok, failed, url) = (stop.clone(), ok.clone(), failed.clone(), gw.url(path));
         clients.push(tokio::spawn(async move {
             // One keep-alive connection per client.
             let http = reqwest::Client::builder()
@@ -333,7 +337,11 @@ async fn three_graceful_upgrades_under_load_lose_no_request() {
                 .build()
                 .unwrap();
             while !stop.load(Ordering::Relaxed) {
-                match http.get(&url).send().await {
+                let mut request = http.get(&url);
+                if let Some(key) = &key {
+                    request = request.header("x-api-key", key);
+                }
+                match request.send().await {
                     Ok(response) if response.status() == 200 => {
                         let _ = response.bytes().await;
                         ok.fetch_add(1, Ordering::Relaxed);
@@ -352,16 +360,49 @@ async fn three_graceful_upgrades_under_load_lose_no_request() {
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
 
-    // A bad config is refused before anything is touched.
+    // A bad config (the running one with a typo) is refused before anything is touched:
+    // the old process keeps its sockets and keeps serving.
     let bad = gw.dir.path().join("bad.yaml");
-    std::fs::write(&bad, "listen: nowhere\n").unwrap();
+    let running = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &bad,
+        running.replace("require: [accounts:read]", "require: [acounts:read]"),
+    )
+    .unwrap();
     let refused = Command::new(BIN)
         .args(["serve", "--upgrade", "--config"])
         .arg(&bad)
         .output()
         .unwrap();
     assert_eq!(refused.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&refused.stderr).contains("listen"));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("unknown permission"));
+    // A process that cannot load its snapshot never takes the sockets either.
+    let unreadable = gw.dir.path().join("unreadable.yaml");
+    let store = running
+        .lines()
+        .find(|line| line.starts_with("store:"))
+        .unwrap()
+        .to_string();
+    std::fs::write(
+        &unreadable,
+        running.replace(
+            &store,
+            "store: { url: \"sqlite:///proc/tollgate/none.db\" }",
+        ),
+    )
+    .unwrap();
+    let refused = Command::new(BIN)
+        .args(["serve", "--upgrade", "--config"])
+        .arg(&unreadable)
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("cannot load the snapshot"));
+    assert!(std::path::Path::new(&format!("/proc/{}", gw.pid())).exists());
+    assert_eq!(
+        http_get(gw.addr, "/v1/public/after-bad").unwrap().status,
+        200
+    );
 
     let mut current = gw.pid();
     let mut children = Vec::new();
@@ -373,9 +414,14 @@ async fn three_graceful_upgrades_under_load_lose_no_request() {
             })
             .collect();
         tokio::time::sleep(Duration::from_millis(200)).await;
-        let config = config.clone();
-        let dir_gateway = &gw;
-        let child = start_upgrade(dir_gateway, &config);
+        // Each upgrade brings a configuration change: a new route.
+        let changed = std::fs::read_to_string(&config).unwrap().replacen(
+            "routes:\n",
+            &format!("routes:\n  - path_prefix: /v1/round{round}\n    upstream: echo\n    anonymous: true\n"),
+            1,
+        );
+        std::fs::write(&config, changed).unwrap();
+        let child = start_upgrade(&gw, &config);
         let old = current;
         let quit = tokio::task::spawn_blocking(move || quit_and_wait(old, Duration::from_secs(30)));
         assert_eq!(
@@ -390,6 +436,8 @@ async fn three_graceful_upgrades_under_load_lose_no_request() {
                 "round {round}: an in-flight slow request failed"
             );
         }
+        let added = http_get(gw.addr, &format!("/v1/round{round}/x")).unwrap();
+        assert_eq!(added.status, 200, "round {round}: the new route is served");
         current = child.id();
         children.push(child);
         println!(

@@ -255,6 +255,53 @@ impl Gateway {
         )
     }
 
+    /// Counts an admitted request in its windows; the refusal when one of them is full.
+    async fn count(
+        &self,
+        ctx: &mut RequestCtx,
+        caller: &CallerKey,
+        windows: &Windows,
+        now: i64,
+    ) -> Option<Denial> {
+        let verdict = self.limiter.check(caller, windows, now).await;
+        self.limit_metrics.record(&verdict);
+        let refused = verdict.refused_by.map(|window| match window {
+            WindowKind::Day => Denial::QuotaExceeded,
+            _ => Denial::RateLimited,
+        });
+        ctx.limits = Some((verdict, self.policy_headers.get(windows)));
+        refused
+    }
+
+    /// Where a refused request's caller stands, for its headers, counting nothing.
+    async fn peek(&self, ctx: &mut RequestCtx, caller: &CallerKey, windows: &Windows, now: i64) {
+        let verdict = self.limiter.peek(caller, windows, now).await;
+        ctx.limits = Some((verdict, self.policy_headers.get(windows)));
+    }
+
+    /// The OAuth endpoints: framing checked as everywhere, counted against the caller's
+    /// address in the anonymous tier (which also bounds password and secret guessing),
+    /// then answered by the authorization server.
+    async fn serve_oauth(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        let now = clock::now_ms();
+        let (caller, windows) = self.anonymous_scope(ctx.client_ip, None);
+        let refusal = match framing::check_framing(session.req_header(), || raw_head(session)) {
+            Ok(()) => self.count(ctx, &caller, &windows, now).await,
+            Err(denial) => {
+                self.peek(ctx, &caller, &windows, now).await;
+                Some(denial)
+            }
+        };
+        match refusal {
+            Some(denial) => {
+                ctx.outcome = Some(denial.code());
+                respond::refuse(session, ctx, &denial).await?;
+            }
+            None => oauth_bridge::serve(session, ctx, &self.oauth).await?,
+        }
+        Ok(true)
+    }
+
     fn anonymous_scope(&self, client_ip: IpAddr, route: Option<&Route>) -> (CallerKey, Windows) {
         let route_window = route.and_then(|r| r.rate_limit.map(|w| (r.index as u16, w)));
         (
@@ -389,8 +436,7 @@ impl ProxyHttp for Gateway {
         );
         if oauth::PATHS.contains(&request.uri.path()) {
             ctx.oauth_endpoint = true;
-            oauth_bridge::serve(session, ctx, &self.oauth).await?;
-            return Ok(true);
+            return self.serve_oauth(session, ctx).await;
         }
         let now = clock::now_ms();
         let token = match token_to_verify(request, &self.key_prefix) {
@@ -404,12 +450,7 @@ impl ProxyHttp for Gateway {
             .unwrap_or_else(|| self.anonymous_scope(ctx.client_ip, None));
         let refusal = match admitted {
             Ok(()) => {
-                let verdict = self.limiter.check(&caller_key, &windows, now).await;
-                self.limit_metrics.record(&verdict);
-                let refused = verdict.refused_by.map(|window| match window {
-                    WindowKind::Day => Denial::QuotaExceeded,
-                    _ => Denial::RateLimited,
-                });
+                let refused = self.count(ctx, &caller_key, &windows, now).await;
                 // Usage counts the request once, by its final outcome.
                 if let Some(credential) = ctx.caller.as_ref().and_then(Caller::key) {
                     let outcome = refused.as_ref().map_or(Outcome::Allowed, |denial| {
@@ -418,12 +459,10 @@ impl ProxyHttp for Gateway {
                     self.usage
                         .record(&credential.usage, &credential.id, outcome, now);
                 }
-                ctx.limits = Some((verdict, self.policy_headers.get(&windows)));
                 refused
             }
             Err(denial) => {
-                let verdict = self.limiter.peek(&caller_key, &windows, now).await;
-                ctx.limits = Some((verdict, self.policy_headers.get(&windows)));
+                self.peek(ctx, &caller_key, &windows, now).await;
                 Some(denial)
             }
         };

@@ -1,5 +1,6 @@
 //! Hands the OAuth endpoints to the authorization server's axum router: the body is read
-//! (at most 64 KiB, else 413), the answer written back with the request id.
+//! (at most 64 KiB, else 413), the answer written back with the request id and the
+//! caller's rate-limit headers.
 
 use super::{respond, RequestCtx};
 use crate::denial::Denial;
@@ -48,12 +49,17 @@ pub async fn serve(session: &mut Session, ctx: &RequestCtx, router: &axum::Route
     let body = axum::body::to_bytes(body, usize::MAX)
         .await
         .map_err(|_| Error::explain(ErrorType::InternalError, "OAuth response body"))?;
-    let mut header = ResponseHeader::build(parts.status.as_u16(), Some(parts.headers.len() + 2))?;
+    let mut header = ResponseHeader::build(parts.status.as_u16(), Some(parts.headers.len() + 8))?;
     for (name, value) in &parts.headers {
         header.append_header(name.clone(), value.clone())?;
     }
     header.insert_header(http::header::CONTENT_LENGTH, body.len())?;
     header.insert_header("x-request-id", ctx.request_id.as_str())?;
+    if let Some((verdict, policy)) = &ctx.limits {
+        for (name, value) in crate::policy::rate_limit::headers::headers(verdict, policy) {
+            header.insert_header(name, value)?;
+        }
+    }
     session
         .write_response_header(Box::new(header), false)
         .await?;

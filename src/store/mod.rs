@@ -89,6 +89,11 @@ impl Store {
         Ok(Store { pool, dialect })
     }
 
+    /// Closes every connection (a store opened for a one-off job, such as a preload).
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
     pub fn dialect(&self) -> Dialect {
         self.dialect
     }

@@ -158,6 +158,31 @@ impl Syncer {
         let store = self
             .store()
             .ok_or_else(|| StoreError::Unavailable("not connected yet".into()))?;
+        self.sync_with(store).await
+    }
+
+    /// Loads the first snapshot (seeding the policy on a new store) from `store`, which may
+    /// be a connection of its own: an upgrading process loads before it takes the sockets.
+    pub async fn load_first(&self, store: &Store) -> Result<(), StoreError> {
+        let seeded = tokio::time::timeout(
+            self.deadline(),
+            store.seed_policy(self.seed_policy, clock::now_ms()),
+        )
+        .await
+        .unwrap_or_else(|_| Err(StoreError::Unavailable("seeding timed out".into())));
+        if let Err(error) = seeded {
+            self.metrics.store_up.set(0);
+            return Err(error);
+        }
+        self.sync_with(store).await?;
+        if !self.loaded.swap(true, Ordering::AcqRel) {
+            self.readiness.set_ready();
+            tracing::info!(version = self.snapshot.load().version, "snapshot loaded");
+        }
+        Ok(())
+    }
+
+    async fn sync_with(&self, store: &Store) -> Result<(), StoreError> {
         let mut builder = self.builder.lock().await;
         let current = self.snapshot.load_full();
         let result = if current.version == 0 {
@@ -266,14 +291,10 @@ impl Syncer {
         }
         loop {
             if !self.loaded.load(Ordering::Acquire) {
-                let seeded = match self.store() {
-                    Some(store) => store.seed_policy(self.seed_policy, clock::now_ms()).await,
-                    None => Ok(()),
-                };
-                if seeded.is_ok() && self.sync_now().await.is_ok() {
-                    self.loaded.store(true, Ordering::Release);
-                    self.readiness.set_ready();
-                    tracing::info!(version = self.snapshot.load().version, "snapshot loaded");
+                if let Some(store) = self.store() {
+                    if let Err(error) = self.load_first(store).await {
+                        tracing::warn!(%error, "cannot load the first snapshot; retrying");
+                    }
                 }
             } else if let Err(error) = self.sync_now().await {
                 tracing::warn!(%error, "snapshot sync failed; serving from the last snapshot");

@@ -6,9 +6,11 @@ use crate::admin::Readiness;
 use crate::clock;
 use crate::lifecycle::Finalizer;
 use crate::store::sync::Syncer;
+use crate::store::{Store, StoreError};
 use async_trait::async_trait;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -19,6 +21,8 @@ pub struct QuotaKeeper {
     pub limiter: Arc<Limiter>,
     pub syncer: Arc<Syncer>,
     pub readiness: Arc<Readiness>,
+    /// Today's counts are loaded.
+    restored: AtomicBool,
     finalizer: Mutex<Option<Finalizer>>,
 }
 
@@ -28,8 +32,32 @@ impl QuotaKeeper {
             limiter,
             syncer,
             readiness,
+            restored: AtomicBool::new(false),
             finalizer: Mutex::new(Some(Finalizer::register())),
         }
+    }
+
+    /// Loads today's persisted counts from `store` into the local limiter, and counts this
+    /// component ready.
+    pub async fn restore_from(&self, store: &Store) -> Result<(), StoreError> {
+        if let Some(local) = self.limiter.persisted() {
+            let now = clock::now_ms();
+            let today = now - now.rem_euclid(DAY_MS as i64);
+            let rows = tokio::time::timeout(self.syncer.deadline(), store.load_quotas(today))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(StoreError::Unavailable("loading quotas timed out".into()))
+                })?;
+            for (caller, count) in rows {
+                if let Some(key) = CallerKey::parse(&caller) {
+                    local.restore_day(key, today, count);
+                }
+            }
+        }
+        if !self.restored.swap(true, Ordering::AcqRel) {
+            self.readiness.set_ready();
+        }
+        Ok(())
     }
 
     async fn save(&self) {
@@ -52,23 +80,14 @@ impl QuotaKeeper {
         }
     }
 
-    /// Loads today's counts once the store is reachable.
+    /// Loads today's counts once the store is reachable (unless a preload already did).
     async fn restore(&self, shutdown: &mut ShutdownWatch) {
-        let Some(local) = self.limiter.persisted() else {
-            self.readiness.set_ready();
+        if self.restored.load(Ordering::Acquire) {
             return;
-        };
+        }
         loop {
             if let Some(store) = self.syncer.store() {
-                let now = clock::now_ms();
-                let today = now - now.rem_euclid(DAY_MS as i64);
-                if let Ok(rows) = store.load_quotas(today).await {
-                    for (caller, count) in rows {
-                        if let Some(key) = CallerKey::parse(&caller) {
-                            local.restore_day(key, today, count);
-                        }
-                    }
-                    self.readiness.set_ready();
+                if self.restore_from(store).await.is_ok() {
                     return;
                 }
             }
