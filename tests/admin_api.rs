@@ -51,9 +51,18 @@ async fn only_the_operator_token_opens_the_admin_api() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn bad_input_gets_its_code_and_never_a_5xx_or_a_leaked_secret() {
+async fn bad_input_gets_its_code_and_never_a_5xx_or_a_leaked_secret_on_sqlite() {
+    bad_input(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_input_gets_its_code_and_never_a_5xx_or_a_leaked_secret_on_postgres() {
+    bad_input(Backend::postgres()).await;
+}
+
+async fn bad_input(backend: Backend) {
     let up = upstream();
-    let gw = gateway(&up);
+    let gw = Gateway::start(&credentials_config(&up, &backend.url(), "live"));
     let admin = Admin::of(&gw);
     let (id, secret) = admin
         .create_key(json!({"name": "canary", "permissions": ["accounts:read"]}))
@@ -502,4 +511,28 @@ async fn the_cli_drives_the_key_lifecycle() {
     assert!(err.contains("expiry_required"));
     let (code, _, _) = cli(&gw, &["keys", "frobnicate"]);
     assert_eq!(code, 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn axum_level_refusals_keep_the_error_shape() {
+    let up = upstream();
+    let gw = gateway(&up);
+    let admin = Admin::of(&gw);
+    let (id, _) = admin
+        .create_key(json!({"name": "r", "permissions": ["accounts:read"]}))
+        .await;
+    // Revocation takes no fields.
+    let (status, body) = admin
+        .post(&format!("/keys/{id}/revoke"), json!({"reason": "x"}))
+        .await;
+    assert_eq!((status, code(&body)), (400, "invalid_request"));
+    // An oversized body and a wrong method answer in the error shape, not axum's text.
+    let big = json!({"name": "x".repeat(70 * 1024), "permissions": ["accounts:read"]});
+    let (status, body) = admin.post("/keys", big).await;
+    assert_eq!((status, code(&body)), (413, "body_too_large"));
+    let (status, body) = admin.call(Method::PUT, "/keys", Some(json!({}))).await;
+    assert_eq!((status, code(&body)), (405, "method_not_allowed"));
+    // The key was not revoked by the refused call.
+    let (_, shown) = admin.get(&format!("/keys/{id}")).await;
+    assert!(shown["revoked_at"].is_null());
 }

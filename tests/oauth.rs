@@ -887,6 +887,27 @@ async fn revocation_and_introspection_follow_rfc_7009_and_7662() {
         .await
         .unwrap();
     assert_eq!(anonymous.status(), 401);
+    // A public app has no secret to authenticate with, so it cannot introspect.
+    let (_, public) = admin
+        .post(
+            "/clients",
+            json!({"name": "SPA", "type": "public", "redirect_uris": ["https://spa.example/cb"], "scopes": ["accounts:read"]}),
+        )
+        .await;
+    let refused = http
+        .post(gw.url("/oauth/introspect"))
+        .form(&[
+            ("token", access.as_str()),
+            ("client_id", public["client_id"].as_str().unwrap()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401);
+    assert_eq!(
+        refused.json::<serde_json::Value>().await.unwrap()["error"],
+        "invalid_client"
+    );
 
     // Revoking by another client does nothing (and still answers 200).
     let foreign = http

@@ -38,6 +38,10 @@ pub enum AdminError {
     Conflict,
     #[error("the store is unavailable; nothing was changed")]
     StoreUnavailable,
+    #[error("the request body is over 64 KiB")]
+    BodyTooLarge,
+    #[error("this endpoint does not take that method")]
+    MethodNotAllowed,
 }
 
 impl AdminError {
@@ -58,6 +62,8 @@ impl AdminError {
             AdminError::IdempotencyInProgress => "idempotency_in_progress",
             AdminError::Conflict => "conflict",
             AdminError::StoreUnavailable => "store_unavailable",
+            AdminError::BodyTooLarge => "body_too_large",
+            AdminError::MethodNotAllowed => "method_not_allowed",
         }
     }
 
@@ -71,6 +77,8 @@ impl AdminError {
             | AdminError::Conflict => StatusCode::CONFLICT,
             AdminError::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             AdminError::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            AdminError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            AdminError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             _ => StatusCode::BAD_REQUEST,
         }
     }

@@ -172,6 +172,11 @@ pub async fn rotate(
     .await
 }
 
+/// Revocation takes no fields: an empty body or `{}`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RevokeKey {}
+
 pub async fn revoke(
     State(state): State<Arc<AdminState>>,
     headers: HeaderMap,
@@ -184,7 +189,7 @@ pub async fn revoke(
         format!("POST /keys/{id}/revoke"),
         &body,
         || async {
-            let _: serde_json::Map<String, Value> = parse_body(&body)?;
+            let _: RevokeKey = parse_body(&body)?;
             change_key(&state, &id, "key.revoke", |current, _, now| {
                 state.rules.revoke(current, now)
             })

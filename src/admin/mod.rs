@@ -140,7 +140,31 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/readyz", get(readyz))
         .nest("/admin/v1", api)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::map_response(json_rejections))
         .with_state(state)
+}
+
+/// axum answers an oversized body and a wrong method itself, in plain text; those answers
+/// get the admin error shape like every other refusal.
+async fn json_rejections(response: Response) -> Response {
+    let json = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .is_some_and(|value| value.as_bytes().starts_with(b"application/json"));
+    match response.status() {
+        StatusCode::PAYLOAD_TOO_LARGE if !json => AdminError::BodyTooLarge.into_response(),
+        StatusCode::METHOD_NOT_ALLOWED if !json => {
+            let allow = response.headers().get(axum::http::header::ALLOW).cloned();
+            let mut refused = AdminError::MethodNotAllowed.into_response();
+            if let Some(allow) = allow {
+                refused
+                    .headers_mut()
+                    .insert(axum::http::header::ALLOW, allow);
+            }
+            refused
+        }
+        _ => response,
+    }
 }
 
 async fn readyz(State(state): State<Arc<AdminState>>) -> (StatusCode, Json<serde_json::Value>) {

@@ -8,7 +8,7 @@ use crate::auth::api_key;
 use crate::auth::base62;
 use crate::auth::jwt::{Issuer, VerifiedToken};
 use crate::clock;
-use crate::store::records::Grant;
+use crate::store::records::{ClientType, Grant};
 use crate::store::Redeemed;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -427,6 +427,11 @@ async fn introspect_token(
     let params = Params::from_body(headers, body)?;
     let now = clock::now_ms();
     let client = authenticate(server, headers, &params, now).await?;
+    if matches!(&client, Client::App(app) if matches!(app.client_type, ClientType::Public)) {
+        return Err(OAuthError::invalid_client(
+            "introspection needs client authentication, and a public client has no secret",
+        ));
+    }
     let token = params.require("token")?;
     let inactive = json!({"active": false});
     if token.starts_with("tgr_") {
