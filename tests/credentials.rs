@@ -246,13 +246,32 @@ async fn policy_bounds_new_keys_and_legacy_keys_keep_working(backend: Backend) {
         (status, error["error"]["code"].as_str().unwrap()),
         (400, "expiry_beyond_max_lifetime")
     );
-    let (status, _) = admin
+    let (status, bounded) = admin
         .post(
             "/keys",
             json!({"name": "n", "permissions": ["accounts:read"], "expires_at": in_days(60)}),
         )
         .await;
     assert_eq!(status, 201);
+    // Rotation is held to the same policy.
+    let rotate = format!("/keys/{}/rotate", bounded["id"].as_str().unwrap());
+    let (status, error) = admin.post(&rotate, json!({})).await;
+    assert_eq!(
+        (status, error["error"]["code"].as_str().unwrap()),
+        (400, "expiry_required")
+    );
+    let (status, error) = admin
+        .post(&rotate, json!({"expires_at": in_days(120)}))
+        .await;
+    assert_eq!(
+        (status, error["error"]["code"].as_str().unwrap()),
+        (400, "expiry_beyond_max_lifetime")
+    );
+    let (status, rotated) = admin
+        .post(&rotate, json!({"expires_at": in_days(80)}))
+        .await;
+    assert_eq!(status, 200, "{rotated}");
+    assert!(rotated["key"].as_str().is_some());
 
     let (status, policy) = admin
         .call(
@@ -408,8 +427,30 @@ async fn everything_survives_a_restart(backend: Backend) {
     .unwrap();
     let (mut gw, code) = code;
     assert_eq!(code, Some(0));
-    gw.spawn();
+    // While the store is held locked the snapshot cannot load: /readyz says 503 and a
+    // key is not judged (503, never 401); once it is released, 200.
+    let lock = StoreLock::take(&backend, gw.dir.path()).await;
+    let mut gw = tokio::task::spawn_blocking(move || {
+        gw.spawn_unready();
+        gw
+    })
+    .await
+    .unwrap();
     let url = gw.url("/v1/accounts");
+    assert_eq!(http_get(gw.admin, "/readyz").unwrap().status, 503);
+    assert_eq!(
+        call(&local, Method::GET, &url, &[("X-API-Key", &kept_secret)]).await,
+        (503, "store_unavailable".into())
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(http_get(gw.admin, "/readyz").unwrap().status, 503);
+    lock.release().await;
+    let gw = tokio::task::spawn_blocking(move || {
+        gw.wait_ready();
+        gw
+    })
+    .await
+    .unwrap();
     assert_eq!(
         call(&local, Method::GET, &url, &[("X-API-Key", &kept_secret)])
             .await
@@ -482,4 +523,56 @@ async fn readiness_waits_for_the_store_and_unknown_keys_get_503_meanwhile() {
     let scrape = gw.scrape();
     assert!(scrape.contains("tollgate_store_up 1"), "{scrape}");
     assert!(metric(&scrape, "tollgate_snapshot_syncs_total{result=\"ok\"}") >= 1.0);
+}
+
+on_both_backends!(infrastructure_addresses_join_the_allowlist_on_request);
+async fn infrastructure_addresses_join_the_allowlist_on_request(backend: Backend) {
+    let up = upstream();
+    // The config's infrastructure_ips is [127.0.0.3/32].
+    let gw = Gateway::start(&credentials_config(&up, &backend.url(), "live"));
+    let admin = Admin::of(&gw);
+    let (_, with) = admin
+        .create_key(json!({"name": "with", "permissions": ["accounts:read"],
+            "ip_allowlist": ["203.0.113.9/32"], "allow_infrastructure_ips": true}))
+        .await;
+    let (_, without) = admin
+        .create_key(json!({"name": "without", "permissions": ["accounts:read"],
+            "ip_allowlist": ["203.0.113.9/32"]}))
+        .await;
+    let url = gw.url("/v1/accounts");
+    let infrastructure = client_from("127.0.0.3");
+    let elsewhere = client_from("127.0.0.2");
+    assert_eq!(
+        call(&infrastructure, Method::GET, &url, &[("X-API-Key", &with)])
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        call(&elsewhere, Method::GET, &url, &[("X-API-Key", &with)]).await,
+        (403, "ip_not_allowed".into())
+    );
+    assert_eq!(
+        call(
+            &infrastructure,
+            Method::GET,
+            &url,
+            &[("X-API-Key", &without)]
+        )
+        .await,
+        (403, "ip_not_allowed".into())
+    );
+    // The refusal never reveals the list.
+    let response = elsewhere
+        .get(&url)
+        .header("X-API-Key", &with)
+        .send()
+        .await
+        .unwrap();
+    let body = response.text().await.unwrap();
+    assert!(
+        !body.contains("203.0.113") && !body.contains("127.0.0.3"),
+        "{body}"
+    );
+    assert_eq!(up.recorder.requests().len(), 1);
 }

@@ -138,6 +138,20 @@ impl Gateway {
         self.wait_ready();
     }
 
+    /// Starts (again) on the same config and folder, waiting only for the admin listener.
+    pub fn spawn_unready(&mut self) {
+        self.launch();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while http_get(self.admin, "/healthz").is_none() || TcpStream::connect(self.addr).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "the listeners never answered:\n{}",
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     fn launch(&mut self) {
         let log = |name: &str| {
             std::fs::OpenOptions::new()
@@ -486,6 +500,64 @@ impl Backend {
 
     pub fn postgres() -> Backend {
         Backend::Postgres(TestDatabase::create())
+    }
+}
+
+/// A store held locked by the test, so that a starting gateway cannot load from it.
+pub enum StoreLock {
+    Sqlite(sqlx::SqliteConnection),
+    Postgres(sqlx::PgConnection),
+}
+
+impl StoreLock {
+    /// Takes a write lock on the SQLite file in `dir` (`{dir}/data/tollgate.db`), or an
+    /// exclusive lock on PostgreSQL's `keys` table.
+    pub async fn take(backend: &Backend, dir: &Path) -> StoreLock {
+        use sqlx::Connection;
+        match backend {
+            Backend::Sqlite => {
+                let url = format!("sqlite://{}/data/tollgate.db", dir.display());
+                let mut conn = sqlx::SqliteConnection::connect(&url).await.expect("sqlite");
+                // In WAL mode readers pass a writer; exclusive locking mode stops them too.
+                for sql in [
+                    "PRAGMA locking_mode = EXCLUSIVE",
+                    "BEGIN EXCLUSIVE",
+                    "SELECT COUNT(*) FROM keys",
+                ] {
+                    sqlx::Executor::execute(&mut conn, sql).await.expect("lock");
+                }
+                StoreLock::Sqlite(conn)
+            }
+            Backend::Postgres(db) => {
+                let mut conn = sqlx::PgConnection::connect(&db.url)
+                    .await
+                    .expect("postgres");
+                sqlx::Executor::execute(
+                    &mut conn,
+                    "BEGIN; LOCK TABLE keys IN ACCESS EXCLUSIVE MODE",
+                )
+                .await
+                .expect("lock");
+                StoreLock::Postgres(conn)
+            }
+        }
+    }
+
+    pub async fn release(self) {
+        match self {
+            StoreLock::Sqlite(mut conn) => {
+                use sqlx::Connection;
+                sqlx::Executor::execute(&mut conn, "ROLLBACK")
+                    .await
+                    .expect("unlock");
+                conn.close().await.expect("close");
+            }
+            StoreLock::Postgres(mut conn) => {
+                sqlx::Executor::execute(&mut conn, "ROLLBACK")
+                    .await
+                    .expect("unlock");
+            }
+        }
     }
 }
 
