@@ -300,3 +300,46 @@ async fn health_and_readiness_are_on_the_admin_listener() {
     // Not on the data plane.
     assert_eq!(http_get(gw.addr, "/healthz").unwrap().status, 404);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pools_round_robin_and_route_around_a_dead_target() {
+    let (a, b) = (upstream(), upstream());
+    let config = basic_config(&a).replace(
+        &format!("  echo: {{ targets: [\"{}\"] }}", a.addr),
+        &format!(
+            "  echo: {{ targets: [\"{}\", \"{}\", \"127.0.0.1:1\"], connect_timeout: 500ms }}",
+            a.addr, b.addr
+        ),
+    );
+    assert!(config.contains("127.0.0.1:1\"], connect_timeout"));
+    let gw = Gateway::start(&config);
+    let http = client();
+    let send = |count: usize| {
+        let http = http.clone();
+        let url = gw.url("/v1/public/spread");
+        async move {
+            for _ in 0..count {
+                let response = http.get(&url).send().await.unwrap();
+                assert_eq!(
+                    response.status(),
+                    200,
+                    "a dead target is skipped, never shown"
+                );
+            }
+        }
+    };
+    // Before the health check has marked the dead target, a refused connect moves on to
+    // the next target; every request is answered and both live targets share the load.
+    send(30).await;
+    let (first_a, first_b) = (a.recorder.requests().len(), b.recorder.requests().len());
+    assert_eq!(first_a + first_b, 30);
+    assert!(first_a >= 8 && first_b >= 8, "{first_a} / {first_b}");
+    // Once the health check has run, the dead target is no longer chosen: strict alternation.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    send(20).await;
+    let (second_a, second_b) = (
+        a.recorder.requests().len() - first_a,
+        b.recorder.requests().len() - first_b,
+    );
+    assert_eq!((second_a, second_b), (10, 10));
+}
