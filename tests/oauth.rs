@@ -1026,3 +1026,305 @@ async fn the_cli_manages_apps_and_users() {
     assert_eq!(code, Some(1));
     assert!(err.contains("invalid_request"), "{err}");
 }
+
+/// Signs `ada` in for `app` and returns a fresh authorization code and its PKCE pair.
+async fn fresh_code(
+    http: &reqwest::Client,
+    gw: &Gateway,
+    app: &serde_json::Value,
+    redirect: &str,
+) -> (String, String, String) {
+    let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+    let client = BasicClient::new(ClientId::new(app["client_id"].as_str().unwrap().into()))
+        .set_auth_uri(AuthUrl::new(gw.url("/oauth/authorize")).unwrap())
+        .set_redirect_uri(RedirectUrl::new(redirect.into()).unwrap());
+    let (auth_url, _) = client
+        .authorize_url(CsrfToken::new_random)
+        .add_scope(Scope::new("accounts:read".into()))
+        .set_pkce_challenge(challenge.clone())
+        .url();
+    let (fields, cookie) = open_login_page(http, auth_url.as_str()).await;
+    let answer = submit_login(
+        http,
+        gw,
+        &fields,
+        &cookie,
+        "ada",
+        "correct horse battery",
+        "allow",
+    )
+    .await;
+    assert_eq!(answer.status(), 303);
+    let code = query_of(answer.headers()["location"].to_str().unwrap())["code"].clone();
+    (
+        code,
+        verifier.secret().clone(),
+        challenge.as_str().to_string(),
+    )
+}
+
+/// Posts a form to the token endpoint; the status and the RFC 6749 `error`.
+async fn token_error(
+    http: &reqwest::Client,
+    gw: &Gateway,
+    basic: Option<(&str, &str)>,
+    form: &[(&str, &str)],
+) -> (u16, String) {
+    let mut request = http.post(gw.url("/oauth/token")).form(form);
+    if let Some((id, secret)) = basic {
+        request = request.basic_auth(id, Some(secret));
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    assert_eq!(response.headers()["cache-control"], "no-store");
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert!(body["error_description"].is_string(), "{body}");
+    (
+        status,
+        body["error"].as_str().unwrap_or_default().to_string(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_token_endpoint_error_of_section_5() {
+    let up = upstream();
+    let gw = Gateway::start(
+        &credentials_config(&up, "sqlite://{dir}/data/tollgate.db", "live").replace(
+            "signing_key_path: \"{dir}/signing.pem\" }",
+            "signing_key_path: \"{dir}/signing.pem\", auth_code_ttl: 1s }",
+        ),
+    );
+    let admin = Admin::of(&gw);
+    let redirect = "http://127.0.0.1:9/callback";
+    let (_, app) = admin
+        .post("/clients", json!({"name": "Portal", "type": "confidential", "redirect_uris": [redirect, "http://127.0.0.1:9/other"], "scopes": ["accounts:read"]}))
+        .await;
+    admin
+        .post(
+            "/users",
+            json!({"username": "ada", "password": "correct horse battery"}),
+        )
+        .await;
+    let (_, key) = admin
+        .post(
+            "/keys",
+            json!({"name": "k", "permissions": ["accounts:read"]}),
+        )
+        .await;
+    let http = http();
+    let app_auth = Some((
+        app["client_id"].as_str().unwrap(),
+        app["client_secret"].as_str().unwrap(),
+    ));
+    let key_auth = Some((
+        key["client_id"].as_str().unwrap(),
+        key["key"].as_str().unwrap(),
+    ));
+
+    // Another redirect URI than the authorization request's (even a registered one).
+    let (code, verifier, _) = fresh_code(&http, &gw, &app, redirect).await;
+    let form = [
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("redirect_uri", "http://127.0.0.1:9/other"),
+        ("code_verifier", verifier.as_str()),
+    ];
+    assert_eq!(
+        token_error(&http, &gw, app_auth, &form).await,
+        (400, "invalid_grant".into())
+    );
+
+    // A PKCE downgrade: the challenge sent back as if it were a plain verifier.
+    let (code, _, challenge) = fresh_code(&http, &gw, &app, redirect).await;
+    let form = [
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("redirect_uri", redirect),
+        ("code_verifier", challenge.as_str()),
+    ];
+    assert_eq!(
+        token_error(&http, &gw, app_auth, &form).await,
+        (400, "invalid_grant".into())
+    );
+    // No verifier at all.
+    let (code, _, _) = fresh_code(&http, &gw, &app, redirect).await;
+    let form = [
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("redirect_uri", redirect),
+    ];
+    assert_eq!(
+        token_error(&http, &gw, app_auth, &form).await,
+        (400, "invalid_request".into())
+    );
+    // A repeated parameter is ambiguous.
+    let (code, verifier, _) = fresh_code(&http, &gw, &app, redirect).await;
+    let form = [
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("code", "another"),
+        ("redirect_uri", redirect),
+        ("code_verifier", verifier.as_str()),
+    ];
+    assert_eq!(
+        token_error(&http, &gw, app_auth, &form).await,
+        (400, "invalid_request".into())
+    );
+
+    // A code past auth_code_ttl (1 s here).
+    let (code, verifier, _) = fresh_code(&http, &gw, &app, redirect).await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let form = [
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("redirect_uri", redirect),
+        ("code_verifier", verifier.as_str()),
+    ];
+    assert_eq!(
+        token_error(&http, &gw, app_auth, &form).await,
+        (400, "invalid_grant".into())
+    );
+
+    // Grants a client may not use, and a grant nobody may.
+    assert_eq!(
+        token_error(
+            &http,
+            &gw,
+            app_auth,
+            &[("grant_type", "client_credentials")]
+        )
+        .await,
+        (400, "unauthorized_client".into())
+    );
+    assert_eq!(
+        token_error(
+            &http,
+            &gw,
+            key_auth,
+            &[("grant_type", "refresh_token"), ("refresh_token", "tgr_x")]
+        )
+        .await,
+        (400, "unauthorized_client".into())
+    );
+    assert_eq!(
+        token_error(
+            &http,
+            &gw,
+            key_auth,
+            &[("grant_type", "password"), ("username", "ada")]
+        )
+        .await,
+        (400, "unsupported_grant_type".into())
+    );
+    // A wrong secret is invalid_client with 401.
+    assert_eq!(
+        token_error(
+            &http,
+            &gw,
+            Some((app["client_id"].as_str().unwrap(), "wrong")),
+            &[("grant_type", "authorization_code")]
+        )
+        .await,
+        (401, "invalid_client".into())
+    );
+    assert!(up.recorder.requests().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_token_is_bounded_by_its_key_now_and_ends_with_its_app() {
+    let up = upstream();
+    let gw = gateway(&up);
+    let admin = Admin::of(&gw);
+    let (_, key) = admin
+        .post(
+            "/keys",
+            json!({"name": "rw", "permissions": ["accounts:read", "accounts:write"]}),
+        )
+        .await;
+    let http = http();
+    let answer: serde_json::Value = http
+        .post(gw.url("/oauth/token"))
+        .basic_auth(key["client_id"].as_str().unwrap(), key["key"].as_str())
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer["scope"], "accounts:read accounts:write");
+    let token = answer["access_token"].as_str().unwrap();
+    let accounts = gw.url("/v1/accounts");
+    let post = |token: String| {
+        let (http, url) = (http.clone(), accounts.clone());
+        async move {
+            let response = http.post(url).bearer_auth(token).send().await.unwrap();
+            let status = response.status().as_u16();
+            let body: serde_json::Value = response.json().await.unwrap_or_default();
+            (
+                status,
+                body["error"]["code"].as_str().unwrap_or("").to_string(),
+            )
+        }
+    };
+    assert_eq!(post(token.into()).await.0, 200);
+    // The key loses accounts:write: its existing token loses it at once, whatever its scope says.
+    let (status, _) = admin
+        .call(
+            Method::PATCH,
+            &format!("/keys/{}", key["id"].as_str().unwrap()),
+            Some(json!({"permissions": ["accounts:read"]})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        post(token.into()).await,
+        (403, "insufficient_permission".into())
+    );
+    assert_eq!(get_with(&http, &accounts, token).await.0, 200);
+
+    // Deleting an app ends the tokens it was given.
+    let redirect = "http://127.0.0.1:9/callback";
+    let (_, app) = admin
+        .post("/clients", json!({"name": "Portal", "type": "confidential", "redirect_uris": [redirect], "scopes": ["accounts:read"]}))
+        .await;
+    admin
+        .post(
+            "/users",
+            json!({"username": "ada", "password": "correct horse battery"}),
+        )
+        .await;
+    let (code, verifier, _) = fresh_code(&http, &gw, &app, redirect).await;
+    let tokens: serde_json::Value = http
+        .post(gw.url("/oauth/token"))
+        .basic_auth(
+            app["client_id"].as_str().unwrap(),
+            app["client_secret"].as_str(),
+        )
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", code.as_str()),
+            ("redirect_uri", redirect),
+            ("code_verifier", verifier.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let user_token = tokens["access_token"].as_str().unwrap();
+    assert_eq!(get_with(&http, &accounts, user_token).await.0, 200);
+    let (status, _) = admin
+        .call(
+            Method::DELETE,
+            &format!("/clients/{}", app["client_id"].as_str().unwrap()),
+            None,
+        )
+        .await;
+    assert!(status == 200 || status == 204, "{status}");
+    assert_eq!(
+        get_with(&http, &accounts, user_token).await,
+        (401, "invalid_token".into())
+    );
+}
