@@ -55,31 +55,92 @@ fn ambiguous_framing_is_refused_and_the_connection_closed() {
 }
 
 #[test]
-fn malformed_heads_never_reach_the_upstream() {
+fn malformed_heads_get_400_with_a_code_and_never_reach_the_upstream() {
     let up = upstream();
     let gw = Gateway::start(&basic_config(&up));
-    // Bare LF line endings are refused by the head guard with a code.
-    refused(
-        &gw,
-        &up,
+    let cases: &[&[u8]] = &[
+        // bare LF, NUL, obs-fold, a space before the colon, a line without a colon
         b"GET /v1/public/a HTTP/1.1\nHost: t\n\n",
-        400,
-        "invalid_request",
-    );
-    // Shapes pingora's parser rejects itself: a plain 400, a closed connection, nothing forwarded.
-    let parser_refusals: &[&[u8]] = &[
-        b"POST /v1/public/a HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: xchunked\r\n\r\n0\r\n\r\n",
-        b"POST /v1/public/a HTTP/1.1\r\nHost: t\r\nTransfer-Encoding : chunked\r\n\r\n0\r\n\r\n",
-        b"GET /v1/public/a HTTP/1.1\r\nHost: t\r\nX-Folded: a\r\n  b\r\n\r\n",
         b"GET /v1/public/a HTTP/1.1\r\nHost: t\r\nX-Nul: a\0b\r\n\r\n",
+        b"GET /v1/public/a HTTP/1.1\r\nHost: t\r\nX-Folded: a\r\n  b\r\n\r\n",
+        b"POST /v1/public/a HTTP/1.1\r\nHost: t\r\nTransfer-Encoding : chunked\r\n\r\n0\r\n\r\n",
+        b"GET /v1/public/a HTTP/1.1\r\nHost: t\r\nno colon\r\n\r\n",
+        // obfuscated Transfer-Encoding, conflicting and malformed Content-Length
+        b"POST /v1/public/a HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: xchunked\r\n\r\n0\r\n\r\n",
         b"POST /v1/public/a HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nAB",
+        b"POST /v1/public/a HTTP/1.1\r\nHost: t\r\nContent-Length: abc\r\n\r\nA",
+        b"POST /v1/public/a HTTP/1.1\r\nHost: t\r\nContent-Length: -1\r\n\r\nA",
+        b"POST /v1/public/a HTTP/1.1\r\nHost: t\r\nContent-Length: +1\r\n\r\nA",
+        b"POST /v1/public/a HTTP/1.1\r\nHost: t\r\nContent-Length: 184467440737095516160\r\n\r\nA",
+        b"POST /v1/public/a HTTP/1.1\r\nHost: t\r\nContent-Length:\r\n\r\nA",
     ];
-    for request in parser_refusals {
+    for request in cases {
+        let response = refused(&gw, &up, request, 400, "invalid_request");
+        assert!(
+            response.closed,
+            "connection left open after {}",
+            String::from_utf8_lossy(request)
+        );
+    }
+}
+
+#[test]
+fn an_oversized_chunk_size_is_refused() {
+    let up = upstream();
+    let gw = Gateway::start(&basic_config(&up));
+    for size in ["FFFFFFFFFFFFFFFFFFFFFFFF", "10000000000000000", "-1", "zz"] {
         up.recorder.clear();
-        let response = raw(gw.addr, request);
-        assert_eq!(response.status, 400, "{}", String::from_utf8_lossy(request));
-        assert!(response.closed);
-        assert!(up.recorder.requests().is_empty());
+        let request = format!(
+            "POST /v1/public/chunks HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n{size}\r\nAAAA\r\n0\r\n\r\n"
+        );
+        let response = raw(gw.addr, request.as_bytes());
+        assert_eq!(response.status, 400, "{size}: {response:?}");
+        assert_eq!(response.code(), "invalid_request", "{size}");
+        assert!(response.closed, "{size}");
+        // The upstream never receives a complete request.
+        assert!(
+            up.recorder.requests().is_empty(),
+            "{size}: {:?}",
+            up.recorder.requests()
+        );
+    }
+}
+
+#[test]
+fn pipelined_heads_are_held_to_the_same_rules() {
+    let up = upstream();
+    let gw = Gateway::start(&basic_config(&up));
+    let mut too_many = String::from("GET /v1/public/second HTTP/1.1\r\nHost: t\r\n");
+    for i in 0..100 {
+        too_many.push_str(&format!("X-H{i}: v\r\n"));
+    }
+    too_many.push_str("\r\n");
+    for (second, status, code) in [
+        ("GET /v1/public/second HTTP/1.1\nHost: t\n\n".to_string(), 400, "invalid_request"),
+        (too_many, 431, "headers_too_large"),
+        (
+            "POST /v1/public/second HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n".to_string(),
+            400,
+            "invalid_request",
+        ),
+    ] {
+        up.recorder.clear();
+        let mut stream = TcpStream::connect(gw.addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let both = format!("GET /v1/public/first HTTP/1.1\r\nHost: t\r\n\r\n{second}");
+        stream.write_all(both.as_bytes()).unwrap();
+        let responses = read_pipelined(&mut stream, 2);
+        assert_eq!(responses.len(), 2, "{second:?}");
+        assert_eq!(responses[0].status, 200);
+        assert_eq!(
+            (responses[1].status, responses[1].code().as_str()),
+            (status, code),
+            "{second:?}"
+        );
+        let seen: Vec<String> = up.recorder.requests().iter().map(|r| r.uri.clone()).collect();
+        assert_eq!(seen, ["/v1/public/first"]);
     }
 }
 

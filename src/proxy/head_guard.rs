@@ -1,6 +1,9 @@
-//! Guards each request head as it arrives: a total deadline (slowloris), and limits on the
-//! request line, header bytes, header count and line endings, answered before pingora parses.
+//! Guards each request head as it arrives: a total deadline (slowloris), limits on the
+//! request line, header bytes and header count, and the syntax of the whole head
+//! ([`check_head`]), answered before pingora parses. A client that pipelines has its
+//! later heads checked from pingora's own copy instead (see [`HeadSignal`]).
 
+use super::head_syntax::{check_head, Body};
 use crate::denial::{error_body, Denial};
 use crate::metrics::Metrics;
 use async_trait::async_trait;
@@ -67,8 +70,9 @@ pub struct HeadScanner {
 pub enum Scan {
     /// More head to come.
     Partial,
-    /// The empty line that ends the head was seen.
-    Complete,
+    /// The empty line that ends the head was seen; the head ends after this many bytes
+    /// of the chunk.
+    Complete(usize),
     Refuse(Denial),
 }
 
@@ -94,7 +98,7 @@ impl HeadScanner {
             } else {
                 self.header_bytes += line_len + 1;
                 if content == 0 {
-                    return Scan::Complete;
+                    return Scan::Complete(newline + 1);
                 }
                 if self.lines > limits.max_headers || self.header_bytes > limits.max_header_bytes {
                     return Scan::Refuse(Denial::HeadersTooLarge);
@@ -123,9 +127,12 @@ impl HeadScanner {
     }
 }
 
-/// Tells a connection's guard where the next head stands. The connection loop sets
-/// [`HeadSignal::REARM`] before each request; the proxy sets [`HeadSignal::HEAD_DONE`]
-/// once pingora has parsed the head, which may have come from bytes read earlier.
+/// Tells a connection's guard where the next head stands, and the proxy whether the guard
+/// saw it. The connection loop sets [`HeadSignal::REARM`] before each request. A guard that
+/// reads a head sets it back to quiet. When pingora parsed the head from bytes read with an
+/// earlier request (pipelining), the guard never scanned it: the proxy then checks
+/// pingora's copy of the head and sets [`HeadSignal::HEAD_DONE`], so the guard passes what
+/// follows (the body) untouched.
 #[derive(Debug, Clone)]
 pub struct HeadSignal(pub Arc<AtomicU8>);
 
@@ -133,13 +140,23 @@ impl HeadSignal {
     pub const QUIET: u8 = 0;
     pub const REARM: u8 = 1;
     pub const HEAD_DONE: u8 = 2;
+    /// The guard knows the connection pipelines and left the head to the proxy.
+    pub const PIPELINED: u8 = 3;
 
     pub fn rearm(&self) {
         self.0.store(Self::REARM, Ordering::Relaxed);
     }
 
-    pub fn head_done(&self) {
-        self.0.store(Self::HEAD_DONE, Ordering::Relaxed);
+    /// Called once pingora has parsed a head: whether the guard did not scan it.
+    pub fn head_parsed(&self) -> bool {
+        let unscanned = matches!(
+            self.0.load(Ordering::Relaxed),
+            Self::REARM | Self::PIPELINED
+        );
+        if unscanned {
+            self.0.store(Self::HEAD_DONE, Ordering::Relaxed);
+        }
+        unscanned
     }
 }
 
@@ -158,6 +175,13 @@ pub struct HeadGuard {
     phase: Phase,
     scanner: HeadScanner,
     timer: Option<Pin<Box<Sleep>>>,
+    /// The bytes of the current head, checked whole once it ends.
+    head: Vec<u8>,
+    /// Body bytes still expected after the head, when its framing says (not chunked).
+    body_left: Option<u64>,
+    /// The client sent the next request before this one's response: later heads arrive
+    /// inside earlier reads, where only pingora can find where they start.
+    pipelining: bool,
     /// A refusal being written: the bytes and how many went out.
     refusal: Option<(Vec<u8>, usize)>,
 }
@@ -183,6 +207,9 @@ impl HeadGuard {
             phase: Phase::Armed,
             scanner: HeadScanner::default(),
             timer: None,
+            head: Vec::new(),
+            body_left: Some(0),
+            pipelining: false,
             refusal: None,
         })
     }
@@ -190,19 +217,47 @@ impl HeadGuard {
     /// Starts guarding the next request head on this stream, once the current response
     /// is done (a kept-alive connection).
     fn take_rearm(&mut self) {
-        match self.rearm.swap(HeadSignal::QUIET, Ordering::Relaxed) {
-            HeadSignal::REARM => {
-                self.phase = Phase::Armed;
-                self.scanner = HeadScanner::default();
-                self.timer = None;
-            }
-            // The head was parsed (from bytes a pipelining client sent ahead): what
-            // follows is body.
-            HeadSignal::HEAD_DONE => {
+        match self.rearm.load(Ordering::Relaxed) {
+            HeadSignal::REARM if self.pipelining => {
+                // The next head may have begun inside an earlier read: the proxy checks it.
+                self.rearm.store(HeadSignal::PIPELINED, Ordering::Relaxed);
                 self.phase = Phase::Done;
                 self.timer = None;
             }
+            HeadSignal::REARM => {
+                self.rearm.store(HeadSignal::QUIET, Ordering::Relaxed);
+                self.phase = Phase::Armed;
+                self.scanner = HeadScanner::default();
+                self.timer = None;
+                if self.head.capacity() > 4096 {
+                    self.head = Vec::new();
+                }
+                self.head.clear();
+            }
+            // The head was parsed from bytes a pipelining client sent ahead: what follows
+            // is body, and the connection pipelines from now on.
+            HeadSignal::HEAD_DONE => {
+                self.rearm.store(HeadSignal::QUIET, Ordering::Relaxed);
+                self.phase = Phase::Done;
+                self.timer = None;
+                self.body_left = None;
+                self.pipelining = true;
+            }
             _ => {}
+        }
+    }
+
+    /// Counts `count` bytes read after the head; more than the announced body means the
+    /// client has already sent its next request.
+    fn after_head(&mut self, count: usize) {
+        if let Some(left) = self.body_left {
+            let count = count as u64;
+            if count > left {
+                self.pipelining = true;
+                self.body_left = Some(0);
+            } else {
+                self.body_left = Some(left - count);
+            }
         }
     }
 
@@ -266,7 +321,12 @@ impl AsyncRead for HeadGuard {
             return this.poll_refusal(cx);
         }
         if this.phase == Phase::Done {
-            return Pin::new(&mut this.inner).poll_read(cx, buf);
+            let before = buf.filled().len();
+            let read = Pin::new(&mut this.inner).poll_read(cx, buf);
+            if let Poll::Ready(Ok(())) = read {
+                this.after_head(buf.filled().len() - before);
+            }
+            return read;
         }
         let before = buf.filled().len();
         match Pin::new(&mut this.inner).poll_read(cx, buf) {
@@ -282,19 +342,35 @@ impl AsyncRead for HeadGuard {
                 }
                 let limits = &this.settings.0.limits;
                 match this.scanner.feed(fresh, limits) {
-                    Scan::Partial => match this.phase {
-                        // A client that keeps trickling bytes is cut at the deadline too.
-                        Phase::Head { started } if started.elapsed() > limits.deadline => {
-                            buf.set_filled(before);
-                            this.refuse(Denial::HeadTimeout);
-                            this.poll_refusal(cx)
-                        }
-                        _ => Poll::Ready(Ok(())),
-                    },
-                    Scan::Complete => {
-                        this.phase = Phase::Done;
-                        this.timer = None;
+                    Scan::Partial if this.phase_expired(limits) => {
+                        buf.set_filled(before);
+                        this.refuse(Denial::HeadTimeout);
+                        this.poll_refusal(cx)
+                    }
+                    Scan::Partial => {
+                        this.head.extend_from_slice(fresh);
                         Poll::Ready(Ok(()))
+                    }
+                    Scan::Complete(end) => {
+                        this.head.extend_from_slice(&fresh[..end]);
+                        let rest = fresh.len() - end;
+                        match check_head(&this.head, limits) {
+                            Ok(body) => {
+                                this.phase = Phase::Done;
+                                this.timer = None;
+                                this.body_left = match body {
+                                    Body::Length(length) => Some(length),
+                                    Body::Chunked => None,
+                                };
+                                this.after_head(rest);
+                                Poll::Ready(Ok(()))
+                            }
+                            Err(denial) => {
+                                buf.set_filled(before);
+                                this.refuse(denial);
+                                this.poll_refusal(cx)
+                            }
+                        }
                     }
                     Scan::Refuse(denial) => {
                         buf.set_filled(before);
@@ -319,6 +395,13 @@ impl AsyncRead for HeadGuard {
                 Poll::Pending
             }
         }
+    }
+}
+
+impl HeadGuard {
+    /// A client that keeps trickling bytes is cut at the deadline too.
+    fn phase_expired(&self, limits: &HeadLimits) -> bool {
+        matches!(self.phase, Phase::Head { started } if started.elapsed() > limits.deadline)
     }
 }
 
@@ -418,9 +501,9 @@ mod tests {
     #[test]
     fn a_normal_head_completes_in_one_read_or_many() {
         let head = b"GET / HTTP/1.1\r\nHost: a\r\nX-A: b\r\n\r\n";
-        assert_eq!(feed_all(&[head]), Scan::Complete);
+        assert!(matches!(feed_all(&[head]), Scan::Complete(_)));
         let bytes: Vec<&[u8]> = head.chunks(1).collect();
-        assert_eq!(feed_all(&bytes), Scan::Complete);
+        assert!(matches!(feed_all(&bytes), Scan::Complete(_)));
         assert_eq!(feed_all(&[b"GET / HTTP/1.1\r\nHost: a\r"]), Scan::Partial);
     }
 
@@ -428,7 +511,7 @@ mod tests {
     fn body_bytes_after_the_head_are_not_counted() {
         let mut data = b"POST / HTTP/1.1\r\nContent-Length: 40000\r\n\r\n".to_vec();
         data.extend(std::iter::repeat_n(b'x', 40_000));
-        assert_eq!(feed_all(&[&data]), Scan::Complete);
+        assert_eq!(feed_all(&[&data]), Scan::Complete(data.len() - 40_000));
     }
 
     #[test]
@@ -471,6 +554,6 @@ mod tests {
             head.extend(format!("X-{i:03}: v\r\n").as_bytes());
         }
         head.extend(b"\r\n");
-        assert_eq!(feed_all(&[&head]), Scan::Complete);
+        assert!(matches!(feed_all(&[&head]), Scan::Complete(_)));
     }
 }

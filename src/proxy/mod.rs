@@ -4,6 +4,7 @@
 pub mod app;
 mod framing;
 pub mod head_guard;
+mod head_syntax;
 mod oauth_bridge;
 mod respond;
 pub mod upstreams;
@@ -29,6 +30,8 @@ use crate::routes::RouteTable;
 use crate::store::sync::SnapshotHandle;
 use crate::usage::{Outcome, UsageRecorder};
 use async_trait::async_trait;
+use head_guard::HeadLimits;
+use head_syntax::check_head;
 use ipnet::IpNet;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
@@ -119,6 +122,8 @@ pub struct RequestCtx {
     limit_scope: Option<(CallerKey, Windows)>,
     /// The rate-limit verdict, for the response headers.
     pub limits: Option<(Verdict, http::HeaderValue)>,
+    /// The head arrived behind another request's, unseen by the head guard.
+    pipelined: bool,
     /// The code of the refusal sent, for the access log.
     outcome: Option<&'static str>,
     /// Time spent deciding (authentication, authorization, limits).
@@ -403,6 +408,7 @@ impl ProxyHttp for Gateway {
             upstream_status: 0,
             connect_attempts: 0,
             oauth_endpoint: false,
+            pipelined: false,
             limit_scope: None,
             limits: None,
             outcome: None,
@@ -414,16 +420,26 @@ impl ProxyHttp for Gateway {
     fn on_connection_reuse(
         &self,
         _session: &mut Session,
-        _ctx: &mut RequestCtx,
+        ctx: &mut RequestCtx,
         context: Box<dyn std::any::Any + Send + Sync>,
     ) {
         if let Ok(signal) = context.downcast::<head_guard::HeadSignal>() {
-            signal.head_done();
+            ctx.pipelined = signal.head_parsed();
         }
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         ctx.request_id = request_id(session.req_header());
+        // A pipelined head never passed the head guard: its syntax and limits are checked
+        // on pingora's copy of it.
+        if ctx.pipelined {
+            if let Err(denial) = check_head(&raw_head(session), &HeadLimits::default()) {
+                ctx.outcome = Some(denial.code());
+                session.set_keepalive(None);
+                respond::refuse(session, ctx, &denial).await?;
+                return Ok(true);
+            }
+        }
         let request = session.req_header();
         ctx.client_ip = client_ip(
             peer_ip(session),
