@@ -1,6 +1,6 @@
 //! One JSON line per request, written by a thread of its own so the request path only
 //! formats a line and hands it over. Never a secret: no credential header, no token, no
-//! query string.
+//! query string, and path segments shaped like a credential are redacted.
 
 use crate::config::AccessLog as Destination;
 use serde::Serialize;
@@ -8,6 +8,34 @@ use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::time::Duration;
+
+/// `path` with every segment that looks like a credential (an API key with `key_prefix`,
+/// a JWT, a refresh token) replaced, for a client that put one in its URL by mistake.
+pub fn redact_path<'a>(path: &'a str, key_prefix: &str) -> std::borrow::Cow<'a, str> {
+    let secret = |segment: &str| {
+        let after_prefix = segment.strip_prefix(key_prefix).unwrap_or_default();
+        after_prefix.starts_with('_')
+            || after_prefix
+                .get(..3)
+                .is_some_and(|c| c.eq_ignore_ascii_case("%5f"))
+            || segment.starts_with("eyJ")
+            || segment.starts_with("tgr_")
+    };
+    if !path.split('/').any(secret) {
+        return std::borrow::Cow::Borrowed(path);
+    }
+    let redacted: Vec<&str> = path
+        .split('/')
+        .map(|segment| {
+            if secret(segment) {
+                "[redacted]"
+            } else {
+                segment
+            }
+        })
+        .collect();
+    std::borrow::Cow::Owned(redacted.join("/"))
+}
 
 /// Lines waiting to be written; beyond this the newest are dropped (and counted).
 const QUEUE: usize = 65_536;
@@ -136,5 +164,20 @@ fn write_lines(receiver: Receiver<Message>, output: Box<dyn Write + Send>) {
                 return;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credential_shaped_segments_are_redacted() {
+        assert_eq!(redact_path("/v1/accounts/42", "tg"), "/v1/accounts/42");
+        assert_eq!(redact_path("/v1/tg_live_abc/x", "tg"), "/v1/[redacted]/x");
+        assert_eq!(redact_path("/v1/eyJhbGci.x.y", "tg"), "/v1/[redacted]");
+        assert_eq!(redact_path("/tgr_abc", "tg"), "/[redacted]");
+        assert_eq!(redact_path("/tgx/tg", "tg"), "/tgx/tg");
+        assert_eq!(redact_path("/tg%5flive_x", "tg"), "/[redacted]");
     }
 }

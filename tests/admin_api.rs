@@ -48,6 +48,9 @@ async fn only_the_operator_token_opens_the_admin_api() {
         .await
         .unwrap();
     assert_eq!(response.status(), 401);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(code(&body), "unauthorized");
+    assert!(!body.to_string().contains(&secret));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -119,12 +122,68 @@ async fn bad_input(backend: Backend) {
         ),
         (json!({"name": "x", "preset": "nope"}), "invalid_request"),
         (json!([1, 2, 3]), "invalid_request"),
+        (
+            json!({"name": "x", "permissions": ["accounts:read"], "start": "tg_live_mine"}),
+            "invalid_request",
+        ),
+        (
+            json!({"name": "x", "permissions": ["accounts:read"], "key": "tg_live_mine"}),
+            "invalid_request",
+        ),
+        (
+            json!({"name": "x", "permissions": ["accounts:read"], "revoked_at": null}),
+            "invalid_request",
+        ),
     ];
     for (body, expected) in cases {
         let (status, answer) = admin.post("/keys", body.clone()).await;
-        assert_eq!(code(&answer), expected, "{body} -> {answer}");
-        assert!((400..500).contains(&status), "{body} -> {status}");
+        let expected_status = match expected {
+            "legacy_keys_blocked" => 403,
+            _ => 400,
+        };
+        assert_eq!(
+            (status, code(&answer)),
+            (expected_status, expected),
+            "{body} -> {answer}"
+        );
     }
+    // Server-set fields cannot be written through PATCH, nor on apps and users.
+    for field in [
+        "id",
+        "digest",
+        "created_at",
+        "start",
+        "client_id",
+        "revoked_at",
+    ] {
+        let (status, answer) = admin
+            .call(
+                Method::PATCH,
+                &format!("/keys/{id}"),
+                Some(json!({ field: "x" })),
+            )
+            .await;
+        assert_eq!((status, code(&answer)), (400, "invalid_request"), "{field}");
+    }
+    for (path, body) in [
+        (
+            "/clients",
+            json!({"name": "a", "type": "public", "redirect_uris": ["https://a.example/cb"], "client_id": "mine"}),
+        ),
+        (
+            "/clients",
+            json!({"name": "a", "type": "confidential", "redirect_uris": ["https://a.example/cb"], "client_secret": "mine"}),
+        ),
+        (
+            "/users",
+            json!({"username": "u", "password": "correct horse battery", "password_hash": "$argon2id$x"}),
+        ),
+    ] {
+        let (status, answer) = admin.post(path, body.clone()).await;
+        assert_eq!((status, code(&answer)), (400, "invalid_request"), "{body}");
+    }
+    let (_, shown) = admin.get(&format!("/keys/{id}")).await;
+    assert_eq!(shown["id"], id.as_str());
     let not_json = reqwest::Client::new()
         .post(gw.admin_url("/admin/v1/keys"))
         .bearer_auth(ADMIN_TOKEN)
@@ -535,4 +594,62 @@ async fn axum_level_refusals_keep_the_error_shape() {
     // The key was not revoked by the refused call.
     let (_, shown) = admin.get(&format!("/keys/{id}")).await;
     assert!(shown["revoked_at"].is_null());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_store_write_never_answers_2xx_on_sqlite() {
+    failed_store_write(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_store_write_never_answers_2xx_on_postgres() {
+    failed_store_write(Backend::postgres()).await;
+}
+
+/// With the store held locked by someone else, writes cannot commit: each answers
+/// 503 store_unavailable, and nothing of them appears once the store is free again.
+async fn failed_store_write(backend: Backend) {
+    let up = upstream();
+    let gw = Gateway::start(&credentials_config(&up, &backend.url(), "live"));
+    let admin = Admin::of(&gw);
+    let (id, secret) = admin
+        .create_key(json!({"name": "before", "permissions": ["accounts:read"]}))
+        .await;
+    let lock = StoreLock::take_writes(&backend, gw.dir.path()).await;
+    let (status, answer) = admin
+        .post(
+            "/keys",
+            json!({"name": "during", "permissions": ["accounts:read"]}),
+        )
+        .await;
+    assert_eq!((status, code(&answer)), (503, "store_unavailable"));
+    assert!(answer.get("key").is_none());
+    let (status, answer) = admin.post(&format!("/keys/{id}/revoke"), json!({})).await;
+    assert_eq!((status, code(&answer)), (503, "store_unavailable"));
+    lock.release().await;
+    let (_, listed) = admin.get("/keys").await;
+    let names: Vec<&str> = listed["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["before"], "nothing of the failed writes was kept");
+    let (_, shown) = admin.get(&format!("/keys/{id}")).await;
+    assert!(shown["revoked_at"].is_null());
+    // The key still works, and writes go through again.
+    let response = reqwest::Client::new()
+        .get(gw.url("/v1/accounts"))
+        .header("X-API-Key", &secret)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let (status, _) = admin
+        .post(
+            "/keys",
+            json!({"name": "after", "permissions": ["accounts:read"]}),
+        )
+        .await;
+    assert_eq!(status, 201);
 }

@@ -81,7 +81,7 @@ async fn identity_headers_cannot_be_spoofed_or_nominated_away() {
     let (id, key) = key(&gw, &[]).await;
     let request = format!(
         "GET /v1/accounts HTTP/1.1\r\nHost: t\r\nX-API-Key: {key}\r\nX-Tollgate-Subject: key_admin\r\nx-tollgate-permissions: everything\r\n\
-         X-TOLLGATE-CLIENT-ID: cid_admin\r\nx_tollgate_auth_method: api_key\r\nX_Tollgate_Subject: key_admin\r\nx_api_key: other\r\n\
+         X-TOLLGATE-CLIENT-ID: cid_admin\r\nX-Tollgate-Auth-Method: oauth\r\nx_tollgate_auth_method: api_key\r\nX_Tollgate_Subject: key_admin\r\nx_api_key: other\r\n\
          X-Real-IP: 6.6.6.6\r\nForwarded: for=6.6.6.6\r\nConnection: keep-alive, x-tollgate-subject, X-Tollgate-Permissions\r\n\r\n"
     );
     assert_eq!(raw(gw.addr, request.as_bytes()).status, 200);
@@ -100,6 +100,12 @@ async fn identity_headers_cannot_be_spoofed_or_nominated_away() {
         "Connection cannot strip the gateway's header"
     );
     assert_eq!(seen.header("x-tollgate-permissions"), ["accounts:read"]);
+    assert_eq!(seen.header("x-tollgate-auth-method"), ["api_key"]);
+    let client_id = seen.header("x-tollgate-client-id");
+    assert!(
+        client_id.len() == 1 && client_id[0].starts_with("cid_") && client_id[0] != "cid_admin",
+        "{client_id:?}"
+    );
     assert_eq!(seen.header("x-real-ip"), ["127.0.0.1"]);
     assert!(seen.header("x-api-key").is_empty());
     assert!(
@@ -122,6 +128,7 @@ async fn forwarded_addresses_count_only_behind_trusted_proxies() {
         (response.status, response.code().as_str()),
         (403, "ip_not_allowed")
     );
+    assert!(up.recorder.requests().is_empty());
 
     // Behind a trusted proxy (127.0.0.0/8), the chain is walked right to left.
     let behind = gateway(&up, "127.0.0.0/8");
@@ -135,16 +142,27 @@ async fn forwarded_addresses_count_only_behind_trusted_proxies() {
         200,
         "IPv4-mapped IPv6 matches the IPv4 rule"
     );
-    assert_eq!(
-        through("203.0.113.9, 198.51.100.1").status,
-        403,
-        "the first untrusted address is the client"
-    );
-    assert_eq!(
-        through("203.0.113.9, garbage").status,
-        403,
-        "garbage stops the walk at the proxy"
-    );
+    let allowed_so_far = up.recorder.requests().len();
+    for (chain, why) in [
+        (
+            "203.0.113.9, 198.51.100.1",
+            "the first untrusted address is the client",
+        ),
+        (
+            "203.0.113.9, garbage",
+            "garbage stops the walk at the proxy",
+        ),
+        ("203.0.113.9, 300.1.1.1", "an impossible address is garbage"),
+        ("203.0.113.9,", "an empty entry is garbage"),
+    ] {
+        let refused = through(chain);
+        assert_eq!(
+            (refused.status, refused.code().as_str()),
+            (403, "ip_not_allowed"),
+            "{why}"
+        );
+    }
+    assert_eq!(up.recorder.requests().len(), allowed_so_far);
     let forwarded = up.recorder.requests();
     assert_eq!(
         forwarded.last().unwrap().header("x-real-ip"),
@@ -186,7 +204,11 @@ async fn path_tricks_are_decided_on_the_path_that_is_forwarded() {
             gw.addr,
             format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes(),
         );
-        assert_eq!(response.status, 401, "{path}");
+        assert_eq!(
+            (response.status, response.code().as_str()),
+            (401, "missing_credentials"),
+            "{path}"
+        );
     }
     assert!(up.recorder.requests().is_empty());
 }
@@ -253,6 +275,7 @@ async fn es256_with_a_zero_signature_is_refused() {
     }
     let parts: Vec<&str> = good.split('.').collect();
     let zero = format!("{}.{}.{}", parts[0], parts[1], b64(&[0u8; 64]));
+    let forwarded = up.recorder.requests().len();
     let response = http
         .get(gw.url("/v1/accounts"))
         .bearer_auth(&zero)
@@ -262,6 +285,7 @@ async fn es256_with_a_zero_signature_is_refused() {
     assert_eq!(response.status(), 401);
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(body["error"]["code"], "invalid_token");
+    assert_eq!(up.recorder.requests().len(), forwarded, "never forwarded");
 }
 
 fn rss_kib(pid: u32) -> u64 {
@@ -310,4 +334,91 @@ fn many_idle_keep_alive_connections_keep_memory_bounded() {
         200
     );
     drop(idle);
+}
+
+#[test]
+fn oauth_bodies_over_64_kib_get_413_on_every_endpoint() {
+    let up = upstream();
+    let gw = gateway(&up, "10.0.0.0/8");
+    for path in [
+        "/oauth/token",
+        "/oauth/revoke",
+        "/oauth/introspect",
+        "/oauth/authorize",
+    ] {
+        // Declared too large: refused before a byte of the body is read.
+        let declared = raw(
+            gw.addr,
+            format!("POST {path} HTTP/1.1\r\nHost: t\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 70000\r\n\r\ngrant_type=").as_bytes(),
+        );
+        assert_eq!(
+            (declared.status, declared.code().as_str()),
+            (413, "body_too_large"),
+            "{path}"
+        );
+        assert!(declared.closed, "{path}");
+        // Chunked, found too large while reading.
+        let mut chunked = format!("POST {path} HTTP/1.1\r\nHost: t\r\nContent-Type: application/x-www-form-urlencoded\r\nTransfer-Encoding: chunked\r\n\r\n").into_bytes();
+        for _ in 0..5 {
+            chunked.extend(format!("{:x}\r\n", 16 * 1024).as_bytes());
+            chunked.extend(std::iter::repeat_n(b'a', 16 * 1024));
+            chunked.extend(b"\r\n");
+        }
+        chunked.extend(b"0\r\n\r\n");
+        let streamed = raw(gw.addr, &chunked);
+        assert_eq!(
+            (streamed.status, streamed.code().as_str()),
+            (413, "body_too_large"),
+            "{path}"
+        );
+        assert!(streamed.closed, "{path}");
+    }
+    assert!(up.recorder.requests().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hostile_input_leaves_no_secret_in_logs_or_metrics() {
+    let up = upstream();
+    let gw = Gateway::start(
+        &credentials_config(&up, "sqlite://{dir}/data/tollgate.db", "live")
+            .replace("threads: 1", "threads: 1\naccess_log: stdout"),
+    );
+    let (id, canary) = key(&gw, &["203.0.113.9"]).await;
+    let body = &canary[8..];
+    let hostile: Vec<Vec<u8>> = vec![
+        // refused for its address, with the key in every place a client could put it
+        format!("GET /v1/accounts/{canary}?api_key={canary} HTTP/1.1\r\nHost: t\r\nX-API-Key: {canary}\r\n\r\n").into_bytes(),
+        format!("GET /v1/accounts HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {canary}\r\nX-API-Key: {canary}\r\n\r\n").into_bytes(),
+        format!("GET /v1/accounts HTTP/1.1\r\nHost: t\r\nAuthorization: Basic {canary}\r\n\r\n").into_bytes(),
+        format!("GET /v1/accounts HTTP/1.1\r\nHost: t\r\nCookie: session={canary}\r\nX-Canary: {canary}\r\n\r\n").into_bytes(),
+        // malformed heads carrying it
+        format!("GET /v1/accounts HTTP/1.1\r\nHost: t\r\nX-API-Key: {canary}\r\nX-Nul: \0\r\n\r\n").into_bytes(),
+        format!("GET /v1/accounts HTTP/1.1\nX-API-Key: {canary}\n\n").into_bytes(),
+        format!("POST /v1/accounts HTTP/1.1\r\nHost: t\r\nX-API-Key: {canary}\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n").into_bytes(),
+        format!("GET /{} HTTP/1.1\r\nHost: t\r\n\r\n", canary.repeat(300)).into_bytes(),
+        // a token endpoint body and a wrong-environment key
+        {
+            let form = format!("grant_type=client_credentials&client_id=cid_x&client_secret={canary}");
+            format!("POST /oauth/token HTTP/1.1\r\nHost: t\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{form}", form.len()).into_bytes()
+        },
+        format!("GET /v1/accounts HTTP/1.1\r\nHost: t\r\nX-API-Key: {}\r\n\r\n", canary.replace("_live_", "_test_")).into_bytes(),
+    ];
+    for request in &hostile {
+        let response = raw(gw.addr, request);
+        assert!(
+            (400..500).contains(&response.status),
+            "{}: {response:?}",
+            String::from_utf8_lossy(request)
+        );
+        assert!(!response.head.contains(body) && !response.body.contains(body));
+    }
+    assert!(up.recorder.requests().is_empty());
+    let scrape = gw.scrape();
+    // Let the access-log thread write what it was handed.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let logs = format!("{}{}", gw.stdout(), gw.stderr());
+    assert!(logs.contains(&id), "the refusals were logged");
+    for (place, text) in [("logs", &logs), ("metrics", &scrape)] {
+        assert!(!text.contains(body), "the key leaked into the {place}");
+    }
 }

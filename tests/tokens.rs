@@ -117,15 +117,41 @@ async fn forged_and_malformed_tokens_are_refused() {
     let mut jku = header(Algorithm::EdDSA, "at+jwt");
     jku.jku = Some("https://evil.test/jwks.json".into());
     let jku = sign(jku, &claims(now() + 600), &signer);
-    let crit = {
-        let head = json!({"alg": "EdDSA", "typ": "at+jwt", "kid": kid, "crit": ["exp"]});
+    // Headers signed for real with the gateway's key, so only the header itself can be
+    // what refuses them.
+    let signed_with = |head: serde_json::Value, payload: String| {
         let message = format!(
             "{}.{}",
             b64(head.to_string().as_bytes()),
-            b64(claims(now() + 600).to_string().as_bytes())
+            b64(payload.as_bytes())
         );
-        format!("{message}.{}", good.rsplit('.').next().unwrap())
+        let signature =
+            jsonwebtoken::crypto::sign(message.as_bytes(), &signer, Algorithm::EdDSA).unwrap();
+        format!("{message}.{signature}")
     };
+    let valid_claims = claims(now() + 600).to_string();
+    let crit = signed_with(
+        json!({"alg": "EdDSA", "typ": "at+jwt", "kid": kid, "crit": ["exp"]}),
+        valid_claims.clone(),
+    );
+    let x5u = signed_with(
+        json!({"alg": "EdDSA", "typ": "at+jwt", "kid": kid, "x5u": "https://evil.test/cert.pem"}),
+        valid_claims.clone(),
+    );
+    let embedded_jwk = signed_with(
+        json!({"alg": "EdDSA", "typ": "at+jwt", "kid": kid, "jwk": jwks["keys"][0]}),
+        valid_claims.clone(),
+    );
+    let x5c = signed_with(
+        json!({"alg": "EdDSA", "typ": "at+jwt", "kid": kid, "x5c": ["MIIB"]}),
+        valid_claims.clone(),
+    );
+    // A control for the helper: the same header without the extra field passes.
+    let plain = signed_with(
+        json!({"alg": "EdDSA", "typ": "at+jwt", "kid": kid}),
+        valid_claims.clone(),
+    );
+    assert_eq!(call(&gw, &plain).await.0, 200);
     let duplicate_keys = {
         let head = json!({"alg": "EdDSA", "typ": "at+jwt", "kid": kid});
         let payload = format!(
@@ -149,12 +175,12 @@ async fn forged_and_malformed_tokens_are_refused() {
     other_audience["aud"] = json!("https://another-api.test/");
     let other_audience = sign(header(Algorithm::EdDSA, "at+jwt"), &other_audience, &signer);
     let jwe = "eyJhbGciOiJSU0EtT0FFUCJ9.a.b.c.d".to_string();
-    let oversized = format!(
-        "{}.{}.{}",
-        good.split('.').next().unwrap(),
-        "a".repeat(12 * 1024),
-        "b"
-    );
+    // Validly signed, well-formed, and over the 8 KiB a token may take.
+    let oversized = {
+        let mut padded = claims(now() + 600);
+        padded["pad"] = json!("a".repeat(12 * 1024));
+        sign(header(Algorithm::EdDSA, "at+jwt"), &padded, &signer)
+    };
     let tampered = {
         let mut parts: Vec<String> = good.split('.').map(str::to_string).collect();
         let mut forged = claims(now() + 600);
@@ -171,6 +197,9 @@ async fn forged_and_malformed_tokens_are_refused() {
         ("kid injection", injected),
         ("jku header", jku),
         ("crit header", crit),
+        ("x5u header", x5u),
+        ("jwk header", embedded_jwk),
+        ("x5c header", x5c),
         ("duplicate JSON keys", duplicate_keys),
         ("another issuer", other_issuer),
         ("another audience", other_audience),
@@ -193,8 +222,8 @@ async fn forged_and_malformed_tokens_are_refused() {
     );
     assert_eq!(call(&gw, &expired).await.1, "token_expired");
     assert!(
-        up.recorder.requests().len() == 1,
-        "only the control reached the upstream"
+        up.recorder.requests().len() == 2,
+        "only the two controls reached the upstream"
     );
 }
 

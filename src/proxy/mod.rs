@@ -122,6 +122,8 @@ pub struct RequestCtx {
     limit_scope: Option<(CallerKey, Windows)>,
     /// The rate-limit verdict, for the response headers.
     pub limits: Option<(Verdict, http::HeaderValue)>,
+    /// The key a refusal was about (its address, expiry, permissions...), for the log.
+    refused_key: Option<Arc<str>>,
     /// The head arrived behind another request's, unseen by the head guard.
     pipelined: bool,
     /// The code of the refusal sent, for the access log.
@@ -210,6 +212,7 @@ impl Gateway {
                 if route.is_some() {
                     self.metrics.auth_decision(method, denial.code());
                 }
+                ctx.refused_key = key.as_ref().map(|credential| credential.id.clone());
                 if let (Some(credential), Some(outcome)) = (&key, outcome_of(&denial)) {
                     self.usage
                         .record(&credential.usage, &credential.id, outcome, now);
@@ -327,10 +330,15 @@ impl Gateway {
             request_id: &ctx.request_id,
             route: self.route_name(ctx),
             method: request.method.as_str(),
-            path: request.uri.path(),
+            path: &crate::access_log::redact_path(request.uri.path(), &self.key_prefix),
             status,
             auth_method: ctx.caller.as_ref().map_or("none", Caller::method),
-            key_id: ctx.caller.as_ref().and_then(Caller::key).map(|k| &*k.id),
+            key_id: ctx
+                .caller
+                .as_ref()
+                .and_then(Caller::key)
+                .map(|k| &*k.id)
+                .or(ctx.refused_key.as_deref()),
             client_id: identity.map(|(_, client_id, _)| client_id),
             outcome: ctx.outcome.unwrap_or("allowed"),
             client: ctx.client_ip.to_string(),
@@ -409,6 +417,7 @@ impl ProxyHttp for Gateway {
             connect_attempts: 0,
             oauth_endpoint: false,
             pipelined: false,
+            refused_key: None,
             limit_scope: None,
             limits: None,
             outcome: None,

@@ -543,6 +543,30 @@ impl StoreLock {
         }
     }
 
+    /// Holds only the write lock, as a long writer would: readers pass, writes wait.
+    pub async fn take_writes(backend: &Backend, dir: &Path) -> StoreLock {
+        use sqlx::Connection;
+        match backend {
+            Backend::Sqlite => {
+                let url = format!("sqlite://{}/data/tollgate.db", dir.display());
+                let mut conn = sqlx::SqliteConnection::connect(&url).await.expect("sqlite");
+                for sql in ["PRAGMA busy_timeout = 10000", "BEGIN IMMEDIATE"] {
+                    sqlx::Executor::execute(&mut conn, sql).await.expect("lock");
+                }
+                StoreLock::Sqlite(conn)
+            }
+            Backend::Postgres(db) => {
+                let mut conn = sqlx::PgConnection::connect(&db.url)
+                    .await
+                    .expect("postgres");
+                sqlx::Executor::execute(&mut conn, "BEGIN; LOCK TABLE keys IN EXCLUSIVE MODE")
+                    .await
+                    .expect("lock");
+                StoreLock::Postgres(conn)
+            }
+        }
+    }
+
     pub async fn release(self) {
         match self {
             StoreLock::Sqlite(mut conn) => {
