@@ -32,6 +32,24 @@ as_postgres() {
   if [ "$(id -u)" = 0 ]; then su postgres -c "$*"; else sudo -u postgres sh -c "$*"; fi
 }
 
+# The replica test runs a PostgreSQL of its own (initdb, pg_ctl) and a Redis of its own, so
+# the server binaries must be installed even when servers already answer on the usual ports;
+# the outage tests signal processes with kill and pkill.
+need_server_binaries() {
+  if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+    echo "installing PostgreSQL (server binaries)"
+    apt_install postgresql postgresql-client
+  fi
+  if ! command -v redis-server >/dev/null 2>&1; then
+    echo "installing Redis (server binary)"
+    apt_install redis-server redis-tools
+  fi
+  if ! command -v pkill >/dev/null 2>&1; then
+    echo "installing procps"
+    apt_install procps
+  fi
+}
+
 # PostgreSQL on 127.0.0.1:5432, reachable as postgres/postgres (or with trust auth).
 need_postgres() {
   if command -v pg_isready >/dev/null 2>&1 && pg_isready -q -h 127.0.0.1 -p 5432; then return; fi
@@ -85,6 +103,7 @@ case "${1:-build}" in
   build) need_build ;;
   test)
     need_build
+    need_server_binaries
     need_postgres
     need_redis
     need_promtool

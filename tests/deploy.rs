@@ -126,4 +126,52 @@ fn the_docker_image_builds_when_an_engine_is_available() {
         .status()
         .unwrap();
     assert!(status.success());
+    // The built image runs as the non-root user, with the health check.
+    let inspected = Command::new("docker")
+        .args([
+            "image",
+            "inspect",
+            "--format",
+            "{{.Config.User}} {{json .Config.Healthcheck}}",
+            "tollgate:test",
+        ])
+        .output()
+        .unwrap();
+    let config = String::from_utf8_lossy(&inspected.stdout);
+    assert!(config.starts_with("10001 "), "{config}");
+    assert!(config.contains("/healthz"), "{config}");
+}
+
+#[test]
+fn the_dockerfile_is_multi_stage_non_root_and_health_checked() {
+    let dockerfile = std::fs::read_to_string(root().join("deploy/docker/Dockerfile")).unwrap();
+    let instructions: Vec<&str> = dockerfile
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect();
+    let stages = instructions
+        .iter()
+        .filter(|l| l.starts_with("FROM "))
+        .count();
+    assert!(stages >= 2, "a build stage and a runtime stage");
+    assert!(
+        instructions
+            .iter()
+            .any(|l| l.starts_with("FROM debian:") && l.contains("slim")),
+        "a slim runtime image"
+    );
+    let user = instructions
+        .iter()
+        .rev()
+        .find_map(|l| l.strip_prefix("USER "))
+        .expect("a USER instruction");
+    assert!(user != "0" && user != "root", "runs as {user}");
+    let health = instructions
+        .iter()
+        .find(|l| l.starts_with("HEALTHCHECK "))
+        .expect("a HEALTHCHECK");
+    assert!(health.contains("/healthz"), "{health}");
+    let ignore = std::fs::read_to_string(root().join(".dockerignore")).unwrap();
+    assert!(ignore.lines().any(|l| l == "target/") && ignore.lines().any(|l| l == ".git/"));
 }
