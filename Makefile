@@ -19,7 +19,9 @@ test:
 	@.ci/deps.sh test
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
-	$(CARGO) test
+	$(CARGO) test -- --skip three_replicas_on_one_postgres
+	@# The replica test prints the propagation latencies and limit totals it measured.
+	$(CARGO) test --test replicas -- --nocapture
 
 check:
 	$(CARGO) run --quiet -- check --config config/tollgate.yaml

@@ -90,6 +90,7 @@ async fn three_replicas_on_one_postgres_and_one_redis() {
     let [a, b, c] = &replicas;
     let admin_a = Admin::of(a);
     let admin_b = Admin::of(b);
+    let admin_c = Admin::of(c);
     let http = reqwest::Client::new();
 
     // Propagation: create on A, usable on C; rotate and revoke on A, refused on B and C.
@@ -149,6 +150,155 @@ async fn three_replicas_on_one_postgres_and_one_redis() {
         (403, "legacy_keys_blocked")
     );
 
+    // The periodic sync is the floor: a change committed without a notification (written
+    // straight into the database here) still reaches B and C within sync_interval (1 s).
+    let mut floor = Vec::new();
+    for _ in 0..3 {
+        let (id, key) = admin_a
+            .create_key(json!({"name": "quiet", "permissions": ["accounts:read"]}))
+            .await;
+        for gw in [b, c] {
+            until_status(&http, gw, &key, 200, Instant::now()).await;
+        }
+        let started = Instant::now();
+        revoke_without_notification(&pg.url(), &id).await;
+        let (on_b, on_c) = tokio::join!(
+            until_status(&http, b, &key, 401, started),
+            until_status(&http, c, &key, 401, started)
+        );
+        floor.extend([on_b, on_c]);
+    }
+    let slowest = summary(
+        "revoke without NOTIFY -> refused by the periodic sync",
+        &mut floor,
+    );
+    assert!(slowest < Duration::from_millis(1500), "{slowest:?}");
+
+    // Writes from every replica at once: creates, patches of one key, and one
+    // Idempotency-Key sent to all three; then one listing paged across the replicas.
+    let admins = [Admin::of(a), Admin::of(b), Admin::of(c)];
+    let (shared_id, _) = admin_a
+        .create_key(json!({"name": "shared", "permissions": ["accounts:read"]}))
+        .await;
+    let mut writes = Vec::new();
+    for round in 0..8 {
+        for (replica, admin) in admins.iter().enumerate() {
+            let base = admin.base.clone();
+            let shared = shared_id.clone();
+            writes.push(tokio::spawn(async move {
+                let http = reqwest::Client::new();
+                let created = http
+                    .post(format!("{base}/keys"))
+                    .bearer_auth(ADMIN_TOKEN)
+                    .json(&json!({"name": format!("concurrent-{replica}-{round}"), "permissions": ["accounts:read"]}))
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+                    .as_u16();
+                let patched = http
+                    .patch(format!("{base}/keys/{shared}"))
+                    .bearer_auth(ADMIN_TOKEN)
+                    .json(&json!({"metadata": {"by": replica, "round": round}}))
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+                    .as_u16();
+                (created, patched)
+            }));
+        }
+    }
+    for write in writes {
+        assert_eq!(
+            write.await.unwrap(),
+            (201, 200),
+            "every concurrent write lands"
+        );
+    }
+    let idempotent: Vec<_> = admins
+        .iter()
+        .map(|admin| {
+            let base = admin.base.clone();
+            tokio::spawn(async move {
+                let response = reqwest::Client::new()
+                    .post(format!("{base}/keys"))
+                    .bearer_auth(ADMIN_TOKEN)
+                    .header("Idempotency-Key", "replicas-once")
+                    .json(&json!({"name": "once", "permissions": ["accounts:read"]}))
+                    .send()
+                    .await
+                    .unwrap();
+                let status = response.status().as_u16();
+                let body: serde_json::Value = response.json().await.unwrap();
+                (status, body)
+            })
+        })
+        .collect();
+    let mut secrets_shown = 0;
+    for answer in idempotent {
+        let (status, body) = answer.await.unwrap();
+        match status {
+            201 => secrets_shown += usize::from(body.get("key").is_some()),
+            409 => assert_eq!(body["error"]["code"], "idempotency_in_progress"),
+            other => panic!("idempotent create answered {other}: {body}"),
+        }
+    }
+    assert_eq!(secrets_shown, 1, "one create, shown once");
+    let mut names = Vec::new();
+    let mut ids = Vec::new();
+    let mut cursor: Option<String> = None;
+    for page in 0.. {
+        let admin = &admins[page % 3];
+        let path = match &cursor {
+            Some(cursor) => format!("/keys?limit=7&cursor={cursor}"),
+            None => "/keys?limit=7".to_string(),
+        };
+        let (status, listed) = admin.get(&path).await;
+        assert_eq!(status, 200, "{listed}");
+        for key in listed["data"].as_array().unwrap() {
+            names.push(key["name"].as_str().unwrap().to_string());
+            ids.push(key["id"].as_str().unwrap().to_string());
+        }
+        match listed["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_string()),
+            None => break,
+        }
+    }
+    let concurrent = names
+        .iter()
+        .filter(|n| n.starts_with("concurrent-"))
+        .count();
+    let once = names.iter().filter(|n| *n == "once").count();
+    assert_eq!(
+        (concurrent, once),
+        (24, 1),
+        "a listing paged across replicas sees each key"
+    );
+    let listed = ids.len();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), listed, "no key listed twice");
+    let (_, audit) = admin_c.get("/audit?limit=500").await;
+    let creates = audit["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| {
+            e["action"] == "key.create"
+                && e["after"]["name"]
+                    .as_str()
+                    .is_some_and(|n| n.starts_with("concurrent-"))
+        })
+        .count();
+    let patches = audit["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "key.update" && e["target"] == shared_id.as_str())
+        .count();
+    assert_eq!((creates, patches), (24, 24), "one audit entry per write");
+
     // Shared limits: a daily quota of 300 across the three replicas.
     let quota = 300u64;
     let (limited_id, limited_key) = admin_a
@@ -205,7 +355,8 @@ async fn three_replicas_on_one_postgres_and_one_redis() {
 
     // PostgreSQL stopped, then frozen.
     let (known_id, known) = admin_a
-        .create_key(json!({"name": "known", "permissions": ["accounts:read"]}))
+        .create_key(json!({"name": "known", "permissions": ["accounts:read"],
+            "rate_limit": {"per_minute": 1000000, "per_day": 10000000}}))
         .await;
     let (gone_id, gone) = admin_a
         .create_key(json!({"name": "gone", "permissions": ["accounts:read"]}))
@@ -218,6 +369,31 @@ async fn three_replicas_on_one_postgres_and_one_redis() {
         until_status(&http, gw, &gone, 401, Instant::now()).await;
     }
     let stranger = tollgate::auth::api_key::mint("tg", tollgate::config::Environment::Live).secret;
+    // A steady load of the known key on every replica runs through both outages.
+    let load_stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut load = Vec::new();
+    for gw in &replicas {
+        let (url, key, stop) = (gw.url("/v1/accounts"), known.clone(), load_stop.clone());
+        load.push(tokio::spawn(async move {
+            let http = reqwest::Client::new();
+            let (mut ok, mut other) = (0u64, Vec::new());
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let status = http
+                    .get(&url)
+                    .header("X-API-Key", &key)
+                    .send()
+                    .await
+                    .map(|r| r.status().as_u16())
+                    .unwrap_or(0);
+                match status {
+                    200 => ok += 1,
+                    status => other.push(status),
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            (ok, other)
+        }));
+    }
     for outage in ["stopped", "frozen"] {
         if outage == "stopped" {
             pg.stop();
@@ -262,7 +438,12 @@ async fn three_replicas_on_one_postgres_and_one_redis() {
                 (503, "store_unavailable"),
                 "{outage}: never 401, never allowed"
             );
-            assert_eq!(metric(&gw.scrape(), "tollgate_store_up"), 0.0, "{outage}");
+            // A sync caught mid-query by a freeze gives up at its deadline (5 s).
+            let deadline = Instant::now() + Duration::from_secs(8);
+            while metric(&gw.scrape(), "tollgate_store_up") != 0.0 {
+                assert!(Instant::now() < deadline, "{outage}: store_up stayed 1");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
             assert_eq!(get(&http, gw, &known).await.0, 200);
             served += 1;
         }
@@ -295,12 +476,23 @@ async fn three_replicas_on_one_postgres_and_one_redis() {
             .await;
         assert_eq!(status, 201, "{outage}: writes work again without a restart");
     }
+    load_stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut under_load = 0u64;
+    for task in load {
+        let (ok, other) = task.await.unwrap();
+        assert!(
+            other.is_empty(),
+            "the known key was refused under load: {other:?}"
+        );
+        under_load += ok;
+    }
+    println!("PostgreSQL outages: {under_load} known-key requests under load, none refused");
     // Nothing counted during the outages was lost.
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let (_, usage) = admin_a.get(&format!("/keys/{known_id}/usage")).await;
     assert_eq!(
         usage["days"][0]["outcomes"]["allowed"],
-        3 + 2 * (3 + 3),
+        3 + 2 * (3 + 3) + under_load,
         "{usage}"
     );
 
@@ -341,4 +533,31 @@ async fn three_replicas_on_one_postgres_and_one_redis() {
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
     }
+}
+
+/// Revokes `key_id` the way a write does (next change version, under the writers' lock)
+/// but without NOTIFY, so only the periodic sync can carry it to the replicas.
+async fn revoke_without_notification(url: &str, key_id: &str) {
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+    let now = tollgate::clock::now_ms();
+    let mut tx = conn.begin().await.unwrap();
+    sqlx::query("SELECT pg_advisory_xact_lock(7314529)")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let (version,): (i64,) = sqlx::query_as("INSERT INTO changes (at) VALUES ($1) RETURNING id")
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await
+        .unwrap();
+    let updated = sqlx::query("UPDATE keys SET revoked_at = $1, version = $2 WHERE id = $3")
+        .bind(now)
+        .bind(version)
+        .bind(key_id)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    assert_eq!(updated.rows_affected(), 1);
+    tx.commit().await.unwrap();
 }

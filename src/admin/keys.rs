@@ -105,7 +105,17 @@ async fn change_key(
     change: impl Fn(&KeyRecord, &Policy, i64) -> Result<KeyChange, AdminError>,
 ) -> Answer {
     let store = state.store()?;
-    for _ in 0..5 {
+    // Optimistic: read, decide, write if nobody wrote in between. Under contention (many
+    // operators or replicas on one key) retry with a jittered pause, within the deadline.
+    let started = std::time::Instant::now();
+    for attempt in 0u64.. {
+        if attempt > 0 {
+            if started.elapsed() > state.syncer.deadline() {
+                break;
+            }
+            let pause = rand::random_range(1..=4) * attempt.min(10);
+            tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
+        }
         let current = find(state, id).await?;
         let (policy, _) = state.policy().await?;
         let now = state.now();
