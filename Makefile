@@ -33,7 +33,7 @@ fmt:
 # micro-benchmarks. Not part of `make test`.
 bench:
 	@.ci/deps.sh bench
-	$(CARGO) build --release --bin tollgate --example seed_keys
+	$(CARGO) build --release --bin tollgate --example seed_keys --example bare_pingora
 	python3 benches/load/load.py
 	$(CARGO) bench --bench decision
 

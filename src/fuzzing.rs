@@ -36,25 +36,79 @@ pub fn auth_headers(data: &[u8]) {
     }
 }
 
-/// JWT decoding and validation against a fixed key set: nothing malformed is accepted.
-pub fn jwt(data: &[u8]) {
+/// A fixed Ed25519 key for the JWT target, so inputs can carry valid signatures (it signs
+/// nothing outside fuzzing).
+const FUZZ_SIGNING_KEY: &str = "-----BEGIN PRIVATE KEY-----
+MC4CAQAwBQYDK2VwBCIEIIF9IXDC/5P/krKXeaG8lAR2cLHc4xRPqurkFVKFkIoY
+-----END PRIVATE KEY-----
+";
+
+struct JwtFixture {
+    keys: std::sync::Arc<crate::oauth::signing::SigningKeys>,
+    verifier: crate::auth::jwt::TokenVerifier,
+}
+
+fn jwt_fixture() -> Option<&'static JwtFixture> {
     use std::sync::{Arc, OnceLock};
-    static VERIFIER: OnceLock<Option<crate::auth::jwt::TokenVerifier>> = OnceLock::new();
-    let verifier = VERIFIER.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("tollgate-fuzz-{}", std::process::id()));
-        let keys = crate::oauth::signing::SigningKeys::load(&[dir.join("signing.pem")]).ok()?;
-        let config = Config::parse("permissions: [accounts:read]").ok()?;
-        Some(crate::auth::jwt::TokenVerifier::new(
-            &config.oauth,
-            Arc::new(keys),
-            Vec::new(),
-            crate::policy::permissions::Catalog::new(&config.permissions),
-        ))
-    });
-    let Some(verifier) = verifier else { return };
-    // No token from the fuzzer carries a signature by the generated key.
-    let result = poll_ready(verifier.verify(data, crate::clock::now_ms()));
-    assert!(result.is_err(), "an unsigned input was accepted as a token");
+    static FIXTURE: OnceLock<Option<JwtFixture>> = OnceLock::new();
+    FIXTURE
+        .get_or_init(|| {
+            let dir = std::env::temp_dir().join(format!("tollgate-fuzz-{}", std::process::id()));
+            std::fs::create_dir_all(&dir).ok()?;
+            let path = dir.join("signing.pem");
+            std::fs::write(&path, FUZZ_SIGNING_KEY).ok()?;
+            let keys = Arc::new(crate::oauth::signing::SigningKeys::load(&[path]).ok()?);
+            let config = Config::parse(
+                "permissions: [accounts:read]\noauth: { issuer: \"https://fuzz.test\" }",
+            )
+            .ok()?;
+            let verifier = crate::auth::jwt::TokenVerifier::new(
+                &config.oauth,
+                keys.clone(),
+                Vec::new(),
+                crate::policy::permissions::Catalog::new(&config.permissions),
+            );
+            Some(JwtFixture { keys, verifier })
+        })
+        .as_ref()
+}
+
+/// JWT decoding and validation. The first byte picks what the rest is: a token as sent
+/// (never accepted: it cannot carry the fixture key's signature), or claims that the
+/// fixture key signs properly (so the claim checks run on whatever the fuzzer writes).
+/// Either way nothing panics, and an accepted token has the issuer, type and lifetime a
+/// token must have.
+pub fn jwt(data: &[u8]) {
+    let Some(fixture) = jwt_fixture() else {
+        panic!("the JWT fuzz fixture could not be built");
+    };
+    let now = crate::clock::now_ms();
+    let Some((mode, rest)) = data.split_first() else {
+        return;
+    };
+    let token = match mode % 2 {
+        0 => rest.to_vec(),
+        _ => {
+            let Ok(claims) = serde_json::from_slice::<serde_json::Value>(rest) else {
+                return;
+            };
+            let Ok(signed) = fixture.keys.sign(&claims) else {
+                return;
+            };
+            signed.into_bytes()
+        }
+    };
+    let result = poll_ready(fixture.verifier.verify(&token, now));
+    match (mode % 2, result) {
+        (0, Ok(_)) => panic!("an input without the key's signature was accepted"),
+        (_, Ok(verified)) => {
+            assert!(
+                verified.expires_at > now - 60_000,
+                "an expired token was accepted"
+            );
+        }
+        (_, Err(_)) => {}
+    }
 }
 
 /// CIDR parsing and the X-Forwarded-For walk.

@@ -98,26 +98,37 @@ impl UsageRecorder {
     /// Takes every count accumulated so far, attributing it to the UTC day of `now`.
     pub fn drain(&self, now: i64) -> crate::store::UsageBatch {
         let day = clock::day_of(now);
-        let mut batch = crate::store::UsageBatch::default();
         let cells = self.cells.lock().map(|c| c.clone()).unwrap_or_default();
+        // One row per key and outcome, even if a key ever had two cells: a multi-row
+        // upsert may not touch one row twice.
+        let mut counts: std::collections::BTreeMap<(Arc<str>, &'static str), i64> =
+            Default::default();
+        let mut last_used: std::collections::BTreeMap<Arc<str>, i64> = Default::default();
         for cell in cells {
             for (index, outcome) in OUTCOMES.iter().enumerate() {
                 let count = cell.counts[index].swap(0, Ordering::Relaxed);
                 if count > 0 {
-                    batch.counts.push((
-                        cell.key_id.to_string(),
-                        day,
-                        outcome.as_str(),
-                        count as i64,
-                    ));
+                    *counts
+                        .entry((cell.key_id.clone(), outcome.as_str()))
+                        .or_default() += count as i64;
                 }
             }
             let used = cell.last_used.swap(0, Ordering::Relaxed);
             if used > 0 {
-                batch.last_used.push((cell.key_id.to_string(), used));
+                let at = last_used.entry(cell.key_id.clone()).or_default();
+                *at = (*at).max(used);
             }
         }
-        batch
+        crate::store::UsageBatch {
+            counts: counts
+                .into_iter()
+                .map(|((key_id, outcome), count)| (key_id.to_string(), day, outcome, count))
+                .collect(),
+            last_used: last_used
+                .into_iter()
+                .map(|(key_id, at)| (key_id.to_string(), at))
+                .collect(),
+        }
     }
 
     /// Puts counts back after a failed write, so the next flush retries them.

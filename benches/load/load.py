@@ -8,6 +8,8 @@ upstream on cpu0, cases interleaved over several rounds, proxy CPU per request f
   1 upstream directly (nginx serving a small static JSON body)
   2 nginx, 1 worker, plain proxy_pass with upstream keepalive
   3 nginx, 1 worker, X-API-Key checked against a map of all keys, plus limit_req
+  3b pingora with nothing but forwarding (examples/bare_pingora.rs): the floor under
+    tollgate's own cost on this machine
   4 tollgate, threads: 1, anonymous route
   5 tollgate, threads: 1, API keys (1M in the store, drawn from 10k), IP allowlist on every
     key, rate limits and metrics on
@@ -46,6 +48,7 @@ P_UPSTREAM, P_NGINX, P_NGINX_KEYS = 18001, 18002, 18003
 P_TG, P_TG_ADMIN, P_TG_METRICS = 18004, 18104, 18204
 P_TG_SMALL, P_TG_SMALL_ADMIN, P_TG_SMALL_METRICS = 18005, 18105, 18205
 P_STATUS = 18090
+P_BARE = 18006
 POOL_PORTS = list(range(18011, 18019))
 P_NGINX_POOL, P_TG_POOL, P_TG_POOL_ADMIN, P_TG_POOL_METRICS = 18020, 18021, 18121, 18221
 
@@ -128,12 +131,17 @@ def rss_mib(process):
     return total / 1024
 
 
-UNITS = {"us": 1, "ms": 1000, "s": 1_000_000}
+UNITS = {"us": 1, "ms": 1000, "s": 1_000_000, "m": 60_000_000}
 
 
 def latency_us(text):
-    match = re.match(r"([\d.]+)(us|ms|s)", text)
-    return float(match.group(1)) * UNITS[match.group(2)]
+    match = re.match(r"([\d.]+)(us|ms|s|m)", text or "")
+    return float(match.group(1)) * UNITS[match.group(2)] if match else float("nan")
+
+
+def percentile(out, q):
+    found = re.search(rf"^\s*{q}%\s+(\S+)", out, re.M)
+    return latency_us(found.group(1) if found else None)
 
 
 def wrk(port, connections, seconds, cpus="0", script=None, env=None, path="/"):
@@ -152,15 +160,19 @@ def wrk(port, connections, seconds, cpus="0", script=None, env=None, path="/"):
     return {
         "requests": requests,
         "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
-        "p50": latency_us(re.search(r"50%\s+(\S+)", out).group(1)),
-        "p99": latency_us(re.search(r"99%\s+(\S+)", out).group(1)),
+        "p50": percentile(out, 50),
+        "p99": percentile(out, 99),
+        "non2xx": int(non2xx.group(1)) if non2xx else 0,
         "bad": (int(non2xx.group(1)) if non2xx else 0) + (sum(map(int, errors.groups())) if errors else 0),
     }
 
 
-def measure(process, port, script=None, env=None, path="/"):
+def measure(process, port, script=None, env=None, path="/", refused=False):
     before = cpu_seconds(process)
     result = wrk(port, 32, SECONDS, script=script, env=env, path=path)
+    if refused:
+        # Every answer is meant to be a refusal (401): only socket errors are bad.
+        result["bad"] -= result["non2xx"]
     result["cpu_us"] = (cpu_seconds(process) - before) * 1e6 / max(result["requests"], 1)
     result["rss"] = rss_mib(process)
     return result
@@ -298,6 +310,10 @@ def main():
     nginx_start = time.time() - began
     wait_port(P_NGINX)
 
+    # pingora doing nothing but forwarding: the floor under tollgate's own cost.
+    bare = start([os.path.join(ROOT, "target", "release", "examples", "bare_pingora"), f"127.0.0.1:{P_BARE}", f"127.0.0.1:{P_UPSTREAM}"], "1", "bare")
+    wait_port(P_BARE)
+
     tollgate, began = start_tollgate(big, P_TG, P_TG_ADMIN, "tollgate")
     cold_start = first_200(P_TG, known_keys[0], began)
     log(f"tollgate ready with {KEYS} keys; first 200 after {cold_start:.2f}s")
@@ -307,6 +323,7 @@ def main():
         ("1 upstream directly", upstream, P_UPSTREAM, None, None, "/"),
         ("2 nginx proxy_pass", nginx_plain, P_NGINX, None, None, "/"),
         ("3 nginx key map + limit_req", nginx_keys, P_NGINX_KEYS, script, {"CREDENTIALS": keys_file}, "/"),
+        ("3b pingora, bare proxy (no tollgate logic)", bare, P_BARE, None, None, "/"),
         ("4 tollgate anonymous", tollgate, P_TG, None, None, "/anon"),
         ("5 tollgate API keys", tollgate, P_TG, script, {"CREDENTIALS": keys_file}, "/"),
         ("6 tollgate cached JWT", tollgate, P_TG, script, {"CREDENTIALS": tokens_file, "HEADER": "Authorization"}, "/"),
@@ -315,7 +332,7 @@ def main():
     results = {name: [] for name, *_ in cases}
     for round_ in range(ROUNDS):
         for name, process, port, lua, env, path in cases:
-            result = measure(process, port, script=lua, env=env, path=path)
+            result = measure(process, port, script=lua, env=env, path=path, refused=name.startswith("7"))
             results[name].append(result)
             log(f"round {round_ + 1} {name}: {result['cpu_us']:.2f} us/req, {result['rps']:.0f} req/s, bad {result['bad']}")
     rows = {name: median_row(values) for name, values in results.items()}

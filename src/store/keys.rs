@@ -12,6 +12,12 @@ const KEY_COLUMNS: &str = "id, client_id, name, key_type, permissions, role, env
     digest, grace_digest, grace_until, secret_version, ip_allowlist, allow_infrastructure_ips, \
     expires_at, created_at, rotated_at, revoked_at, last_used_at, rate_limit, metadata, version";
 
+/// The columns a snapshot is built from (a full load reads a million rows: no name, no
+/// metadata, no timestamps it does not use).
+const SNAPSHOT_COLUMNS: &str = "id, client_id, key_type, permissions, role, environment, \
+    digest, grace_digest, grace_until, secret_version, ip_allowlist, allow_infrastructure_ips, \
+    expires_at, revoked_at, rate_limit, version";
+
 /// Everything that changed after a version, up to `version`.
 #[derive(Debug, Default)]
 pub struct KeyChanges {
@@ -74,6 +80,41 @@ fn key_from_row(row: &AnyRow) -> StoreResult<KeyRecord> {
         rate_limit: rate_limit
             .and_then(|text| serde_json::from_str::<super::records::RateLimitOverride>(&text).ok()),
         metadata: serde_json::from_str(&metadata).unwrap_or_else(|_| serde_json::json!({})),
+        secrets: Secrets {
+            digest: digest_of(row.try_get("digest")?)?,
+            grace_digest: grace_digest.map(digest_of).transpose()?,
+            grace_until: row.try_get("grace_until")?,
+            version: row.try_get("secret_version")?,
+        },
+        version: row.try_get("version")?,
+    })
+}
+
+/// A key record with only [`SNAPSHOT_COLUMNS`] filled in: what a snapshot reads. The name,
+/// `start`, metadata and the timestamps the data plane never uses are left empty.
+fn snapshot_key_from_row(row: &AnyRow) -> StoreResult<KeyRecord> {
+    let key_type: String = row.try_get("key_type")?;
+    let grace_digest: Option<Vec<u8>> = row.try_get("grace_digest")?;
+    let rate_limit: Option<String> = row.try_get("rate_limit")?;
+    Ok(KeyRecord {
+        id: row.try_get("id")?,
+        client_id: row.try_get("client_id")?,
+        name: String::new(),
+        key_type: KeyType::parse(&key_type).unwrap_or(KeyType::FineGrained),
+        permissions: json_list(&row.try_get::<String, _>("permissions")?),
+        role: row.try_get("role")?,
+        environment: row.try_get("environment")?,
+        start: String::new(),
+        ip_allowlist: json_list(&row.try_get::<String, _>("ip_allowlist")?),
+        allow_infrastructure_ips: row.try_get::<i64, _>("allow_infrastructure_ips")? != 0,
+        expires_at: row.try_get::<Option<i64>, _>("expires_at")?.map(Timestamp),
+        created_at: Timestamp(0),
+        rotated_at: None,
+        revoked_at: row.try_get::<Option<i64>, _>("revoked_at")?.map(Timestamp),
+        last_used_at: None,
+        rate_limit: rate_limit
+            .and_then(|text| serde_json::from_str::<super::records::RateLimitOverride>(&text).ok()),
+        metadata: serde_json::Value::Null,
         secrets: Secrets {
             digest: digest_of(row.try_get("digest")?)?,
             grace_digest: grace_digest.map(digest_of).transpose()?,
@@ -380,7 +421,7 @@ impl Store {
     ) -> StoreResult<Vec<KeyRecord>> {
         let (version, id) = after.unwrap_or((i64::MIN, String::new()));
         let rows = sqlx::query(&format!(
-            "SELECT {KEY_COLUMNS} FROM keys WHERE version <= $1 AND (version > $2 OR (version = $2 AND id > $3)) \
+            "SELECT {SNAPSHOT_COLUMNS} FROM keys WHERE version <= $1 AND (version > $2 OR (version = $2 AND id > $3)) \
              ORDER BY version, id LIMIT $4"
         ))
         .bind(upto)
@@ -389,7 +430,15 @@ impl Store {
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(key_from_row).collect()
+        rows.iter().map(snapshot_key_from_row).collect()
+    }
+
+    /// How many keys the store holds (to size a full load).
+    pub async fn key_count(&self) -> StoreResult<i64> {
+        Ok(sqlx::query("SELECT COUNT(*) FROM keys")
+            .fetch_one(&self.pool)
+            .await?
+            .try_get(0)?)
     }
 
     pub async fn changes_since(&self, since: i64) -> StoreResult<KeyChanges> {

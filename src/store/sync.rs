@@ -174,10 +174,18 @@ impl Syncer {
             self.metrics.store_up.set(0);
             return Err(error);
         }
+        let began = std::time::Instant::now();
         self.sync_with(store).await?;
         if !self.loaded.swap(true, Ordering::AcqRel) {
             self.readiness.set_ready();
-            tracing::info!(version = self.snapshot.load().version, "snapshot loaded");
+            let snapshot = self.snapshot.load();
+            tracing::info!(
+                version = snapshot.version,
+                keys = snapshot.active_keys(KeyType::FineGrained)
+                    + snapshot.active_keys(KeyType::Legacy),
+                millis = began.elapsed().as_millis() as u64,
+                "snapshot loaded"
+            );
         }
         Ok(())
     }
@@ -228,20 +236,30 @@ impl Syncer {
         let upto = tokio::time::timeout(self.deadline(), store.latest_version())
             .await
             .map_err(|_| timed("load timed out"))??;
-        let mut load = builder.start_full(0);
-        let mut after = None;
+        let expected = tokio::time::timeout(self.deadline(), store.key_count())
+            .await
+            .map_err(|_| timed("load timed out"))??;
+        let mut load = builder.start_full(usize::try_from(expected).unwrap_or(0));
+        let fetch = |after: Option<(i64, String)>| async move {
+            tokio::time::timeout(self.deadline(), store.key_page(upto, after, PAGE))
+                .await
+                .map_err(|_| timed("load timed out"))?
+        };
+        // While one page is turned into credentials, the store reads the next.
+        let mut page = fetch(None).await?;
         loop {
-            let page =
-                tokio::time::timeout(self.deadline(), store.key_page(upto, after.clone(), PAGE))
-                    .await
-                    .map_err(|_| timed("load timed out"))??;
-            builder.add_keys(&mut load, &page);
-            match page.last() {
-                Some(last) if page.len() as i64 == PAGE => {
-                    after = Some((last.version, last.id.clone()))
-                }
-                _ => break,
-            }
+            let next = match page.last() {
+                Some(last) if page.len() as i64 == PAGE => Some((last.version, last.id.clone())),
+                _ => None,
+            };
+            let Some(after) = next else {
+                builder.add_keys(&mut load, &page);
+                break;
+            };
+            let (fetched, ()) = tokio::join!(fetch(Some(after)), async {
+                builder.add_keys(&mut load, &page);
+            });
+            page = fetched?;
         }
         let rest = tokio::time::timeout(self.deadline(), store.other_changes(0, upto))
             .await

@@ -1,5 +1,6 @@
 //! Per-day usage counts by outcome, and `last_used_at`, written in batches.
 
+use super::dialect::Dialect;
 use super::records::UsageDay;
 use super::{Store, StoreResult};
 use sqlx::Row;
@@ -18,30 +19,65 @@ impl UsageBatch {
     }
 }
 
+/// Rows per multi-row statement: a batch of thousands of keys is a few statements, not
+/// thousands (SQLite and PostgreSQL both take far more parameters than this needs).
+const ROWS_PER_STATEMENT: usize = 200;
+
+/// `($1, $2), ($3, $4), ...` for `rows` rows of `columns` parameters; plain `?` for
+/// SQLite, which would otherwise look every numbered name up when binding.
+fn placeholders(dialect: Dialect, rows: usize, columns: usize) -> String {
+    let mut out = String::with_capacity(rows * columns * 5);
+    for row in 0..rows {
+        if row > 0 {
+            out.push_str(", ");
+        }
+        out.push('(');
+        for column in 0..columns {
+            if column > 0 {
+                out.push_str(", ");
+            }
+            match dialect {
+                Dialect::Sqlite => out.push('?'),
+                Dialect::Postgres => out.push_str(&format!("${}", row * columns + column + 1)),
+            }
+        }
+        out.push(')');
+    }
+    out
+}
+
 impl Store {
     /// Adds a batch in one transaction; counts from every replica add up.
     pub async fn add_usage(&self, batch: &UsageBatch) -> StoreResult<()> {
         let mut tx = self.pool.begin().await?;
-        for (key_id, day, outcome, count) in &batch.counts {
-            sqlx::query(
-                "INSERT INTO usage_daily (key_id, day, outcome, count) VALUES ($1, $2, $3, $4) \
+        for chunk in batch.counts.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "INSERT INTO usage_daily (key_id, day, outcome, count) VALUES {} \
                  ON CONFLICT (key_id, day, outcome) DO UPDATE SET count = usage_daily.count + excluded.count",
-            )
-            .bind(key_id.clone())
-            .bind(*day)
-            .bind(outcome.to_string())
-            .bind(*count)
-            .execute(&mut *tx)
-            .await?;
+                placeholders(self.dialect(), chunk.len(), 4)
+            );
+            let mut query = sqlx::query(&sql);
+            for (key_id, day, outcome, count) in chunk {
+                query = query
+                    .bind(key_id.clone())
+                    .bind(*day)
+                    .bind(outcome.to_string())
+                    .bind(*count);
+            }
+            query.execute(&mut *tx).await?;
         }
-        for (key_id, at) in &batch.last_used {
-            sqlx::query(
-                "UPDATE keys SET last_used_at = $1 WHERE id = $2 AND (last_used_at IS NULL OR last_used_at < $1)",
-            )
-            .bind(*at)
-            .bind(key_id.clone())
-            .execute(&mut *tx)
-            .await?;
+        for chunk in batch.last_used.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "WITH used (id, at) AS (VALUES {}) \
+                 UPDATE keys SET last_used_at = used.at FROM used \
+                 WHERE keys.id = used.id AND (keys.last_used_at IS NULL OR keys.last_used_at < used.at)",
+                placeholders(self.dialect(), chunk.len(), 2)
+            );
+            let mut query = sqlx::query(&sql);
+            for (key_id, at) in chunk {
+                query = query.bind(key_id.clone()).bind(*at);
+            }
+            query.execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -82,17 +118,18 @@ impl Store {
     /// Saves daily quota counts; a count never goes down.
     pub async fn save_quotas(&self, counts: &[(String, i64, u64)]) -> StoreResult<()> {
         let mut tx = self.pool.begin().await?;
-        for (caller, day, count) in counts {
-            sqlx::query(
-                "INSERT INTO quota_daily (caller, day, count) VALUES ($1, $2, $3) ON CONFLICT (caller, day) \
+        for chunk in counts.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "INSERT INTO quota_daily (caller, day, count) VALUES {} ON CONFLICT (caller, day) \
                  DO UPDATE SET count = CASE WHEN excluded.count > quota_daily.count THEN excluded.count \
                  ELSE quota_daily.count END",
-            )
-            .bind(caller.clone())
-            .bind(*day)
-            .bind(*count as i64)
-            .execute(&mut *tx)
-            .await?;
+                placeholders(self.dialect(), chunk.len(), 3)
+            );
+            let mut query = sqlx::query(&sql);
+            for (caller, day, count) in chunk {
+                query = query.bind(caller.clone()).bind(*day).bind(*count as i64);
+            }
+            query.execute(&mut *tx).await?;
         }
         sqlx::query("DELETE FROM quota_daily WHERE day < $1")
             .bind(counts.iter().map(|(_, day, _)| *day).min().unwrap_or(0) - 86_400_000)
@@ -116,5 +153,20 @@ impl Store {
                 ))
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{placeholders, Dialect};
+
+    #[test]
+    fn placeholders_number_every_parameter_once() {
+        assert_eq!(placeholders(Dialect::Postgres, 1, 2), "($1, $2)");
+        assert_eq!(
+            placeholders(Dialect::Postgres, 2, 3),
+            "($1, $2, $3), ($4, $5, $6)"
+        );
+        assert_eq!(placeholders(Dialect::Sqlite, 2, 2), "(?, ?), (?, ?)");
     }
 }
