@@ -46,10 +46,14 @@ soak:
 	$(CARGO) build --release --bin tollgate --example seed_keys
 	python3 benches/soak.py
 
-# Each fuzz target for FUZZ_SECONDS (default 60); new crashes land in fuzz/artifacts.
+# Each fuzz target for FUZZ_SECONDS (default 60). New inputs go to fuzz/work (kept out of
+# git); crashes land in fuzz/artifacts: minimise them and add them to fuzz/corpus, which
+# `make test` replays (tests/fuzz_corpus.rs).
 FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?= key_parser auth_headers jwt cidr_xff config admin_json
 fuzz:
 	@command -v cargo-fuzz >/dev/null 2>&1 || $(CARGO) install cargo-fuzz --locked
-	cd fuzz && for target in key_parser auth_headers jwt cidr_xff config admin_json; do \
-	  RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run --sanitizer none $$target corpus/$$target -- -max_total_time=$(FUZZ_SECONDS) || exit 1; \
+	cd fuzz && for target in $(FUZZ_TARGETS); do \
+	  mkdir -p work/$$target && \
+	  RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run --sanitizer none $$target work/$$target corpus/$$target -- -max_total_time=$(FUZZ_SECONDS) || exit 1; \
 	done
