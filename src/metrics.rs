@@ -187,7 +187,7 @@ pub struct ResolvedMetrics {
     upstreams: Vec<Arc<str>>,
     upstream_requests: Box<[OnceLock<IntCounter>]>,
     upstream_durations: Vec<Histogram>,
-    auth: dashmap::DashMap<(&'static str, &'static str), IntCounter>,
+    auth: dashmap::DashMap<(&'static str, &'static str), IntCounter, foldhash::fast::RandomState>,
 }
 
 pub const UNMATCHED: usize = 0;
@@ -220,7 +220,7 @@ impl ResolvedMetrics {
             durations,
             upstreams: upstream_names.to_vec(),
             upstream_durations,
-            auth: dashmap::DashMap::new(),
+            auth: dashmap::DashMap::default(),
             metrics,
         }
     }

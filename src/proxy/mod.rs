@@ -545,17 +545,16 @@ impl ProxyHttp for Gateway {
         upstream: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        let doomed: Vec<http::HeaderName> = upstream
-            .headers
-            .keys()
-            .filter(|name| {
-                let name = name.as_str();
-                spoofable(name)
-            })
-            .cloned()
-            .collect();
-        for name in doomed {
-            upstream.remove_header(&name);
+        if upstream.headers.keys().any(|name| spoofable(name.as_str())) {
+            let doomed: Vec<http::HeaderName> = upstream
+                .headers
+                .keys()
+                .filter(|name| spoofable(name.as_str()))
+                .cloned()
+                .collect();
+            for name in doomed {
+                upstream.remove_header(&name);
+            }
         }
         // A client may list header names in Connection to have them dropped as hop-by-hop;
         // only the standard tokens are kept, so it can never remove the identity headers.
@@ -599,7 +598,9 @@ impl ProxyHttp for Gateway {
         upstream.insert_header("x-forwarded-for", forwarded_for)?;
         upstream.insert_header("x-real-ip", ctx.client_ip.to_string())?;
         if !is_trusted(peer, &self.trusted_proxies) {
-            upstream.remove_header("forwarded");
+            if upstream.headers.contains_key("forwarded") {
+                upstream.remove_header("forwarded");
+            }
             upstream.insert_header("x-forwarded-proto", "http")?;
         } else if !upstream.headers.contains_key("x-forwarded-proto") {
             upstream.insert_header("x-forwarded-proto", "http")?;

@@ -23,7 +23,7 @@ pub struct Pool {
 
 #[derive(Default)]
 pub struct Upstreams {
-    pools: HashMap<Arc<str>, Pool>,
+    pools: HashMap<Arc<str>, Pool, foldhash::fast::RandomState>,
 }
 
 impl Upstreams {
@@ -32,7 +32,7 @@ impl Upstreams {
     pub fn build(
         config: &BTreeMap<String, UpstreamConfig>,
     ) -> anyhow::Result<(Self, Vec<GenBackgroundService<LoadBalancer<RoundRobin>>>)> {
-        let mut pools = HashMap::new();
+        let mut pools = HashMap::default();
         let mut services = Vec::new();
         for (name, upstream) in config {
             let mut balancer =

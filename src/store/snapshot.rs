@@ -46,7 +46,7 @@ pub enum KeyEntry {
 #[derive(Debug, Default, Clone)]
 struct Index {
     by_digest: HashMap<Digest, KeyEntry, DigestBuildHasher>,
-    by_id: HashMap<Arc<str>, Arc<Credential>>,
+    by_id: HashMap<Arc<str>, Arc<Credential>, foldhash::quality::RandomState>,
 }
 
 impl Index {
@@ -255,7 +255,7 @@ impl SnapshotBuilder {
                     expected,
                     DigestBuildHasher::default(),
                 ),
-                by_id: HashMap::with_capacity(expected),
+                by_id: HashMap::with_capacity_and_hasher(expected, Default::default()),
             },
             counts: [0, 0],
         }

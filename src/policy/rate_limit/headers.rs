@@ -7,7 +7,7 @@ use http::HeaderValue;
 
 /// `RateLimit-Policy` values, rendered once per distinct set of windows.
 #[derive(Default)]
-pub struct PolicyHeaders(DashMap<Windows, HeaderValue>);
+pub struct PolicyHeaders(DashMap<Windows, HeaderValue, foldhash::fast::RandomState>);
 
 impl PolicyHeaders {
     pub fn get(&self, windows: &Windows) -> HeaderValue {

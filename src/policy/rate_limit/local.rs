@@ -55,7 +55,8 @@ impl CallerState {
 }
 
 pub struct LocalLimiter {
-    callers: DashMap<CallerKey, CallerState>,
+    /// Keyed by callers the client chooses (addresses, keys): a seeded, quality hash.
+    callers: DashMap<CallerKey, CallerState, foldhash::quality::RandomState>,
     /// Above this many callers, idle ones are forgotten even with a daily count.
     max_callers: usize,
 }
@@ -69,7 +70,7 @@ impl Default for LocalLimiter {
 impl LocalLimiter {
     pub fn new(max_callers: usize) -> Self {
         LocalLimiter {
-            callers: DashMap::new(),
+            callers: DashMap::default(),
             max_callers,
         }
     }
