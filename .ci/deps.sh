@@ -114,6 +114,7 @@ case "${1:-build}" in
       command -v "$tool" >/dev/null 2>&1 || { echo "installing $tool"; apt_install "$tool"; }
     done
     command -v taskset >/dev/null 2>&1 || apt_install util-linux
+    need_redis   # the micro-benchmark of the Redis limiter's round trip
     ;;
   *) echo "usage: $0 build|test|bench" >&2; exit 2 ;;
 esac

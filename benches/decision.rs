@@ -279,6 +279,14 @@ fn limiter(c: &mut Criterion) {
             .unwrap_or_else(|e| panic!("{e}"));
         let shared =
             tollgate::policy::rate_limit::redis::RedisLimiter::new(&url, 1, Arc::new(|_| {}));
+        // Time the shared counters, not the local fallback: the first answers must come
+        // from Redis.
+        let first = runtime.block_on(shared.check(&callers[0], &windows, now));
+        let second = runtime.block_on(shared.check(&callers[0], &windows, now));
+        assert!(
+            !first.fallback || !second.fallback,
+            "Redis at {url} answers TCP but not the limiter script"
+        );
         group.bench_function("redis (one script round trip)", |b| {
             b.iter(|| {
                 i = (i + 1) % callers.len();
