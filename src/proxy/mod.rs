@@ -313,7 +313,7 @@ impl Gateway {
     fn anonymous_scope(&self, client_ip: IpAddr, route: Option<&Route>) -> (CallerKey, Windows) {
         let route_window = route.and_then(|r| r.rate_limit.map(|w| (r.index as u16, w)));
         (
-            CallerKey::Address(client_ip),
+            CallerKey::anonymous(client_ip),
             Windows::new(&self.rate_limits, TierKind::Anonymous, None, route_window),
         )
     }

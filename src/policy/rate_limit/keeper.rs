@@ -111,7 +111,7 @@ impl BackgroundService for QuotaKeeper {
             }
             self.save().await;
             ticks += 1;
-            if ticks % SWEEP_EVERY == 0 {
+            if ticks % SWEEP_EVERY == 0 || self.limiter.local().is_crowded() {
                 self.limiter.local().sweep(clock::now_ms());
             }
         }

@@ -6,6 +6,9 @@ use dashmap::DashMap;
 
 /// Callers idle this long may be forgotten (their daily count was persisted first).
 const IDLE_MS: i64 = 10 * 60_000;
+/// Over `max_callers` (a flood of new addresses), callers idle this long are forgotten
+/// too, even mid-day: memory stays bounded, at the price of their daily count.
+const CROWDED_IDLE_MS: i64 = 60_000;
 
 #[derive(Debug, Clone, Copy)]
 struct Slot {
@@ -156,16 +159,24 @@ impl LocalLimiter {
     /// Forgets callers idle for a while whose daily count is persisted or over; above
     /// `max_callers`, every idle caller.
     pub fn sweep(&self, now: i64) {
-        let crowded = self.callers.len() > self.max_callers;
+        let crowded = self.is_crowded();
         let today = now - now.rem_euclid(DAY_MS as i64);
         self.callers.retain(|_, state| {
             let idle = now - state.last_seen > IDLE_MS;
+            if crowded && now - state.last_seen > CROWDED_IDLE_MS {
+                return false;
+            }
             let day_over = state
                 .slots
                 .iter()
                 .all(|s| s.kind != WindowKind::Day || s.start < today || s.count == 0);
             !(idle && (crowded || (!state.day_dirty && day_over)))
         });
+    }
+
+    /// More callers than the limiter keeps at ease: sweep often, and harder.
+    pub fn is_crowded(&self) -> bool {
+        self.callers.len() > self.max_callers
     }
 
     pub fn len(&self) -> usize {
@@ -302,6 +313,20 @@ mod tests {
         let restarted = LocalLimiter::default();
         restarted.restore_day(key(), 0, 5);
         assert_eq!(restarted.peek(&key(), &w, 6000).windows[2].used, 5);
+    }
+
+    #[test]
+    fn a_crowded_limiter_forgets_callers_idle_for_a_minute() {
+        let w = windows(None);
+        let limiter = LocalLimiter::new(2);
+        for caller in ["a", "b", "c"] {
+            limiter.check(&CallerKey::Key(Arc::from(caller)), &w, 0);
+        }
+        assert!(limiter.is_crowded());
+        limiter.sweep(30_000);
+        assert_eq!(limiter.len(), 3, "not idle long enough yet");
+        limiter.sweep(60_001);
+        assert!(limiter.is_empty());
     }
 
     #[test]

@@ -26,6 +26,19 @@ pub enum CallerKey {
 }
 
 impl CallerKey {
+    /// An anonymous caller: its IPv4 address, or the /64 of its IPv6 address (one host
+    /// usually holds a whole /64, so a flood of its addresses counts as one caller).
+    pub fn anonymous(ip: IpAddr) -> CallerKey {
+        match ip {
+            IpAddr::V6(v6) if v6.to_ipv4_mapped().is_none() => {
+                let network = u128::from(v6) & !((1u128 << 64) - 1);
+                CallerKey::Address(IpAddr::V6(std::net::Ipv6Addr::from(network)))
+            }
+            IpAddr::V6(v6) => CallerKey::Address(v6.to_ipv4_mapped().map_or(ip, IpAddr::V4)),
+            IpAddr::V4(_) => CallerKey::Address(ip),
+        }
+    }
+
     /// A stable text form, for Redis keys and the persisted daily counts.
     pub fn text(&self) -> String {
         match self {
@@ -405,6 +418,19 @@ impl std::ops::Deref for WindowStates {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn anonymous_ipv6_callers_count_by_their_64() {
+        let a = CallerKey::anonymous("2001:db8:1:2:aaaa::1".parse().unwrap());
+        let b = CallerKey::anonymous("2001:db8:1:2:ffff::9".parse().unwrap());
+        let c = CallerKey::anonymous("2001:db8:1:3::1".parse().unwrap());
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+        assert_eq!(
+            CallerKey::anonymous("::ffff:203.0.113.9".parse().unwrap()),
+            CallerKey::anonymous("203.0.113.9".parse().unwrap())
+        );
+    }
     use crate::config::Config;
 
     #[test]
