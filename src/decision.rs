@@ -256,7 +256,7 @@ impl<'s> Gatekeeper<'s> {
     /// Ties a verified token to what it was issued for, as the snapshot has it now: a
     /// revoked or rotated key, a disabled user, a deleted app or a revoked grant ends it.
     pub fn resolve_token(&self, token: &Arc<VerifiedToken>) -> Result<OAuthCaller, Refusal> {
-        if self.now >= token.expires_at + LEEWAY_MS {
+        if self.now >= token.expires_at.saturating_add(LEEWAY_MS) {
             return Err((Denial::TokenExpired, None));
         }
         let invalid = |credential: Option<Arc<Credential>>| (Denial::InvalidToken, credential);

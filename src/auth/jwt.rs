@@ -102,7 +102,10 @@ impl moka::Expiry<[u8; 32], Arc<VerifiedToken>> for TokenExpiry {
         token: &Arc<VerifiedToken>,
         _: Instant,
     ) -> Option<Duration> {
-        let left = token.expires_at + LEEWAY_MS - crate::clock::now_ms();
+        let left = token
+            .expires_at
+            .saturating_add(LEEWAY_MS)
+            .saturating_sub(crate::clock::now_ms());
         Some(Duration::from_millis(left.max(0) as u64))
     }
 }
@@ -222,12 +225,13 @@ impl TokenVerifier {
             .map_err(|_| Denial::InvalidToken)?
             .claims;
         let expires_at = claims.exp.saturating_mul(1000);
-        if now >= expires_at + LEEWAY_MS {
+        // `exp` is the issuer's number: far-future values saturate, never wrap.
+        if now >= expires_at.saturating_add(LEEWAY_MS) {
             return Err(Denial::TokenExpired);
         }
         if claims
             .nbf
-            .is_some_and(|nbf| nbf.saturating_mul(1000) > now + LEEWAY_MS)
+            .is_some_and(|nbf| nbf.saturating_mul(1000) > now.saturating_add(LEEWAY_MS))
         {
             return Err(Denial::InvalidToken);
         }
