@@ -127,7 +127,14 @@ pub fn cidr_and_forwarded_for(data: &[u8]) {
         let text = String::from_utf8_lossy(data);
         let written = text
             .split(',')
-            .filter_map(|entry| entry.trim().parse::<IpAddr>().ok())
+            .map(str::trim)
+            .map(|entry| {
+                entry
+                    .strip_prefix('[')
+                    .and_then(|e| e.strip_suffix(']'))
+                    .unwrap_or(entry)
+            })
+            .filter_map(|entry| entry.parse::<IpAddr>().ok())
             .any(|ip| ip == client || canonical(ip) == client);
         assert!(written, "{client} is not in {text:?}");
     }
