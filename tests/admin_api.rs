@@ -653,3 +653,48 @@ async fn failed_store_write(backend: Backend) {
         .await;
     assert_eq!(status, 201);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_writes_to_one_record_all_commit() {
+    let up = upstream();
+    let gw = gateway(&up);
+    let admin = Admin::of(&gw);
+    // Many operators changing the policy at once: each write reads, decides and commits
+    // only if nobody wrote in between, retrying until it does.
+    let mut writes = tokio::task::JoinSet::new();
+    for i in 0..24 {
+        let admin = Admin::of(&gw);
+        let body =
+            json!({"block_legacy_keys": i % 2 == 0, "max_key_lifetime": format!("{}d", 30 + i)});
+        writes.spawn(async move { admin.call(Method::PUT, "/policy", Some(body)).await });
+    }
+    for (status, body) in writes.join_all().await {
+        assert_eq!(status, 200, "{body}");
+    }
+    let (_, audit) = admin.get("/audit?limit=100").await;
+    let updates = audit["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|entry| entry["action"] == "policy.update")
+        .count();
+    assert_eq!(updates, 24, "every write is kept and audited");
+
+    let (status, user) = admin
+        .post(
+            "/users",
+            json!({"username": "ada", "password": "a long passphrase"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{user}");
+    let path = format!("/users/{}", user["id"].as_str().unwrap());
+    let mut patches = tokio::task::JoinSet::new();
+    for i in 0..16 {
+        let (admin, path) = (Admin::of(&gw), path.clone());
+        let body = json!({"disabled": i % 2 == 1});
+        patches.spawn(async move { admin.call(Method::PATCH, &path, Some(body)).await });
+    }
+    for (status, body) in patches.join_all().await {
+        assert_eq!(status, 200, "{body}");
+    }
+}

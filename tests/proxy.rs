@@ -148,6 +148,8 @@ async fn upstream_failures_are_502_and_504_in_the_error_shape() {
 
     let dead = http.get(gw.url("/dead/x")).send().await.unwrap();
     assert_eq!(dead.headers()["content-type"], "application/json");
+    // The connection closes after a failed proxy attempt, and the answer says so.
+    assert_eq!(dead.headers()["connection"], "close");
     let (status, code, body) = error_code(dead).await;
     assert_eq!((status, code.as_str()), (502, "upstream_unavailable"));
     assert!(body["error"]["message"]

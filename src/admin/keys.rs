@@ -2,6 +2,7 @@
 
 use super::idempotency::idempotent;
 use super::key_rules::{CreateKey, KeyChange, PatchKey, RotateKey};
+use super::retry::until_committed;
 use super::{
     encode_cursor, parse_body, respond, AdminError, AdminState, Answer, ListParams, OPERATOR,
 };
@@ -105,17 +106,8 @@ async fn change_key(
     change: impl Fn(&KeyRecord, &Policy, i64) -> Result<KeyChange, AdminError>,
 ) -> Answer {
     let store = state.store()?;
-    // Optimistic: read, decide, write if nobody wrote in between. Under contention (many
-    // operators or replicas on one key) retry with a jittered pause, within the deadline.
-    let started = std::time::Instant::now();
-    for attempt in 0u64.. {
-        if attempt > 0 {
-            if started.elapsed() > state.syncer.deadline() {
-                break;
-            }
-            let pause = rand::random_range(1..=4) * attempt.min(10);
-            tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
-        }
+    let change = &change;
+    until_committed(state.syncer.deadline(), || async move {
         let current = find(state, id).await?;
         let (policy, _) = state.policy().await?;
         let now = state.now();
@@ -129,19 +121,19 @@ async fn change_key(
         match written {
             Ok(saved) => {
                 state.refresh().await;
-                return Ok((StatusCode::OK, shown(&saved, next.minted)));
+                Ok(Some((StatusCode::OK, shown(&saved, next.minted))))
             }
-            Err(StoreError::Conflict) => continue,
-            Err(StoreError::NotFound) => return Err(AdminError::NotFound("key")),
+            Err(StoreError::Conflict) => Ok(None),
+            Err(StoreError::NotFound) => Err(AdminError::NotFound("key")),
             Err(error) => {
                 if matches!(error, StoreError::Unavailable(_)) {
                     state.syncer.store_failed();
                 }
-                return Err(error.into());
+                Err(error.into())
             }
         }
-    }
-    Err(AdminError::Conflict)
+    })
+    .await
 }
 
 pub async fn update(

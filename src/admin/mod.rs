@@ -8,6 +8,7 @@ mod keys;
 mod oauth_apps;
 pub mod openapi;
 mod policy;
+mod retry;
 
 pub use error::AdminError;
 

@@ -1,6 +1,7 @@
 //! `/admin/v1/clients` (OAuth apps) and `/admin/v1/users` (people who sign in).
 
 use super::idempotency::idempotent;
+use super::retry::until_committed;
 use super::{
     encode_cursor, parse_body, respond, AdminError, AdminState, Answer, ListParams, OPERATOR,
 };
@@ -150,8 +151,9 @@ pub async fn delete_client(
 ) -> Response {
     let answer: Answer = async {
         let store = state.store()?;
-        for _ in 0..5 {
-            let current = find_client(&state, &id).await?;
+        let (state, id) = (&*state, id.as_str());
+        until_committed(state.syncer.deadline(), || async move {
+            let current = find_client(state, id).await?;
             if current.deleted_at.is_some() {
                 return Err(AdminError::AlreadyRevoked);
             }
@@ -161,13 +163,13 @@ pub async fn delete_client(
             {
                 Ok(saved) => {
                     state.refresh().await;
-                    return Ok((StatusCode::OK, json!(saved)));
+                    Ok(Some((StatusCode::OK, json!(saved))))
                 }
-                Err(AdminError::Conflict) => continue,
-                Err(error) => return Err(error),
+                Err(AdminError::Conflict) => Ok(None),
+                Err(error) => Err(error),
             }
-        }
-        Err(AdminError::Conflict)
+        })
+        .await
     }
     .await;
     respond(answer)
@@ -287,16 +289,17 @@ pub async fn update_user(
             None => None,
         };
         let store = state.store()?;
-        for _ in 0..5 {
-            let current = match state.call(store.get_user(&id)).await {
+        let (state, id, hash, disabled) = (&*state, id.as_str(), &hash, input.disabled);
+        until_committed(state.syncer.deadline(), || async move {
+            let current = match state.call(store.get_user(id)).await {
                 Err(AdminError::NotFound(_)) => return Err(AdminError::NotFound("user")),
                 other => other?,
             };
             let mut next = current.clone();
-            if let Some(hash) = &hash {
+            if let Some(hash) = hash {
                 next.password_hash = hash.clone();
             }
-            if let Some(disabled) = input.disabled {
+            if let Some(disabled) = disabled {
                 next.disabled = disabled;
             }
             match state
@@ -305,13 +308,13 @@ pub async fn update_user(
             {
                 Ok(saved) => {
                     state.refresh().await;
-                    return Ok((StatusCode::OK, json!(saved)));
+                    Ok(Some((StatusCode::OK, json!(saved))))
                 }
-                Err(AdminError::Conflict) => continue,
-                Err(error) => return Err(error),
+                Err(AdminError::Conflict) => Ok(None),
+                Err(error) => Err(error),
             }
-        }
-        Err(AdminError::Conflict)
+        })
+        .await
     }
     .await;
     respond(answer)

@@ -1,5 +1,6 @@
 //! `/admin/v1/policy` and `/admin/v1/audit`.
 
+use super::retry::until_committed;
 use super::{
     encode_cursor, parse_body, respond, AdminError, AdminState, Answer, ListParams, OPERATOR,
 };
@@ -62,10 +63,11 @@ async fn replace_policy(state: &AdminState, body: &Bytes) -> Answer {
         }
     };
     let store = state.store()?;
-    for _ in 0..5 {
+    let block_legacy_keys = input.block_legacy_keys;
+    until_committed(state.syncer.deadline(), || async move {
         let (current, version) = state.policy().await?;
         let next = Policy {
-            block_legacy_keys: input.block_legacy_keys.unwrap_or(current.block_legacy_keys),
+            block_legacy_keys: block_legacy_keys.unwrap_or(current.block_legacy_keys),
             max_key_lifetime: lifetime.unwrap_or(current.max_key_lifetime),
         };
         let written = tokio::time::timeout(
@@ -77,16 +79,16 @@ async fn replace_policy(state: &AdminState, body: &Bytes) -> Answer {
         match written {
             Ok(_) => {
                 state.refresh().await;
-                return Ok((StatusCode::OK, json!(next)));
+                Ok(Some((StatusCode::OK, json!(next))))
             }
-            Err(StoreError::Conflict) => continue,
+            Err(StoreError::Conflict) => Ok(None),
             Err(error) => {
                 state.syncer.store_failed();
-                return Err(error.into());
+                Err(error.into())
             }
         }
-    }
-    Err(AdminError::Conflict)
+    })
+    .await
 }
 
 pub async fn audit(

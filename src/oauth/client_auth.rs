@@ -112,7 +112,7 @@ fn key_client(
             grace_until,
         }) if *credential.client_id == *id
             && !credential.revoked
-            && !grace_until.is_some_and(|until| now >= until)
+            && grace_until.is_none_or(|until| now < until)
             && credential.expires_at.is_none_or(|expires| now < expires) =>
         {
             Ok(credential.clone())

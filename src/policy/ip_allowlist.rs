@@ -20,6 +20,12 @@ impl Allowlist {
         Allowlist(Some(all.into()))
     }
 
+    /// Allows no address: what a stored list that cannot be read becomes, so damage to
+    /// the store closes a key instead of opening it to every address.
+    pub fn nothing() -> Self {
+        Allowlist(Some(Arc::from([])))
+    }
+
     pub fn allows(&self, addr: IpAddr) -> bool {
         match &self.0 {
             None => true,

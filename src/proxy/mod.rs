@@ -655,6 +655,9 @@ impl ProxyHttp for Gateway {
                     ctx.request_id = request_id(session.req_header());
                 }
                 ctx.outcome = Some(denial.code());
+                // The connection is not reused after a failed proxy attempt; saying so in
+                // the answer keeps a client from sending its next request into the close.
+                session.set_keepalive(None);
                 if let Err(write_error) = respond::refuse(session, ctx, &denial).await {
                     tracing::debug!(%write_error, "could not send the error response");
                 }

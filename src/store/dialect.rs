@@ -60,6 +60,35 @@ impl Dialect {
         Ok(())
     }
 
+    /// One page of keys for a full load, as a single JSON document: an array with one
+    /// array per key, in the column order `keys::PageRow` reads. A million keys read row
+    /// by row cost SQLite a copy of every value, freed on another thread under a contended
+    /// lock (most of a cold start, measured with perf); a page aggregated by the database
+    /// costs one value. The JSON columns travel as strings, parsed leniently in Rust as
+    /// everywhere else: one malformed row must not stop every key from loading.
+    /// Binds: the newest version, the `(version, id)` to start after, the page size.
+    pub fn key_page_sql(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => {
+                "SELECT json_group_array(json_array(id, client_id, key_type, permissions, \
+                 role, environment, hex(digest), hex(grace_digest), grace_until, secret_version, \
+                 ip_allowlist, allow_infrastructure_ips, expires_at, revoked_at, rate_limit, \
+                 version)) \
+                 FROM (SELECT * FROM keys WHERE version <= $1 \
+                 AND (version > $2 OR (version = $2 AND id > $3)) ORDER BY version, id LIMIT $4)"
+            }
+            Dialect::Postgres => {
+                "SELECT CAST(json_agg(json_build_array(id, client_id, key_type, \
+                 permissions, role, environment, encode(digest, 'hex'), \
+                 encode(grace_digest, 'hex'), grace_until, secret_version, \
+                 ip_allowlist, allow_infrastructure_ips, expires_at, revoked_at, rate_limit, \
+                 version) ORDER BY version, id) AS text) \
+                 FROM (SELECT * FROM keys WHERE version <= $1 \
+                 AND (version > $2 OR (version = $2 AND id > $3)) ORDER BY version, id LIMIT $4) AS page"
+            }
+        }
+    }
+
     /// Serialises writers for the rest of the transaction, so change versions commit in
     /// the order they were allocated and an incremental sync never skips one. SQLite
     /// already allows one writer at a time: its first write takes the lock.

@@ -1,22 +1,19 @@
 //! Key and policy rows: reads, versioned writes with their audit entries, and the
 //! incremental "changes since version N" that snapshots are built from.
 
-use super::records::{ClientRecord, KeyRecord, KeyType, Policy, Secrets, Timestamp};
+use super::records::{
+    ClientRecord, KeyRecord, KeyRow, KeyType, Policy, Secrets, StoredList, Timestamp,
+};
 use super::{Store, StoreError, StoreResult};
 use crate::auth::api_key::Digest;
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
+use std::borrow::Cow;
 use std::time::Duration;
 
 const KEY_COLUMNS: &str = "id, client_id, name, key_type, permissions, role, environment, start, \
     digest, grace_digest, grace_until, secret_version, ip_allowlist, allow_infrastructure_ips, \
     expires_at, created_at, rotated_at, revoked_at, last_used_at, rate_limit, metadata, version";
-
-/// The columns a snapshot is built from (a full load reads a million rows: no name, no
-/// metadata, no timestamps it does not use).
-const SNAPSHOT_COLUMNS: &str = "id, client_id, key_type, permissions, role, environment, \
-    digest, grace_digest, grace_until, secret_version, ip_allowlist, allow_infrastructure_ips, \
-    expires_at, revoked_at, rate_limit, version";
 
 /// Everything that changed after a version, up to `version`.
 #[derive(Debug, Default)]
@@ -47,10 +44,18 @@ fn json_list(text: &str) -> Vec<String> {
     serde_json::from_str(text).unwrap_or_default()
 }
 
+/// A stored allowlist. One that cannot be read comes back as an entry that names the
+/// damage: it is no address, so the key allows none (and the admin API shows why).
+pub fn stored_allowlist(text: &str) -> Vec<String> {
+    serde_json::from_str(text).unwrap_or_else(|_| vec![format!("unreadable: {text}")])
+}
+
+fn bad_digest() -> StoreError {
+    StoreError::Unavailable("a stored digest is not 32 bytes".into())
+}
+
 fn digest_of(bytes: Vec<u8>) -> StoreResult<Digest> {
-    let array: [u8; 32] = bytes
-        .try_into()
-        .map_err(|_| StoreError::Unavailable("a stored digest is not 32 bytes".into()))?;
+    let array: [u8; 32] = bytes.try_into().map_err(|_| bad_digest())?;
     Ok(Digest(array))
 }
 
@@ -68,7 +73,7 @@ fn key_from_row(row: &AnyRow) -> StoreResult<KeyRecord> {
         role: row.try_get("role")?,
         environment: row.try_get("environment")?,
         start: row.try_get("start")?,
-        ip_allowlist: json_list(&row.try_get::<String, _>("ip_allowlist")?),
+        ip_allowlist: stored_allowlist(&row.try_get::<String, _>("ip_allowlist")?),
         allow_infrastructure_ips: row.try_get::<i64, _>("allow_infrastructure_ips")? != 0,
         expires_at: row.try_get::<Option<i64>, _>("expires_at")?.map(Timestamp),
         created_at: Timestamp(row.try_get("created_at")?),
@@ -90,39 +95,97 @@ fn key_from_row(row: &AnyRow) -> StoreResult<KeyRecord> {
     })
 }
 
-/// A key record with only [`SNAPSHOT_COLUMNS`] filled in: what a snapshot reads. The name,
-/// `start`, metadata and the timestamps the data plane never uses are left empty.
-fn snapshot_key_from_row(row: &AnyRow) -> StoreResult<KeyRecord> {
-    let key_type: String = row.try_get("key_type")?;
-    let grace_digest: Option<Vec<u8>> = row.try_get("grace_digest")?;
-    let rate_limit: Option<String> = row.try_get("rate_limit")?;
-    Ok(KeyRecord {
-        id: row.try_get("id")?,
-        client_id: row.try_get("client_id")?,
-        name: String::new(),
-        key_type: KeyType::parse(&key_type).unwrap_or(KeyType::FineGrained),
-        permissions: json_list(&row.try_get::<String, _>("permissions")?),
-        role: row.try_get("role")?,
-        environment: row.try_get("environment")?,
-        start: String::new(),
-        ip_allowlist: json_list(&row.try_get::<String, _>("ip_allowlist")?),
-        allow_infrastructure_ips: row.try_get::<i64, _>("allow_infrastructure_ips")? != 0,
-        expires_at: row.try_get::<Option<i64>, _>("expires_at")?.map(Timestamp),
-        created_at: Timestamp(0),
-        rotated_at: None,
-        revoked_at: row.try_get::<Option<i64>, _>("revoked_at")?.map(Timestamp),
-        last_used_at: None,
-        rate_limit: rate_limit
-            .and_then(|text| serde_json::from_str::<super::records::RateLimitOverride>(&text).ok()),
-        metadata: serde_json::Value::Null,
-        secrets: Secrets {
-            digest: digest_of(row.try_get("digest")?)?,
-            grace_digest: grace_digest.map(digest_of).transpose()?,
-            grace_until: row.try_get("grace_until")?,
-            version: row.try_get("secret_version")?,
-        },
-        version: row.try_get("version")?,
-    })
+/// One page of keys for a full load: the JSON text the database aggregated
+/// ([`Dialect::key_page_sql`](super::Dialect::key_page_sql)).
+pub struct KeyPage(Option<String>);
+
+/// One key of a page, in column order, borrowed from the page's text.
+#[derive(serde::Deserialize)]
+struct PageRow<'a>(
+    #[serde(borrow)] Cow<'a, str>,         // id
+    #[serde(borrow)] Cow<'a, str>,         // client_id
+    #[serde(borrow)] Cow<'a, str>,         // key_type
+    #[serde(borrow)] Cow<'a, str>,         // permissions, JSON text
+    #[serde(borrow)] Option<Cow<'a, str>>, // role
+    #[serde(borrow)] Cow<'a, str>,         // environment
+    #[serde(borrow)] Cow<'a, str>,         // digest, hex
+    #[serde(borrow)] Option<Cow<'a, str>>, // grace_digest, hex (SQLite: empty if none)
+    Option<i64>,                           // grace_until
+    i64,                                   // secret_version
+    #[serde(borrow)] Cow<'a, str>,         // ip_allowlist, JSON text
+    i64,                                   // allow_infrastructure_ips
+    Option<i64>,                           // expires_at
+    Option<i64>,                           // revoked_at
+    #[serde(borrow)] Option<Cow<'a, str>>, // rate_limit, JSON text
+    i64,                                   // version
+);
+
+fn hex_digest(text: &str) -> StoreResult<Digest> {
+    let mut digest = [0u8; 32];
+    hex::decode_to_slice(text, &mut digest).map_err(|_| bad_digest())?;
+    Ok(Digest(digest))
+}
+
+impl KeyPage {
+    /// The page's keys in `(version, id)` order.
+    pub fn rows(&self) -> StoreResult<Vec<KeyRow<'_>>> {
+        let Some(text) = &self.0 else {
+            return Ok(Vec::new());
+        };
+        let rows: Vec<PageRow<'_>> = serde_json::from_str(text).map_err(|error| {
+            StoreError::Unavailable(format!("a page of keys is unreadable: {error}"))
+        })?;
+        let mut rows = rows
+            .into_iter()
+            .map(PageRow::into_key)
+            .collect::<StoreResult<Vec<_>>>()?;
+        rows.sort_unstable_by(|a, b| (a.version, &a.id).cmp(&(b.version, &b.id)));
+        Ok(rows)
+    }
+}
+
+impl<'a> PageRow<'a> {
+    fn into_key(self) -> StoreResult<KeyRow<'a>> {
+        let PageRow(
+            id,
+            client_id,
+            key_type,
+            permissions,
+            role,
+            environment,
+            digest,
+            grace_digest,
+            grace_until,
+            secret_version,
+            ip_allowlist,
+            allow_infrastructure_ips,
+            expires_at,
+            revoked_at,
+            rate_limit,
+            version,
+        ) = self;
+        let grace_digest = grace_digest.filter(|hex| !hex.is_empty());
+        Ok(KeyRow {
+            id,
+            client_id,
+            key_type: KeyType::parse(&key_type).unwrap_or(KeyType::FineGrained),
+            permissions: StoredList::Text(permissions),
+            role,
+            environment,
+            secrets: Secrets {
+                digest: hex_digest(&digest)?,
+                grace_digest: grace_digest.as_deref().map(hex_digest).transpose()?,
+                grace_until,
+                version: secret_version,
+            },
+            ip_allowlist: StoredList::Text(ip_allowlist),
+            allow_infrastructure_ips: allow_infrastructure_ips != 0,
+            expires_at,
+            revoked: revoked_at.is_some(),
+            rate_limit: rate_limit.and_then(|text| serde_json::from_str(&text).ok()),
+            version,
+        })
+    }
 }
 
 fn to_json<T: serde::Serialize>(value: &T) -> String {
@@ -418,19 +481,17 @@ impl Store {
         upto: i64,
         after: Option<(i64, String)>,
         limit: i64,
-    ) -> StoreResult<Vec<KeyRecord>> {
+    ) -> StoreResult<KeyPage> {
         let (version, id) = after.unwrap_or((i64::MIN, String::new()));
-        let rows = sqlx::query(&format!(
-            "SELECT {SNAPSHOT_COLUMNS} FROM keys WHERE version <= $1 AND (version > $2 OR (version = $2 AND id > $3)) \
-             ORDER BY version, id LIMIT $4"
-        ))
-        .bind(upto)
-        .bind(version)
-        .bind(id)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(snapshot_key_from_row).collect()
+        let text: Option<String> = sqlx::query(self.dialect().key_page_sql())
+            .bind(upto)
+            .bind(version)
+            .bind(id)
+            .bind(limit)
+            .fetch_one(&self.pool)
+            .await?
+            .try_get(0)?;
+        Ok(KeyPage(text))
     }
 
     /// How many keys the store holds (to size a full load).

@@ -3,6 +3,7 @@
 use crate::auth::api_key::Digest;
 use crate::clock::rfc3339;
 use serde::{Serialize, Serializer};
+use std::borrow::Cow;
 use std::time::Duration;
 
 /// Unix milliseconds, shown as RFC 3339.
@@ -83,6 +84,56 @@ pub struct KeyRecord {
     /// The change that last wrote this record.
     #[serde(skip)]
     pub version: i64,
+}
+
+/// A key as a snapshot is built from it, borrowed from a full-load page or from a
+/// [`KeyRecord`]. A page leaves permissions and the allowlist as their stored JSON text:
+/// keys share few of each, so the snapshot parses each distinct text once.
+#[derive(Debug)]
+pub struct KeyRow<'a> {
+    pub id: Cow<'a, str>,
+    pub client_id: Cow<'a, str>,
+    pub key_type: KeyType,
+    /// Permission names.
+    pub permissions: StoredList<'a>,
+    pub role: Option<Cow<'a, str>>,
+    pub environment: Cow<'a, str>,
+    pub secrets: Secrets,
+    /// Addresses and CIDRs.
+    pub ip_allowlist: StoredList<'a>,
+    pub allow_infrastructure_ips: bool,
+    pub expires_at: Option<i64>,
+    pub revoked: bool,
+    pub rate_limit: Option<RateLimitOverride>,
+    pub version: i64,
+}
+
+/// A list column: the JSON text a page carries, or a record's parsed list.
+#[derive(Debug)]
+pub enum StoredList<'a> {
+    Text(Cow<'a, str>),
+    Parsed(&'a [String]),
+}
+
+impl<'a> KeyRow<'a> {
+    /// A record seen as a row, borrowing from it.
+    pub fn of(record: &'a KeyRecord) -> KeyRow<'a> {
+        KeyRow {
+            id: Cow::Borrowed(&record.id),
+            client_id: Cow::Borrowed(&record.client_id),
+            key_type: record.key_type,
+            permissions: StoredList::Parsed(&record.permissions),
+            role: record.role.as_deref().map(Cow::Borrowed),
+            environment: Cow::Borrowed(&record.environment),
+            secrets: record.secrets.clone(),
+            ip_allowlist: StoredList::Parsed(&record.ip_allowlist),
+            allow_infrastructure_ips: record.allow_infrastructure_ips,
+            expires_at: record.expires_at.map(|t| t.0),
+            revoked: record.revoked_at.is_some(),
+            rate_limit: record.rate_limit,
+            version: record.version,
+        }
+    }
 }
 
 /// The organisation-wide key policy.

@@ -2,21 +2,27 @@
 //! policy. A large shared base plus a small overlay of recent changes, so a sync with a
 //! million keys copies only what changed.
 
-use super::keys::KeyChanges;
-use super::records::{KeyRecord, KeyType, Policy};
+use super::keys::{stored_allowlist, KeyChanges};
+use super::records::{KeyRow, KeyType, Policy, Secrets, StoredList};
 use crate::auth::api_key::{Digest, DigestBuildHasher};
 use crate::config::{parse_cidr, Config, Environment, Tier};
 use crate::policy::ip_allowlist::Allowlist;
 use crate::policy::permissions::{Catalog, PermissionSet};
 use crate::usage::UsageSlot;
+use hashbrown::hash_table::{self, HashTable};
 use ipnet::IpNet;
 use std::collections::HashMap;
+use std::hash::BuildHasher;
 use std::sync::Arc;
+
+type Fast = foldhash::fast::RandomState;
 
 /// What the data plane needs of a key.
 #[derive(Debug)]
 pub struct Credential {
     pub id: Arc<str>,
+    /// The current secret's digest.
+    pub digest: Digest,
     pub client_id: Arc<str>,
     pub key_type: KeyType,
     pub permissions: Arc<PermissionSet>,
@@ -32,26 +38,139 @@ pub struct Credential {
 }
 
 /// What a digest resolves to.
-#[derive(Debug, Clone)]
-pub enum KeyEntry {
+#[derive(Debug, Clone, Copy)]
+pub enum KeyEntry<'a> {
     /// A key's secret; `grace_until` is set for the previous secret after a rotation.
     Secret {
-        credential: Arc<Credential>,
+        credential: &'a Arc<Credential>,
         grace_until: Option<i64>,
     },
     /// A secret replaced by rotation: it answers `key_revoked`.
-    Retired { key_id: Arc<str> },
+    Retired { key_id: &'a Arc<str> },
 }
 
-#[derive(Debug, Default, Clone)]
+/// A digest that is not a key's current secret.
+#[derive(Debug, Clone)]
+enum OtherSecret {
+    Grace {
+        credential: Arc<Credential>,
+        until: i64,
+    },
+    Retired {
+        key_id: Arc<str>,
+    },
+}
+
+/// Credentials by current digest and by id. Both tables hold only a pointer, hashed by
+/// the digest or id the credential itself carries, so a key costs two 8-byte slots
+/// rather than a copy of its digest and id in each table. The few digests that are not a
+/// current secret (a previous one in its grace period, retired ones) live beside them.
+/// A digest is in at most one of `by_digest` and `others`: the last insert wins.
+#[derive(Debug, Clone, Default)]
 struct Index {
-    by_digest: HashMap<Digest, KeyEntry, DigestBuildHasher>,
-    by_id: HashMap<Arc<str>, Arc<Credential>, foldhash::quality::RandomState>,
+    by_digest: HashTable<Arc<Credential>>,
+    by_id: HashTable<Arc<Credential>>,
+    others: HashMap<Digest, OtherSecret, DigestBuildHasher>,
+    ids: foldhash::quality::RandomState,
+}
+
+/// The hash the digest tables use: [`DigestBuildHasher`]'s (its first 8 bytes).
+fn digest_hash(digest: &Digest) -> u64 {
+    DigestBuildHasher::default().hash_one(digest)
 }
 
 impl Index {
+    fn with_capacity(keys: usize) -> Index {
+        Index {
+            by_digest: HashTable::with_capacity(keys),
+            by_id: HashTable::with_capacity(keys),
+            ..Index::default()
+        }
+    }
+
     fn len(&self) -> usize {
-        self.by_id.len() + self.by_digest.len()
+        self.by_id.len() + self.by_digest.len() + self.others.len()
+    }
+
+    fn digest(&self, digest: &Digest) -> Option<KeyEntry<'_>> {
+        if let Some(credential) = self
+            .by_digest
+            .find(digest_hash(digest), |c| c.digest == *digest)
+        {
+            return Some(KeyEntry::Secret {
+                credential,
+                grace_until: None,
+            });
+        }
+        self.others.get(digest).map(|other| match other {
+            OtherSecret::Grace { credential, until } => KeyEntry::Secret {
+                credential,
+                grace_until: Some(*until),
+            },
+            OtherSecret::Retired { key_id } => KeyEntry::Retired { key_id },
+        })
+    }
+
+    fn id(&self, id: &str) -> Option<&Arc<Credential>> {
+        self.by_id.find(self.ids.hash_one(id), |c| &*c.id == id)
+    }
+
+    /// `credential` under its id and as the current secret of its digest.
+    fn insert(&mut self, credential: Arc<Credential>) {
+        self.insert_digest(credential.clone());
+        self.insert_id(credential);
+    }
+
+    fn insert_digest(&mut self, credential: Arc<Credential>) {
+        let digest = credential.digest;
+        self.others.remove(&digest);
+        match self.by_digest.entry(
+            digest_hash(&digest),
+            |c| c.digest == digest,
+            |c| digest_hash(&c.digest),
+        ) {
+            hash_table::Entry::Occupied(mut slot) => *slot.get_mut() = credential,
+            hash_table::Entry::Vacant(slot) => {
+                slot.insert(credential);
+            }
+        }
+    }
+
+    fn insert_id(&mut self, credential: Arc<Credential>) {
+        let ids = &self.ids;
+        match self.by_id.entry(
+            ids.hash_one(&*credential.id),
+            |c| c.id == credential.id,
+            |c| ids.hash_one(&*c.id),
+        ) {
+            hash_table::Entry::Occupied(mut slot) => *slot.get_mut() = credential,
+            hash_table::Entry::Vacant(slot) => {
+                slot.insert(credential);
+            }
+        }
+    }
+
+    fn insert_other(&mut self, digest: Digest, other: OtherSecret) {
+        if let Ok(current) = self
+            .by_digest
+            .find_entry(digest_hash(&digest), |c| c.digest == digest)
+        {
+            current.remove();
+        }
+        self.others.insert(digest, other);
+    }
+
+    /// Everything in `newer` over what is here.
+    fn merge(&mut self, newer: &Index) {
+        for credential in newer.by_digest.iter() {
+            self.insert_digest(credential.clone());
+        }
+        for credential in newer.by_id.iter() {
+            self.insert_id(credential.clone());
+        }
+        for (digest, other) in &newer.others {
+            self.insert_other(*digest, other.clone());
+        }
     }
 }
 
@@ -108,18 +227,14 @@ impl Snapshot {
         self.oauth.apps.get(client_id)
     }
 
-    pub fn by_digest(&self, digest: &Digest) -> Option<&KeyEntry> {
+    pub fn by_digest(&self, digest: &Digest) -> Option<KeyEntry<'_>> {
         self.overlay
-            .by_digest
-            .get(digest)
-            .or_else(|| self.base.by_digest.get(digest))
+            .digest(digest)
+            .or_else(|| self.base.digest(digest))
     }
 
     pub fn by_id(&self, id: &str) -> Option<&Arc<Credential>> {
-        self.overlay
-            .by_id
-            .get(id)
-            .or_else(|| self.base.by_id.get(id))
+        self.overlay.id(id).or_else(|| self.base.id(id))
     }
 
     pub fn active_keys(&self, key_type: KeyType) -> u64 {
@@ -134,23 +249,17 @@ pub struct FullLoad {
 }
 
 /// Puts a key's current secret (and its previous one, while in grace) in `index`.
-fn insert_secrets(index: &mut Index, record: &KeyRecord, credential: &Arc<Credential>) {
-    index.by_digest.insert(
-        record.secrets.digest,
-        KeyEntry::Secret {
-            credential: credential.clone(),
-            grace_until: None,
-        },
-    );
-    if let (Some(digest), Some(until)) = (record.secrets.grace_digest, record.secrets.grace_until) {
-        index.by_digest.insert(
+fn insert_secrets(index: &mut Index, secrets: &Secrets, credential: Arc<Credential>) {
+    if let (Some(digest), Some(until)) = (secrets.grace_digest, secrets.grace_until) {
+        index.insert_other(
             digest,
-            KeyEntry::Secret {
+            OtherSecret::Grace {
                 credential: credential.clone(),
-                grace_until: Some(until),
+                until,
             },
         );
     }
+    index.insert(credential);
 }
 
 /// Turns key records into credentials; holds what the config says about permissions.
@@ -159,8 +268,12 @@ pub struct SnapshotBuilder {
     roles: HashMap<String, PermissionSet>,
     infrastructure: Vec<IpNet>,
     /// Interned permission sets with their header value: many keys share few sets.
-    interned: HashMap<PermissionSet, (Arc<PermissionSet>, Arc<str>)>,
-    allowlists: HashMap<(Vec<String>, bool), Allowlist>,
+    interned: HashMap<PermissionSet, (Arc<PermissionSet>, Arc<str>), Fast>,
+    /// Without and with the infrastructure addresses.
+    allowlists: [HashMap<Vec<String>, Allowlist, Fast>; 2],
+    /// A full load's stored JSON texts, each parsed once.
+    permissions_by_text: HashMap<String, (Arc<PermissionSet>, Arc<str>), Fast>,
+    allowlists_by_text: [HashMap<String, Allowlist, Fast>; 2],
 }
 
 impl SnapshotBuilder {
@@ -175,8 +288,10 @@ impl SnapshotBuilder {
             catalog,
             roles,
             infrastructure: config.infrastructure_ips.clone(),
-            interned: HashMap::new(),
-            allowlists: HashMap::new(),
+            interned: HashMap::default(),
+            allowlists: Default::default(),
+            permissions_by_text: HashMap::default(),
+            allowlists_by_text: Default::default(),
         }
     }
 
@@ -196,53 +311,95 @@ impl SnapshotBuilder {
 
     /// Keys share few allowlists: each distinct one is built once.
     fn allowlist(&mut self, entries: &[String], infrastructure: bool) -> Allowlist {
-        let key = (entries.to_vec(), infrastructure);
-        if let Some(found) = self.allowlists.get(&key) {
+        if let Some(found) = self.allowlists[usize::from(infrastructure)].get(entries) {
             return found.clone();
         }
-        let nets = entries.iter().filter_map(|n| parse_cidr(n)).collect();
-        let list = Allowlist::new(
-            nets,
-            infrastructure.then_some(self.infrastructure.as_slice()),
-        );
-        self.allowlists.insert(key, list.clone());
+        let nets: Option<Vec<IpNet>> = entries.iter().map(|n| parse_cidr(n)).collect();
+        let list = match nets {
+            Some(nets) => Allowlist::new(
+                nets,
+                infrastructure.then_some(self.infrastructure.as_slice()),
+            ),
+            None => {
+                tracing::warn!(allowlist = ?entries, "a stored IP allowlist is unreadable: its key allows no address");
+                Allowlist::nothing()
+            }
+        };
+        self.allowlists[usize::from(infrastructure)].insert(entries.to_vec(), list.clone());
         list
     }
 
-    fn credential(&mut self, record: &KeyRecord, previous: Option<&Credential>) -> Credential {
-        // Permissions the config no longer declares are dropped, never widened.
-        let set = match record.key_type {
-            KeyType::FineGrained => {
-                let known = record
-                    .permissions
-                    .iter()
-                    .filter(|p| self.catalog.contains(p));
-                self.catalog.set(known).unwrap_or_default()
+    /// A key's permission set with its header value.
+    fn permissions(&mut self, row: &KeyRow<'_>) -> (Arc<PermissionSet>, Arc<str>) {
+        match (row.key_type, &row.permissions) {
+            (KeyType::Legacy, _) => self.intern(self.legacy(row.role.as_deref())),
+            (KeyType::FineGrained, StoredList::Parsed(names)) => {
+                self.intern(self.fine_grained(names))
             }
-            KeyType::Legacy => record
-                .role
-                .as_ref()
-                .and_then(|role| self.roles.get(role))
-                .cloned()
-                .unwrap_or_default(),
-        };
-        let (permissions, permissions_header) = self.intern(set);
-        let allowlist = self.allowlist(&record.ip_allowlist, record.allow_infrastructure_ips);
+            (KeyType::FineGrained, StoredList::Text(text)) => {
+                if let Some(found) = self.permissions_by_text.get(&**text) {
+                    return found.clone();
+                }
+                let names: Vec<String> = serde_json::from_str(text).unwrap_or_default();
+                let entry = self.intern(self.fine_grained(&names));
+                self.permissions_by_text
+                    .insert(text.to_string(), entry.clone());
+                entry
+            }
+        }
+    }
+
+    /// A key's allowlist, with the infrastructure addresses when it asks for them.
+    fn row_allowlist(&mut self, row: &KeyRow<'_>) -> Allowlist {
+        let infrastructure = row.allow_infrastructure_ips;
+        match &row.ip_allowlist {
+            StoredList::Parsed(entries) => self.allowlist(entries, infrastructure),
+            StoredList::Text(text) => {
+                let cache = usize::from(infrastructure);
+                if let Some(found) = self.allowlists_by_text[cache].get(&**text) {
+                    return found.clone();
+                }
+                let list = self.allowlist(&stored_allowlist(text), infrastructure);
+                self.allowlists_by_text[cache].insert(text.to_string(), list.clone());
+                list
+            }
+        }
+    }
+
+    /// The permissions of a fine-grained key: those the config no longer declares are
+    /// dropped, never widened.
+    fn fine_grained<S: AsRef<str>>(&self, names: &[S]) -> PermissionSet {
+        let known = names.iter().filter(|p| self.catalog.contains(p.as_ref()));
+        self.catalog.set(known).unwrap_or_default()
+    }
+
+    /// A legacy key's permissions: its role's.
+    fn legacy(&self, role: Option<&str>) -> PermissionSet {
+        role.and_then(|role| self.roles.get(role))
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// The credential of `row`; `previous` is the same key in the current snapshot, whose
+    /// id and usage counters carry over.
+    fn credential(&mut self, row: &KeyRow<'_>, previous: Option<&Credential>) -> Credential {
+        let (permissions, permissions_header) = self.permissions(row);
         Credential {
-            id: previous.map_or_else(|| Arc::from(record.id.as_str()), |p| p.id.clone()),
-            client_id: Arc::from(record.client_id.as_str()),
-            key_type: record.key_type,
+            id: previous.map_or_else(|| Arc::from(&*row.id), |p| p.id.clone()),
+            digest: row.secrets.digest,
+            client_id: Arc::from(&*row.client_id),
+            key_type: row.key_type,
             permissions,
             permissions_header,
-            environment: Environment::parse(&record.environment).unwrap_or(Environment::Live),
-            expires_at: record.expires_at.map(|t| t.0),
-            revoked: record.revoked_at.is_some(),
-            allowlist,
-            rate_limit: record.rate_limit.map(|r| Tier {
+            environment: Environment::parse(&row.environment).unwrap_or(Environment::Live),
+            expires_at: row.expires_at,
+            revoked: row.revoked,
+            allowlist: self.row_allowlist(row),
+            rate_limit: row.rate_limit.map(|r| Tier {
                 per_minute: r.per_minute,
                 per_day: r.per_day,
             }),
-            secret_version: record.secrets.version,
+            secret_version: row.secrets.version,
             usage: UsageSlot::carried_from(previous.map(|p| &p.usage)),
         }
     }
@@ -250,31 +407,28 @@ impl SnapshotBuilder {
     /// Starts a full load: keys are added page by page straight into a new base.
     pub fn start_full(&self, expected: usize) -> FullLoad {
         FullLoad {
-            index: Index {
-                by_digest: HashMap::with_capacity_and_hasher(
-                    expected,
-                    DigestBuildHasher::default(),
-                ),
-                by_id: HashMap::with_capacity_and_hasher(expected, Default::default()),
-            },
+            index: Index::with_capacity(expected),
             counts: [0, 0],
         }
     }
 
-    pub fn add_keys(&mut self, load: &mut FullLoad, records: &[KeyRecord]) {
-        for record in records {
-            let credential = Arc::new(self.credential(record, None));
+    pub fn add_keys(&mut self, load: &mut FullLoad, rows: &[KeyRow<'_>]) {
+        for row in rows {
+            let credential = Arc::new(self.credential(row, None));
             if !credential.revoked {
                 load.counts[credential.key_type as usize] += 1;
             }
-            insert_secrets(&mut load.index, record, &credential);
-            load.index.by_id.insert(credential.id.clone(), credential);
+            insert_secrets(&mut load.index, &row.secrets, credential);
         }
     }
 
     /// The snapshot of a full load, with everything else (`rest`: retired digests, policy,
     /// apps, users, revoked grants) applied on top.
     pub fn finish_full(&mut self, load: FullLoad, policy: Policy, rest: KeyChanges) -> Snapshot {
+        // Only a full load reads stored texts: keys with allowlists of their own would
+        // otherwise keep a copy of each for the life of the process.
+        self.permissions_by_text = HashMap::default();
+        self.allowlists_by_text = Default::default();
         let loaded = Snapshot {
             version: 0,
             policy,
@@ -292,12 +446,8 @@ impl SnapshotBuilder {
         let mut overlay = (*current.overlay).clone();
         let mut counts = current.counts;
         for (digest, key_id) in changes.retired {
-            overlay.by_digest.insert(
-                digest,
-                KeyEntry::Retired {
-                    key_id: Arc::from(key_id),
-                },
-            );
+            let key_id = Arc::from(key_id);
+            overlay.insert_other(digest, OtherSecret::Retired { key_id });
         }
         for record in &changes.keys {
             let previous = current.by_id(&record.id).cloned();
@@ -306,17 +456,15 @@ impl SnapshotBuilder {
                     counts[previous.key_type as usize] -= 1;
                 }
             }
-            let credential = Arc::new(self.credential(record, previous.as_deref()));
+            let credential = Arc::new(self.credential(&KeyRow::of(record), previous.as_deref()));
             if !credential.revoked {
                 counts[credential.key_type as usize] += 1;
             }
-            insert_secrets(&mut overlay, record, &credential);
-            overlay.by_id.insert(credential.id.clone(), credential);
+            insert_secrets(&mut overlay, &record.secrets, credential);
         }
         let (base, overlay) = if overlay.len() > (current.base.len() / 8).max(4096) {
             let mut merged = (*current.base).clone();
-            merged.by_digest.extend(overlay.by_digest);
-            merged.by_id.extend(overlay.by_id);
+            merged.merge(&overlay);
             (Arc::new(merged), Arc::default())
         } else {
             (current.base.clone(), Arc::new(overlay))
@@ -357,7 +505,7 @@ impl SnapshotBuilder {
 mod tests {
     use super::*;
     use crate::auth::api_key::digest;
-    use crate::store::records::Timestamp;
+    use crate::store::records::{KeyRecord, Timestamp};
 
     fn config() -> Config {
         Config::parse("permissions: [a, b]\nroles:\n  admin: [a, b]\n").unwrap()
@@ -436,6 +584,62 @@ mod tests {
         assert!(after.by_id("k7").unwrap().revoked);
         assert!(after.by_digest(&digest(b"s4999")).is_some());
         assert_eq!(after.version, 2);
+    }
+
+    #[test]
+    fn merging_the_overlay_keeps_rotations_over_the_base() {
+        let mut builder = SnapshotBuilder::new(&config());
+        let many = |from: usize| -> Vec<KeyRecord> {
+            (from..from + 5000)
+                .map(|i| record(&format!("k{i}"), &format!("s{i}")))
+                .collect()
+        };
+        // 5000 keys: past the overlay's limit, so they are merged into the base.
+        let loaded = builder.apply(&Snapshot::empty(policy()), changes(1, many(0), vec![]));
+        let mut graced = record("k1", "s1-new");
+        graced.secrets.grace_digest = Some(digest(b"s1"));
+        graced.secrets.grace_until = Some(99);
+        let retired = record("k2", "s2-new");
+        let rotated = builder.apply(
+            &loaded,
+            changes(2, vec![graced, retired], vec![(digest(b"s2"), "k2".into())]),
+        );
+        let check = |snapshot: &Snapshot| {
+            assert!(matches!(
+                snapshot.by_digest(&digest(b"s1")),
+                Some(KeyEntry::Secret { credential, grace_until: Some(99) })
+                    if credential.digest == digest(b"s1-new")
+            ));
+            assert!(matches!(
+                snapshot.by_digest(&digest(b"s2")),
+                Some(KeyEntry::Retired { key_id }) if &**key_id == "k2"
+            ));
+            for current in [&b"s1-new"[..], b"s2-new", b"s3"] {
+                assert!(matches!(
+                    snapshot.by_digest(&digest(current)),
+                    Some(KeyEntry::Secret {
+                        grace_until: None,
+                        ..
+                    })
+                ));
+            }
+            assert_eq!(snapshot.by_id("k1").unwrap().digest, digest(b"s1-new"));
+        };
+        check(&rotated);
+        // 5000 more keys force the overlay (with the rotations) into a new base.
+        let merged = builder.apply(&rotated, changes(3, many(5000), vec![]));
+        check(&merged);
+        assert!(merged.overlay.len() == 0, "the overlay was merged");
+        assert_eq!(merged.active_keys(KeyType::FineGrained), 10_000);
+        assert!(merged.by_digest(&digest(b"s9999")).is_some());
+        // The snapshot before is untouched.
+        assert!(matches!(
+            loaded.by_digest(&digest(b"s2")),
+            Some(KeyEntry::Secret {
+                grace_until: None,
+                ..
+            })
+        ));
     }
 
     #[test]

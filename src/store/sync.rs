@@ -248,17 +248,21 @@ impl Syncer {
         // While one page is turned into credentials, the store reads the next.
         let mut page = fetch(None).await?;
         loop {
-            let next = match page.last() {
-                Some(last) if page.len() as i64 == PAGE => Some((last.version, last.id.clone())),
+            let rows = page.rows()?;
+            let next = match rows.last() {
+                Some(last) if rows.len() as i64 == PAGE => {
+                    Some((last.version, last.id.to_string()))
+                }
                 _ => None,
             };
             let Some(after) = next else {
-                builder.add_keys(&mut load, &page);
+                builder.add_keys(&mut load, &rows);
                 break;
             };
             let (fetched, ()) = tokio::join!(fetch(Some(after)), async {
-                builder.add_keys(&mut load, &page);
+                builder.add_keys(&mut load, &rows);
             });
+            drop(rows);
             page = fetched?;
         }
         let rest = tokio::time::timeout(self.deadline(), store.other_changes(0, upto))

@@ -119,16 +119,7 @@ impl Gateway {
     /// Starts without waiting for readiness (only for the admin listener to answer).
     pub fn start_unready(yaml: &str) -> Gateway {
         let mut gateway = Gateway::prepare(yaml);
-        gateway.launch();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while http_get(gateway.admin, "/healthz").is_none() {
-            assert!(
-                Instant::now() < deadline,
-                "admin listener never answered:\n{}",
-                gateway.stderr()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        gateway.spawn_unready();
         gateway
     }
 
@@ -138,7 +129,8 @@ impl Gateway {
         self.wait_ready();
     }
 
-    /// Starts (again) on the same config and folder, waiting only for the admin listener.
+    /// Starts (again) on the same config and folder, waiting only for the listeners (the admin
+    /// API and the proxy), not for the first snapshot.
     pub fn spawn_unready(&mut self) {
         self.launch();
         let deadline = Instant::now() + Duration::from_secs(30);
