@@ -477,11 +477,8 @@ async fn auth_metrics_count_decisions_and_credentials() {
     assert_eq!(metric(&scrape, "tollgate_store_up"), 1.0);
     assert!(scrape.contains("tollgate_snapshot_age_seconds"));
     // The credential gauge follows within a sync interval.
-    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
-    assert_eq!(
-        metric(&gw.scrape(), "tollgate_credentials{type=\"fine_grained\"}"),
-        1.0
-    );
+    let gauge = "tollgate_credentials{type=\"fine_grained\"}";
+    assert_eq!(metric(&scrape_until(&gw, gauge, 1.0), gauge), 1.0);
 }
 
 fn cli(gw: &Gateway, args: &[&str]) -> (i32, String, String) {

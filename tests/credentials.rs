@@ -159,8 +159,13 @@ async fn fine_grained_key_rotation_and_revocation(backend: Backend) {
     assert_eq!(status, 409, "there is no way back");
 
     // Usage was counted by outcome (flushed every 2 s).
-    tokio::time::sleep(Duration::from_millis(2500)).await;
-    let (_, usage) = admin.get(&format!("/keys/{id}/usage")).await;
+    let usage = usage_when(&admin, &id, |u| {
+        used(u, "allowed") >= 3
+            && used(u, "insufficient_permission") >= 1
+            && used(u, "ip_not_allowed") >= 1
+            && used(u, "key_revoked") >= 2
+    })
+    .await;
     let today = &usage["days"][0]["outcomes"];
     assert_eq!(today["allowed"], 3, "{usage}");
     assert_eq!(today["insufficient_permission"], 1);

@@ -284,7 +284,9 @@ async fn sigterm_lets_in_flight_requests_finish_then_exits_zero() {
     let url = gw.url("/slow/1500");
     let in_flight =
         tokio::spawn(async move { client().get(url).send().await.map(|r| r.status().as_u16()) });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Signal once the gateway has taken the request, not before.
+    let admitted = "tollgate_auth_decisions_total{method=\"anonymous\",outcome=\"allowed\"}";
+    assert_eq!(metric(&scrape_until(&gw, admitted, 1.0), admitted), 1.0);
     let code =
         tokio::task::spawn_blocking(move || gw.signal_and_wait("TERM", Duration::from_secs(10)))
             .await

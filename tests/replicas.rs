@@ -160,8 +160,8 @@ async fn three_replicas_on_one_postgres_and_one_redis() {
         for gw in [b, c] {
             until_status(&http, gw, &key, 200, Instant::now()).await;
         }
-        let started = Instant::now();
         revoke_without_notification(&pg.url(), &id).await;
+        let started = Instant::now();
         let (on_b, on_c) = tokio::join!(
             until_status(&http, b, &key, 401, started),
             until_status(&http, c, &key, 401, started)
@@ -172,7 +172,9 @@ async fn three_replicas_on_one_postgres_and_one_redis() {
         "revoke without NOTIFY -> refused by the periodic sync",
         &mut floor,
     );
-    assert!(slowest < Duration::from_millis(1500), "{slowest:?}");
+    // A sync starts at most sync_interval after the previous one ended; the bound leaves
+    // room for the sync itself on a busy machine.
+    assert!(slowest < Duration::from_millis(2000), "{slowest:?}");
 
     // Writes from every replica at once: creates, patches of one key, and one
     // Idempotency-Key sent to all three; then one listing paged across the replicas.
@@ -347,8 +349,10 @@ async fn three_replicas_on_one_postgres_and_one_redis() {
     );
 
     // Usage from the three replicas adds up (batches are written every 2 s).
-    tokio::time::sleep(Duration::from_millis(2500)).await;
-    let (_, usage) = admin_b.get(&format!("/keys/{limited_id}/usage")).await;
+    let usage = usage_when(&admin_b, &limited_id, |u| {
+        used(u, "allowed") >= allowed && used(u, "quota_exceeded") >= refused
+    })
+    .await;
     assert_eq!(usage["days"][0]["outcomes"]["allowed"], allowed, "{usage}");
     assert_eq!(usage["days"][0]["outcomes"]["quota_exceeded"], refused);
     assert!(usage["last_used_at"].is_string());
@@ -488,13 +492,9 @@ async fn three_replicas_on_one_postgres_and_one_redis() {
     }
     println!("PostgreSQL outages: {under_load} known-key requests under load, none refused");
     // Nothing counted during the outages was lost.
-    tokio::time::sleep(Duration::from_millis(2500)).await;
-    let (_, usage) = admin_a.get(&format!("/keys/{known_id}/usage")).await;
-    assert_eq!(
-        usage["days"][0]["outcomes"]["allowed"],
-        3 + 2 * (3 + 3) + under_load,
-        "{usage}"
-    );
+    let expected = 3 + 2 * (3 + 3) + under_load;
+    let usage = usage_when(&admin_a, &known_id, |u| used(u, "allowed") >= expected).await;
+    assert_eq!(usage["days"][0]["outcomes"]["allowed"], expected, "{usage}");
 
     // Redis down: every replica falls back, none answers 5xx, all recover.
     redis.stop();

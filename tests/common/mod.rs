@@ -346,11 +346,16 @@ pub fn read_response(stream: &mut TcpStream) -> Option<RawResponse> {
         }
         body.extend_from_slice(&chunk[..n]);
     }
+    // A server that says it closes gets time to do so; otherwise a short probe.
+    let closing = head.to_ascii_lowercase().contains("connection: close");
     let closed = {
-        stream
-            .set_read_timeout(Some(Duration::from_millis(300)))
-            .ok()?;
-        matches!(stream.read(&mut chunk), Ok(0))
+        let probe = Duration::from_millis(if closing { 5_000 } else { 300 });
+        stream.set_read_timeout(Some(probe)).ok()?;
+        match stream.read(&mut chunk) {
+            Ok(0) => true,
+            Err(error) => error.kind() == std::io::ErrorKind::ConnectionReset,
+            Ok(_) => false,
+        }
     };
     Some(RawResponse {
         status,
@@ -950,12 +955,45 @@ impl Drop for PrivatePostgres {
 /// last scrape. Request metrics are recorded after the response is sent, so a client can
 /// see its answer a moment before the counter moves.
 pub fn scrape_until(gw: &Gateway, prefix: &str, expected: f64) -> String {
-    let deadline = Instant::now() + Duration::from_secs(3);
+    let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let scrape = gw.scrape();
         if metric(&scrape, prefix) >= expected || Instant::now() > deadline {
             return scrape;
         }
         std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A key's usage once `done` holds of it (usage is written in batches every 2 s, later on a
+/// busy machine), or as it is at the deadline, for the caller's assertion to show.
+pub async fn usage_when(
+    admin: &Admin,
+    id: &str,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (_, usage) = admin.get(&format!("/keys/{id}/usage")).await;
+        if done(&usage) || Instant::now() > deadline {
+            return usage;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Today's count of one outcome in a usage answer.
+pub fn used(usage: &serde_json::Value, outcome: &str) -> u64 {
+    usage["days"][0]["outcomes"][outcome].as_u64().unwrap_or(0)
+}
+
+/// Waits until no window of a minute or less ends within `margin` of now.
+pub async fn away_from_window_edges(margin: Duration) {
+    loop {
+        let into_minute = tollgate::clock::now_ms().rem_euclid(60_000);
+        if into_minute > 1_000 && 60_000 - into_minute > margin.as_millis() as i64 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
