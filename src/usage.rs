@@ -7,8 +7,17 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-/// How often counts are written.
-pub const FLUSH_EVERY: Duration = Duration::from_secs(2);
+/// How often counts are written: each batch is a write per active key, which competes with
+/// the data plane for the CPU (on one shared core, every 2 s with 10,000 busy keys doubled
+/// the single-connection p99).
+pub const FLUSH_EVERY: Duration = Duration::from_secs(5);
+
+/// A key's `last_used_at` is rewritten once it has moved on by this much since this
+/// replica last wrote it (always on its first use, and exactly on a clean stop). Writing it
+/// every batch would rewrite a random page of the keys table per active key per batch: with
+/// 10,000 busy keys on SQLite that was most of the gateway's background CPU, and with it
+/// the single-core latency tail.
+pub const LAST_USED_STEP_MS: i64 = 60_000;
 
 /// The outcome of a request made with a known key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,6 +61,8 @@ pub struct UsageCell {
     key_id: Arc<str>,
     counts: [AtomicU64; OUTCOMES.len()],
     last_used: AtomicI64,
+    /// The `last_used` last handed to the store (0: none yet, or the write failed).
+    written: AtomicI64,
 }
 
 /// Where a credential's cell lives: created on first use, carried to the credential's
@@ -83,6 +94,7 @@ impl UsageRecorder {
                 key_id: key_id.clone(),
                 counts: Default::default(),
                 last_used: AtomicI64::new(0),
+                written: AtomicI64::new(0),
             });
             if let Ok(mut cells) = self.cells.lock() {
                 cells.push(cell.clone());
@@ -95,8 +107,9 @@ impl UsageRecorder {
         }
     }
 
-    /// Takes every count accumulated so far, attributing it to the UTC day of `now`.
-    pub fn drain(&self, now: i64) -> crate::store::UsageBatch {
+    /// Takes every count accumulated so far, attributing it to the UTC day of `now`, and
+    /// the last uses that moved on by [`LAST_USED_STEP_MS`] (every one when `exact`).
+    pub fn drain(&self, now: i64, exact: bool) -> crate::store::UsageBatch {
         let day = clock::day_of(now);
         let cells = self.cells.lock().map(|c| c.clone()).unwrap_or_default();
         // One row per key and outcome, even if a key ever had two cells: a multi-row
@@ -113,8 +126,10 @@ impl UsageRecorder {
                         .or_default() += count as i64;
                 }
             }
-            let used = cell.last_used.swap(0, Ordering::Relaxed);
-            if used > 0 {
+            let used = cell.last_used.load(Ordering::Relaxed);
+            let written = cell.written.load(Ordering::Relaxed);
+            if used > written && (exact || written == 0 || used - written >= LAST_USED_STEP_MS) {
+                cell.written.store(used, Ordering::Relaxed);
                 let at = last_used.entry(cell.key_id.clone()).or_default();
                 *at = (*at).max(used);
             }
@@ -134,24 +149,26 @@ impl UsageRecorder {
     /// Puts counts back after a failed write, so the next flush retries them.
     fn restore(&self, batch: crate::store::UsageBatch) {
         let Ok(cells) = self.cells.lock() else { return };
+        let by_id: std::collections::HashMap<&str, &Arc<UsageCell>> =
+            cells.iter().map(|cell| (&*cell.key_id, cell)).collect();
         for (key_id, _, outcome, count) in batch.counts {
             let index = OUTCOMES.iter().position(|o| o.as_str() == outcome);
-            if let (Some(cell), Some(index)) = (cells.iter().find(|c| *c.key_id == *key_id), index)
-            {
+            if let (Some(cell), Some(index)) = (by_id.get(key_id.as_str()), index) {
                 cell.counts[index].fetch_add(count as u64, Ordering::Relaxed);
             }
         }
         for (key_id, at) in batch.last_used {
-            if let Some(cell) = cells.iter().find(|c| *c.key_id == *key_id) {
+            if let Some(cell) = by_id.get(key_id.as_str()) {
                 cell.last_used.fetch_max(at, Ordering::Relaxed);
+                cell.written.store(0, Ordering::Relaxed);
             }
         }
     }
 
     /// Writes what accumulated within `deadline`; on failure or timeout keeps it for the
     /// next attempt (a write cut off after its commit may then count twice, never zero times).
-    pub async fn flush(&self, store: &Store, deadline: Duration) {
-        let batch = self.drain(clock::now_ms());
+    pub async fn flush(&self, store: &Store, deadline: Duration, exact: bool) {
+        let batch = self.drain(clock::now_ms(), exact);
         if batch.is_empty() {
             return;
         }
@@ -185,9 +202,11 @@ impl UsageFlusher {
         }
     }
 
-    async fn flush(&self) {
+    async fn flush(&self, exact: bool) {
         if let Some(store) = self.syncer.store() {
-            self.recorder.flush(store, self.syncer.deadline()).await;
+            self.recorder
+                .flush(store, self.syncer.deadline(), exact)
+                .await;
         }
     }
 }
@@ -197,7 +216,7 @@ impl pingora::services::background::BackgroundService for UsageFlusher {
     async fn start(&self, mut shutdown: pingora::server::ShutdownWatch) {
         loop {
             tokio::select! {
-                _ = tokio::time::sleep(FLUSH_EVERY) => self.flush().await,
+                _ = tokio::time::sleep(FLUSH_EVERY) => self.flush(false).await,
                 _ = shutdown.changed() => break,
             }
         }
@@ -208,7 +227,7 @@ impl pingora::services::background::BackgroundService for UsageFlusher {
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        self.flush().await;
+        self.flush(true).await;
         if let Ok(mut finalizer) = self.finalizer.lock() {
             finalizer.take();
         }
@@ -228,7 +247,7 @@ mod tests {
         let second = UsageSlot::carried_from(Some(&first));
         recorder.record(&second, &id, Outcome::Allowed, 2_000);
         recorder.record(&second, &id, Outcome::IpNotAllowed, 2_500);
-        let batch = recorder.drain(86_400_000 * 3 + 5);
+        let batch = recorder.drain(86_400_000 * 3 + 5, false);
         assert_eq!(
             batch.counts,
             [
@@ -237,6 +256,48 @@ mod tests {
             ]
         );
         assert_eq!(batch.last_used, [("key_1".to_string(), 2_000)]);
-        assert!(recorder.drain(0).is_empty());
+        assert!(recorder.drain(0, false).is_empty());
+    }
+
+    #[test]
+    fn last_use_is_rewritten_once_it_moves_on_by_a_step_and_exactly_at_the_end() {
+        let recorder = UsageRecorder::default();
+        let id: Arc<str> = Arc::from("key_1");
+        let slot = UsageSlot::default();
+        let at = 1_700_000_000_000;
+        recorder.record(&slot, &id, Outcome::Allowed, at);
+        // The first use is written at once.
+        assert_eq!(recorder.drain(at, false).last_used, [("key_1".into(), at)]);
+        // Later uses within a step are counted but not rewritten...
+        recorder.record(&slot, &id, Outcome::Allowed, at + 30_000);
+        let batch = recorder.drain(at + 30_000, false);
+        assert_eq!(batch.counts.len(), 1);
+        assert!(batch.last_used.is_empty());
+        // ...until the last use is a step newer than the one written.
+        recorder.record(&slot, &id, Outcome::Allowed, at + LAST_USED_STEP_MS);
+        let step = at + LAST_USED_STEP_MS;
+        assert_eq!(
+            recorder.drain(step, false).last_used,
+            [("key_1".into(), step)]
+        );
+        // A clean stop writes the exact last use.
+        recorder.record(&slot, &id, Outcome::Allowed, step + 1);
+        assert_eq!(
+            recorder.drain(step + 1, true).last_used,
+            [("key_1".into(), step + 1)]
+        );
+        assert!(recorder.drain(step + 2, true).is_empty());
+    }
+
+    #[test]
+    fn a_failed_write_is_retried_whole() {
+        let recorder = UsageRecorder::default();
+        let id: Arc<str> = Arc::from("key_1");
+        let slot = UsageSlot::default();
+        let at = 1_700_000_000_000;
+        recorder.record(&slot, &id, Outcome::Allowed, at);
+        let failed = recorder.drain(at, false);
+        recorder.restore(failed.clone());
+        assert_eq!(recorder.drain(at + 1, false), failed);
     }
 }

@@ -158,7 +158,7 @@ async fn fine_grained_key_rotation_and_revocation(backend: Backend) {
         .await;
     assert_eq!(status, 409, "there is no way back");
 
-    // Usage was counted by outcome (flushed every 2 s).
+    // Usage was counted by outcome (flushed every 5 s).
     let usage = usage_when(&admin, &id, |u| {
         used(u, "allowed") >= 3
             && used(u, "insufficient_permission") >= 1

@@ -348,7 +348,7 @@ async fn three_replicas_on_one_postgres_and_one_redis() {
         "{allowed} allowed"
     );
 
-    // Usage from the three replicas adds up (batches are written every 2 s).
+    // Usage from the three replicas adds up (batches are written every 5 s).
     let usage = usage_when(&admin_b, &limited_id, |u| {
         used(u, "allowed") >= allowed && used(u, "quota_exceeded") >= refused
     })

@@ -7,7 +7,7 @@ use sqlx::Row;
 use std::collections::BTreeMap;
 
 /// One batch of counts: `(key id, day, outcome, count)` and `(key id, last used ms)`.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone, PartialEq)]
 pub struct UsageBatch {
     pub counts: Vec<(String, i64, &'static str, i64)>,
     pub last_used: Vec<(String, i64)>,

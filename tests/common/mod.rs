@@ -965,7 +965,7 @@ pub fn scrape_until(gw: &Gateway, prefix: &str, expected: f64) -> String {
     }
 }
 
-/// A key's usage once `done` holds of it (usage is written in batches every 2 s, later on a
+/// A key's usage once `done` holds of it (usage is written in batches every 5 s, later on a
 /// busy machine), or as it is at the deadline, for the caller's assertion to show.
 pub async fn usage_when(
     admin: &Admin,

@@ -1,5 +1,5 @@
 //! Keeps the local limiter's daily counts in the store (restored at start, saved every
-//! 2 s and on shutdown) and forgets idle callers.
+//! 5 s and on shutdown) and forgets idle callers.
 
 use super::{CallerKey, Limiter, DAY_MS};
 use crate::admin::Readiness;
@@ -14,7 +14,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-const SAVE_EVERY: Duration = Duration::from_secs(2);
+/// Each save is a write per active caller: on one shared core, saving every 2 s with
+/// 10,000 busy keys doubled the single-connection p99 (see the README's performance notes).
+const SAVE_EVERY: Duration = Duration::from_secs(5);
 const SWEEP_EVERY: u32 = 15;
 
 pub struct QuotaKeeper {

@@ -127,17 +127,22 @@ impl LocalLimiter {
 
     /// Daily counts changed since the last call, as `(caller, day start, count)`.
     pub fn take_dirty_days(&self) -> Vec<(String, i64, u64)> {
-        let mut out = Vec::new();
+        // The data plane waits on a shard's lock while this walks the shard: under it, only
+        // flags are cleared and keys cloned; the text is made after, with no lock held.
+        let mut dirty = Vec::new();
         for mut entry in self.callers.iter_mut() {
             if !entry.day_dirty {
                 continue;
             }
             entry.day_dirty = false;
             if let Some(day) = entry.slots.iter().find(|s| s.kind == WindowKind::Day) {
-                out.push((entry.key().text(), day.start, day.count));
+                dirty.push((entry.key().clone(), day.start, day.count));
             }
         }
-        out
+        dirty
+            .into_iter()
+            .map(|(caller, start, count)| (caller.text(), start, count))
+            .collect()
     }
 
     /// Marks a caller's daily count as unsaved again (after a failed save).
