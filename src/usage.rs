@@ -259,13 +259,21 @@ mod tests {
         assert!(recorder.drain(0, false).is_empty());
     }
 
-    #[test]
-    fn last_use_is_rewritten_once_it_moves_on_by_a_step_and_exactly_at_the_end() {
+    const AT: i64 = 1_700_000_000_000;
+
+    /// A recorder that has counted one allowed request of `key_1` at [`AT`].
+    fn used_once() -> (UsageRecorder, Arc<str>, UsageSlot) {
         let recorder = UsageRecorder::default();
         let id: Arc<str> = Arc::from("key_1");
         let slot = UsageSlot::default();
-        let at = 1_700_000_000_000;
-        recorder.record(&slot, &id, Outcome::Allowed, at);
+        recorder.record(&slot, &id, Outcome::Allowed, AT);
+        (recorder, id, slot)
+    }
+
+    #[test]
+    fn last_use_is_rewritten_once_it_moves_on_by_a_step_and_exactly_at_the_end() {
+        let (recorder, id, slot) = used_once();
+        let at = AT;
         // The first use is written at once.
         assert_eq!(recorder.drain(at, false).last_used, [("key_1".into(), at)]);
         // Later uses within a step are counted but not rewritten...
@@ -291,13 +299,9 @@ mod tests {
 
     #[test]
     fn a_failed_write_is_retried_whole() {
-        let recorder = UsageRecorder::default();
-        let id: Arc<str> = Arc::from("key_1");
-        let slot = UsageSlot::default();
-        let at = 1_700_000_000_000;
-        recorder.record(&slot, &id, Outcome::Allowed, at);
-        let failed = recorder.drain(at, false);
+        let (recorder, _, _) = used_once();
+        let failed = recorder.drain(AT, false);
         recorder.restore(failed.clone());
-        assert_eq!(recorder.drain(at + 1, false), failed);
+        assert_eq!(recorder.drain(AT + 1, false), failed);
     }
 }
