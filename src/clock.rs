@@ -39,6 +39,13 @@ pub fn rfc3339_millis(ms: i64) -> String {
         .unwrap_or_default()
 }
 
+/// An HTTP date (RFC 9110 IMF-fixdate): `Tue, 01 Dec 2026 12:00:00 GMT`.
+pub fn http_date(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.format("%a, %d %b %Y %H:%M:%S GMT").to_string())
+        .unwrap_or_default()
+}
+
 /// Parses an RFC 3339 timestamp into Unix milliseconds.
 pub fn parse_rfc3339(text: &str) -> Option<i64> {
     chrono::DateTime::parse_from_rfc3339(text)
@@ -65,5 +72,6 @@ mod tests {
         assert_eq!(parse_rfc3339("tomorrow"), None);
         assert_eq!(date_of_day(day_of(ms)), "2027-02-01");
         assert_eq!(day_of(ms - 1) + 1, day_of(ms));
+        assert_eq!(http_date(ms), "Mon, 01 Feb 2027 00:00:00 GMT");
     }
 }

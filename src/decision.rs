@@ -8,7 +8,7 @@ use crate::config::Environment;
 use crate::denial::Denial;
 use crate::policy::permissions::{Catalog, PermissionSet};
 use crate::routes::{Route, RouteTable};
-use crate::store::snapshot::{Credential, KeyEntry, Snapshot};
+use crate::store::snapshot::{Credential, Grace, KeyEntry, Snapshot};
 use crate::usage::Outcome;
 use http::Method;
 use std::net::IpAddr;
@@ -109,6 +109,8 @@ pub enum Decision<'r> {
     Forward {
         route: &'r Route,
         caller: Caller,
+        /// Set when the key was presented with its previous secret, in its grace period.
+        grace: Option<Grace>,
     },
     Refuse {
         route: Option<&'r Route>,
@@ -117,6 +119,7 @@ pub enum Decision<'r> {
         method: &'static str,
         /// The key the refusal is about, when it was identified (for its usage counts).
         key: Option<Arc<Credential>>,
+        grace: Option<Grace>,
     },
 }
 
@@ -206,31 +209,37 @@ impl<'s> Gatekeeper<'s> {
                 denial: Denial::RouteNotFound,
                 method: "anonymous",
                 key: None,
+                grace: None,
             };
         };
         let presented = presented(facts, self.key_prefix, route.anonymous);
         let method = presented.as_ref().map_or("anonymous", Presented::method);
-        let refuse = |(denial, key): Refusal| Decision::Refuse {
+        let mut grace = None;
+        let refuse = |(denial, key): Refusal, grace: Option<Grace>| Decision::Refuse {
             route: Some(route),
             denial,
             method,
             key,
+            grace,
         };
         let caller = match presented {
-            Err(denial) => return refuse((denial, None)),
+            Err(denial) => return refuse((denial, None), None),
             Ok(Presented::None) if route.anonymous => Caller::Anonymous,
-            Ok(Presented::None) => return refuse((Denial::MissingCredentials, None)),
+            Ok(Presented::None) => return refuse((Denial::MissingCredentials, None), None),
             Ok(Presented::ApiKey(key)) => match self.authenticate_key(key) {
-                Ok(credential) => Caller::ApiKey(credential),
-                Err(refusal) => return refuse(refusal),
+                Ok((credential, in_grace)) => {
+                    grace = in_grace;
+                    Caller::ApiKey(credential)
+                }
+                Err(refusal) => return refuse(refusal, None),
             },
             Ok(Presented::Token(_)) => match facts.token {
                 Some(Ok(token)) => match self.resolve_token(token) {
                     Ok(caller) => Caller::OAuth(caller),
-                    Err(refusal) => return refuse(refusal),
+                    Err(refusal) => return refuse(refusal, None),
                 },
-                Some(Err(denial)) => return refuse((denial.clone(), None)),
-                None => return refuse((Denial::InvalidToken, None)),
+                Some(Err(denial)) => return refuse((denial.clone(), None), None),
+                None => return refuse((Denial::InvalidToken, None), None),
             },
         };
         let checked = match &caller {
@@ -253,8 +262,12 @@ impl<'s> Gatekeeper<'s> {
                 .map_err(|denial| (denial, oauth.credential.clone())),
         };
         match checked {
-            Ok(()) => Decision::Forward { route, caller },
-            Err(refusal) => refuse(refusal),
+            Ok(()) => Decision::Forward {
+                route,
+                caller,
+                grace,
+            },
+            Err(refusal) => refuse(refusal, grace),
         }
     }
 
@@ -279,9 +292,13 @@ impl<'s> Gatekeeper<'s> {
                     .by_id(&token.subject)
                     .cloned()
                     .ok_or_else(|| invalid(None))?;
-                let expired = credential.expires_at.is_some_and(|at| self.now >= at);
-                if credential.revoked || expired || credential.secret_version != *version {
-                    return Err(invalid(Some(credential)));
+                // The key's own refusal, as the key itself would get it: a token of a
+                // revoked key, or one issued under a secret rotation replaced, is revoked.
+                if credential.revoked || credential.secret_version != *version {
+                    return Err((Denial::KeyRevoked, Some(credential)));
+                }
+                if credential.expires_at.is_some_and(|at| self.now >= at) {
+                    return Err((Denial::KeyExpired, Some(credential)));
                 }
                 let permissions = credential.permissions.clone();
                 (Some(credential), Some(permissions))
@@ -320,7 +337,8 @@ impl<'s> Gatekeeper<'s> {
     }
 
     /// Format and checksum first (no lookup for garbage), then the digest in the snapshot.
-    fn authenticate_key(&self, key: &[u8]) -> Result<Arc<Credential>, Refusal> {
+    /// The grace window comes back when the key's previous secret was presented.
+    fn authenticate_key(&self, key: &[u8]) -> Result<(Arc<Credential>, Option<Grace>), Refusal> {
         match api_key::check_format(key, self.key_prefix, self.environment) {
             Ok(()) => {}
             Err(KeyFormatError::Malformed) => return Err((Denial::InvalidApiKey, None)),
@@ -333,12 +351,9 @@ impl<'s> Gatekeeper<'s> {
             Some(KeyEntry::Retired { key_id }) => {
                 Err((Denial::KeyRevoked, self.snapshot.by_id(key_id).cloned()))
             }
-            Some(KeyEntry::Secret {
-                credential,
-                grace_until,
-            }) => {
+            Some(KeyEntry::Secret { credential, grace }) => {
                 let credential = credential.clone();
-                if credential.revoked || grace_until.is_some_and(|until| self.now >= until) {
+                if credential.revoked || grace.is_some_and(|grace| self.now >= grace.until) {
                     return Err((Denial::KeyRevoked, Some(credential)));
                 }
                 if credential
@@ -347,7 +362,7 @@ impl<'s> Gatekeeper<'s> {
                 {
                     return Err((Denial::KeyExpired, Some(credential)));
                 }
-                Ok(credential)
+                Ok((credential, grace))
             }
         }
     }

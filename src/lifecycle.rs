@@ -1,10 +1,33 @@
-//! What a stopping process waits for: requests in flight, and tasks that must finish
-//! their last write (the usage flush) before the process exits.
+//! What a stopping process waits for: requests in flight, client connections that may
+//! still send one, and tasks that must finish their last write (the usage flush).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Requests between their head and their last response byte.
 pub static IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
+
+/// Open data-plane client connections, idle keep-alives included.
+static CONNECTIONS: AtomicUsize = AtomicUsize::new(0);
+
+/// Held for the life of a client connection.
+pub struct Connection(());
+
+impl Connection {
+    pub fn open() -> Connection {
+        CONNECTIONS.fetch_add(1, Ordering::AcqRel);
+        Connection(())
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        CONNECTIONS.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+pub fn connections() -> usize {
+    CONNECTIONS.load(Ordering::Acquire)
+}
 
 /// Background tasks that still owe a final write.
 static FINALIZERS: AtomicUsize = AtomicUsize::new(0);

@@ -1,6 +1,15 @@
-//! Normalises request paths, so routing, permission checks and the forwarded path agree.
+//! Normalises request paths, so routing, permission checks and the forwarded path agree,
+//! and matches them against route prefixes.
 
 use std::borrow::Cow;
+
+/// `/v1/accounts` covers `/v1/accounts` and `/v1/accounts/42`, not `/v1/accountsx`.
+pub fn prefix_matches(prefix: &str, path: &str) -> bool {
+    match path.strip_prefix(prefix) {
+        Some(rest) => rest.is_empty() || prefix.ends_with('/') || rest.starts_with('/'),
+        None => false,
+    }
+}
 
 /// Why a path was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,6 +1,7 @@
 //! The route table: which route a method and normalised path reach. First match wins.
 
 use crate::config::{Config, Window};
+use crate::path::prefix_matches;
 use crate::policy::permissions::{Catalog, PermissionSet};
 use http::Method;
 use std::sync::Arc;
@@ -17,7 +18,8 @@ pub struct Route {
     pub upstream_index: usize,
     pub require: PermissionSet,
     pub anonymous: bool,
-    pub rate_limit: Option<Window>,
+    /// The route's safeguard, under the route's name.
+    pub rate_limit: Option<(&'static str, Window)>,
 }
 
 #[derive(Debug, Default)]
@@ -45,7 +47,9 @@ impl RouteTable {
                     .unwrap_or(0),
                 require: catalog.set(&route.require).unwrap_or_default(),
                 anonymous: route.anonymous,
-                rate_limit: route.rate_limit,
+                rate_limit: route
+                    .rate_limit
+                    .map(|window| (crate::policy::rate_limit::route_window(&route.name), window)),
             })
             .collect();
         RouteTable { routes }
@@ -81,14 +85,6 @@ impl Route {
         self.methods
             .as_ref()
             .is_none_or(|methods| methods.contains(method))
-    }
-}
-
-/// `/v1/accounts` covers `/v1/accounts` and `/v1/accounts/42`, not `/v1/accountsx`.
-fn prefix_matches(prefix: &str, path: &str) -> bool {
-    match path.strip_prefix(prefix) {
-        Some(rest) => rest.is_empty() || prefix.ends_with('/') || rest.starts_with('/'),
-        None => false,
     }
 }
 

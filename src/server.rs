@@ -10,7 +10,7 @@ use crate::config::Config;
 use crate::config::Environment;
 use crate::config::LimitBackend;
 use crate::lifecycle;
-use crate::listener::{self, RouterService};
+use crate::listener::{RouterApp, Sockets, Wanted};
 use crate::metrics::Metrics;
 use crate::oauth::signing::SigningKeys;
 use crate::oauth::{self, OAuthServer};
@@ -40,14 +40,23 @@ use std::time::{Duration, Instant};
 use tokio::signal::unix::{signal, SignalKind};
 
 /// How `serve` was asked to start.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone)]
 pub struct ServeOptions {
     /// Take the listening sockets over from the running instance.
     pub upgrade: bool,
+    /// A folder removed once the process has drained and written its last batch (the
+    /// demo's temporary store).
+    pub remove_on_exit: Option<std::path::PathBuf>,
 }
 
 /// Runs the gateway until a signal stops it. Returns only after draining.
 pub fn serve(config: Config, options: ServeOptions) -> anyhow::Result<()> {
+    // Every listener first: a port another process holds stops the start here, before
+    // anything is opened, written or announced.
+    let sockets = Sockets::bind_all(&wanted_listeners(&config), options.upgrade)?;
+    for warning in &config.warnings {
+        tracing::warn!(%warning, "configuration");
+    }
     apply_test_clock(&config);
     let metrics = Arc::new(Metrics::new());
     // Ready once the snapshot and the persisted daily quotas are loaded.
@@ -127,12 +136,10 @@ pub fn serve(config: Config, options: ServeOptions) -> anyhow::Result<()> {
         rules: KeyRules::new(&config),
         token,
         readiness: readiness.clone(),
+        grant_lifetime_ms: (config.oauth.refresh_token_ttl + config.oauth.access_token_ttl)
+            .as_millis() as i64,
     });
 
-    let admin_listener = listener::bind(config.admin.listen)
-        .with_context(|| format!("admin.listen: cannot listen on {}", config.admin.listen))?;
-    let metrics_listener = listener::bind(config.metrics.listen)
-        .with_context(|| format!("metrics.listen: cannot listen on {}", config.metrics.listen))?;
     if let Some(folder) = config
         .upgrade_sock
         .parent()
@@ -176,14 +183,15 @@ pub fn serve(config: Config, options: ServeOptions) -> anyhow::Result<()> {
         let buffers = L4BufferSettings::new(0, DEFAULT_L4_WRITE_BUFFER_SIZE);
         data_plane.add_listener(ListenerConfig::tcp(addr.to_string()).l4_buffer(buffers));
     }
-    server.add_service(data_plane);
+    let sockets = server.add_service(sockets);
+    server.add_service(data_plane).add_dependency(&sockets);
+    let admin_service = router_service("admin", config.admin.listen, admin::router(admin_state));
+    server.add_service(admin_service).add_dependency(&sockets);
+    let metrics_service = router_service("metrics", config.metrics.listen, metrics_router(metrics));
+    server.add_service(metrics_service).add_dependency(&sockets);
     for health_check in health_checks {
         server.add_service(health_check);
     }
-    server.add_service(background_service(
-        "admin",
-        RouterService::new("admin", admin_listener, admin::router(admin_state)),
-    ));
     server.add_service(background_service(
         "snapshot sync",
         SyncService(syncer.clone()),
@@ -196,12 +204,13 @@ pub fn serve(config: Config, options: ServeOptions) -> anyhow::Result<()> {
         "usage flush",
         UsageFlusher::new(usage, syncer),
     ));
-    server.add_service(background_service(
-        "metrics",
-        RouterService::new("metrics", metrics_listener, metrics_router(metrics)),
-    ));
 
-    watch_drain(&server, config.grace_period, access_log);
+    watch_drain(
+        &server,
+        config.grace_period,
+        access_log,
+        options.remove_on_exit,
+    );
     tracing::info!(listen = ?config.listen, admin = %config.admin.listen, metrics = %config.metrics.listen, "tollgate serving");
     server.run(RunArgs {
         shutdown_signal: Box::new(Signals),
@@ -233,6 +242,40 @@ fn preload(config: &Config, syncer: &Syncer, keeper: &QuotaKeeper) -> anyhow::Re
             Ok::<_, anyhow::Error>(loaded?)
         })
         .context("cannot load the snapshot before taking the sockets over (the running process keeps them)")
+}
+
+/// Every address the process listens on, with the setting each comes from.
+fn wanted_listeners(config: &Config) -> Vec<Wanted> {
+    let mut wanted: Vec<Wanted> = config
+        .listen
+        .iter()
+        .map(|&addr| Wanted {
+            setting: "listen",
+            addr,
+        })
+        .collect();
+    wanted.push(Wanted {
+        setting: "admin.listen",
+        addr: config.admin.listen,
+    });
+    wanted.push(Wanted {
+        setting: "metrics.listen",
+        addr: config.metrics.listen,
+    });
+    wanted
+}
+
+/// An axum router on a pingora listening service of its own (one thread), so its socket
+/// is handed over on upgrade like the data plane's.
+fn router_service(
+    name: &str,
+    addr: std::net::SocketAddr,
+    router: axum::Router,
+) -> Service<RouterApp> {
+    let mut service = Service::new(format!("tollgate {name}"), RouterApp::new(router));
+    service.threads = Some(1);
+    service.add_tcp(&addr.to_string());
+    service
 }
 
 fn metrics_router(metrics: Arc<Metrics>) -> axum::Router {
@@ -277,21 +320,32 @@ impl ShutdownSignalWatch for Signals {
 
 /// Pingora waits out the whole grace period even when nothing is in flight. This watcher
 /// exits as soon as the last in-flight request has finished, or when the grace period ends.
-fn watch_drain(server: &Server, grace_period: Duration, access_log: Arc<AccessLogger>) {
+fn watch_drain(
+    server: &Server,
+    grace_period: Duration,
+    access_log: Arc<AccessLogger>,
+    remove_on_exit: Option<std::path::PathBuf>,
+) {
     let mut phases = server.watch_execution_phase();
     std::thread::spawn(move || loop {
         match phases.blocking_recv() {
             Ok(ExecutionPhase::ShutdownGracePeriod) => {
                 let began = Instant::now();
                 let deadline = began + grace_period;
-                // Keep-alive clients get LINGER to send on their connections and be told
-                // to close them; then whatever is in flight finishes.
-                while (!lifecycle::drained() || began.elapsed() < crate::proxy::app::LINGER)
-                    && Instant::now() < deadline
-                {
+                // Keep-alive clients get up to LINGER to send on their open connections and
+                // be told to close them; whatever is in flight finishes. An idle process
+                // with no client connected stops at once.
+                let lingering =
+                    || lifecycle::connections() > 0 && began.elapsed() < crate::proxy::app::LINGER;
+                while (!lifecycle::drained() || lingering()) && Instant::now() < deadline {
                     std::thread::sleep(Duration::from_millis(10));
                 }
                 access_log.flush();
+                if let Some(folder) = &remove_on_exit {
+                    if let Err(error) = std::fs::remove_dir_all(folder) {
+                        tracing::warn!(folder = %folder.display(), %error, "cannot remove the folder");
+                    }
+                }
                 tracing::info!("drained; exiting");
                 std::process::exit(0);
             }

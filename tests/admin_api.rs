@@ -695,3 +695,532 @@ async fn concurrent_writes_to_one_record_all_commit() {
         assert_eq!(status, 200, "{body}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn lists_are_newest_first_and_filter_by_what_they_show() {
+    let up = upstream();
+    let gw = gateway(&up);
+    let admin = Admin::of(&gw);
+    let soon = tollgate::clock::rfc3339(tollgate::clock::now_ms() + 2 * 86_400_000);
+    let later = tollgate::clock::rfc3339(tollgate::clock::now_ms() + 30 * 86_400_000);
+    let (active, _) = admin
+        .create_key(
+            json!({"name": "active", "permissions": ["accounts:read"], "expires_at": later}),
+        )
+        .await;
+    let (expiring, _) = admin
+        .create_key(
+            json!({"name": "expiring", "permissions": ["accounts:read"], "expires_at": soon}),
+        )
+        .await;
+    let (revoked, _) = admin
+        .create_key(json!({"name": "revoked", "permissions": ["accounts:read"]}))
+        .await;
+    admin
+        .post(&format!("/keys/{revoked}/revoke"), json!({}))
+        .await;
+    let (legacy, _) = admin
+        .create_key(json!({"name": "legacy", "type": "legacy", "role": "workbench"}))
+        .await;
+    let ids = |page: &serde_json::Value| -> Vec<String> {
+        page["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|item| {
+                item["id"]
+                    .as_str()
+                    .or(item["client_id"].as_str())
+                    .unwrap()
+                    .to_string()
+            })
+            .collect()
+    };
+    // Newest first, page by page.
+    let mut seen = Vec::new();
+    let mut path = "/keys?limit=3".to_string();
+    loop {
+        let (status, page) = admin.get(&path).await;
+        assert_eq!(status, 200, "{page}");
+        seen.extend(ids(&page));
+        match page["next_cursor"].as_str() {
+            Some(cursor) => path = format!("/keys?limit=3&cursor={cursor}"),
+            None => break,
+        }
+    }
+    assert_eq!(
+        seen,
+        [&legacy, &revoked, &expiring, &active].map(|s| s.to_string())
+    );
+    for (query, expected) in [
+        ("status=active", vec![&legacy, &active]),
+        ("status=expiring", vec![&expiring]),
+        ("status=revoked", vec![&revoked]),
+        ("status=expired", vec![]),
+        ("type=legacy", vec![&legacy]),
+        ("type=fine_grained&status=active", vec![&active]),
+    ] {
+        let (status, page) = admin.get(&format!("/keys?{query}")).await;
+        assert_eq!(status, 200, "{query}: {page}");
+        let expected: Vec<String> = expected.into_iter().cloned().collect();
+        assert_eq!(ids(&page), expected, "{query}");
+    }
+    // An unknown or repeated query parameter is refused, as an unknown body field is.
+    for (path, words) in [
+        ("/keys?stauts=active", "\"stauts\""),
+        ("/keys?limit=1&limit=2", "twice"),
+        ("/keys?status=sleeping", "status must be"),
+        ("/audit?from=yesterday", "RFC 3339"),
+        (&*format!("/keys/{active}?verbose=1"), "no query parameters"),
+    ] {
+        let (status, error) = admin.get(path).await;
+        assert_eq!(
+            (status, error["error"]["code"].as_str().unwrap()),
+            (400, "invalid_request"),
+            "{path}"
+        );
+        let message = error["error"]["message"].as_str().unwrap();
+        assert!(message.contains(words), "{path}: {message}");
+    }
+    // The audit log by action, target, actor and time.
+    let (_, audit) = admin
+        .get(&format!("/audit?action=key.revoke&target={revoked}"))
+        .await;
+    assert_eq!(audit["data"].as_array().unwrap().len(), 1, "{audit}");
+    let (_, audit) = admin.get("/audit?action=key.create&actor=operator").await;
+    assert_eq!(audit["data"].as_array().unwrap().len(), 4, "{audit}");
+    let future = tollgate::clock::rfc3339(tollgate::clock::now_ms() + 60_000);
+    let (_, audit) = admin.get(&format!("/audit?from={future}")).await;
+    assert!(audit["data"].as_array().unwrap().is_empty(), "{audit}");
+    let (_, audit) = admin.get(&format!("/audit?to={future}&limit=2")).await;
+    assert_eq!(audit["data"].as_array().unwrap().len(), 2);
+    assert!(audit["next_cursor"].is_string());
+
+    // Apps and users: newest first too, and paged.
+    let mut apps = Vec::new();
+    for name in ["one", "two", "three"] {
+        let (_, app) = admin
+            .post("/clients", json!({"name": name, "type": "public", "redirect_uris": ["http://127.0.0.1:9/cb"], "scopes": ["accounts:read"]}))
+            .await;
+        apps.push(app["client_id"].as_str().unwrap().to_string());
+    }
+    let (_, first) = admin.get("/clients?limit=2").await;
+    let (_, rest) = admin
+        .get(&format!(
+            "/clients?limit=2&cursor={}",
+            first["next_cursor"].as_str().unwrap()
+        ))
+        .await;
+    let listed: Vec<String> = ids(&first).into_iter().chain(ids(&rest)).collect();
+    apps.reverse();
+    assert_eq!(listed, apps);
+    for name in ["ada", "grace"] {
+        admin
+            .post(
+                "/users",
+                json!({"username": name, "password": "correct horse battery"}),
+            )
+            .await;
+    }
+    let (_, users) = admin.get("/users?limit=1").await;
+    assert_eq!(users["data"][0]["username"], "grace");
+    assert!(users["next_cursor"].is_string());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_mistake_in_a_body_names_its_field() {
+    let up = upstream();
+    let gw = gateway(&up);
+    let admin = Admin::of(&gw);
+    let (id, _) = admin
+        .create_key(json!({"name": "k", "permissions": ["accounts:read"]}))
+        .await;
+    let (_, user) = admin
+        .post(
+            "/users",
+            json!({"username": "ada", "password": "correct horse battery"}),
+        )
+        .await;
+    let user_path = format!("/users/{}", user["id"].as_str().unwrap());
+    for (method, path, body, words, absent) in [
+        (
+            Method::POST,
+            "/keys".to_string(),
+            json!({"name": "x", "permissions": "accounts:read"}),
+            "permissions: invalid type",
+            "",
+        ),
+        (
+            Method::PATCH,
+            format!("/keys/{id}"),
+            json!({"allow_infrastructure_ips": "yes"}),
+            "allow_infrastructure_ips: invalid type",
+            "",
+        ),
+        (
+            Method::PATCH,
+            format!("/keys/{id}"),
+            json!({"nmae": "x"}),
+            "unknown field `nmae`",
+            "expires_at",
+        ),
+        (
+            Method::PATCH,
+            format!("/keys/{id}"),
+            json!({"name": null}),
+            "name: invalid type: null",
+            "",
+        ),
+        (
+            Method::PATCH,
+            user_path.clone(),
+            json!({"disabled": null}),
+            "disabled: invalid type: null",
+            "",
+        ),
+        (
+            Method::PUT,
+            "/policy".to_string(),
+            json!({"block_legacy_keys": null}),
+            "block_legacy_keys: invalid type: null",
+            "",
+        ),
+    ] {
+        let (status, error) = admin.call(method.clone(), &path, Some(body.clone())).await;
+        assert_eq!(
+            (status, error["error"]["code"].as_str().unwrap_or_default()),
+            (400, "invalid_request"),
+            "{method} {path} {body}: {error}"
+        );
+        let message = error["error"]["message"].as_str().unwrap();
+        assert!(message.contains(words), "{body}: {message}");
+        assert!(
+            absent.is_empty() || !message.contains(absent),
+            "{body}: {message}"
+        );
+    }
+    // A PUT without a body says nothing: refused, and the policy unchanged.
+    let (status, error) = admin.call(Method::PUT, "/policy", None).await;
+    assert_eq!(
+        (status, error["error"]["code"].as_str()),
+        (400, Some("invalid_request"))
+    );
+    // A second delete of an app says the app is deleted, not that a key is revoked.
+    let (_, app) = admin
+        .post("/clients", json!({"name": "gone", "type": "public", "redirect_uris": ["http://127.0.0.1:9/cb"], "scopes": ["accounts:read"]}))
+        .await;
+    let path = format!("/clients/{}", app["client_id"].as_str().unwrap());
+    assert_eq!(admin.call(Method::DELETE, &path, None).await.0, 200);
+    let (status, again) = admin.call(Method::DELETE, &path, None).await;
+    assert_eq!(status, 409);
+    let message = again["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("app was already deleted") && !message.contains("key"),
+        "{message}"
+    );
+    // A replayed refusal keeps the whole error shape, with a request id.
+    let http = reqwest::Client::new();
+    for _ in 0..2 {
+        let response = http
+            .post(gw.admin_url("/admin/v1/clients"))
+            .bearer_auth(ADMIN_TOKEN)
+            .header("Idempotency-Key", "not-json-1")
+            .header("content-type", "application/json")
+            .body("{not json")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 400);
+        assert!(response.headers().contains_key("x-request-id"));
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert!(body["error"]["request_id"].is_string(), "{body}");
+        assert_eq!(body["error"]["code"], "invalid_request");
+    }
+}
+
+fn cli_in(gw: &Gateway, args: &[&str], stdin: &str, env: &[(&str, &str)]) -> (i32, String, String) {
+    use std::io::Write;
+    let mut child = Command::new(BIN)
+        .args(args)
+        .env("TOLLGATE_ADMIN_URL", format!("http://{}", gw.admin))
+        .env_remove("TOLLGATE_ADMIN_TOKEN")
+        .env_remove("TOLLGATE_USER_PASSWORD")
+        .envs(env.iter().copied())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_cli_covers_everyday_work_without_curl() {
+    let up = upstream();
+    let gw = gateway(&up);
+    let token = ["--admin-token", ADMIN_TOKEN];
+    // --admin-token, without the variable.
+    let (code, out, err) = cli_in(
+        &gw,
+        &[
+            "keys",
+            "create",
+            "--name",
+            "cli",
+            "--permission",
+            "accounts:read",
+            "--idempotency-key",
+            "cli-1",
+            "--json",
+        ],
+        "",
+        &[("TOLLGATE_ADMIN_TOKEN", ADMIN_TOKEN)],
+    );
+    assert_eq!(code, 0, "{err}");
+    let created: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let id = created["id"].as_str().unwrap().to_string();
+    // The same create again: the key once, and the CLI says why there is no secret.
+    let (code, out, err) = cli_in(
+        &gw,
+        &[
+            "keys",
+            "create",
+            "--name",
+            "cli",
+            "--permission",
+            "accounts:read",
+            "--idempotency-key",
+            "cli-1",
+            token[0],
+            token[1],
+        ],
+        "",
+        &[],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("replayed: the secret was shown on the first response"),
+        "{out}"
+    );
+    assert!(!out.contains(created["key"].as_str().unwrap()));
+
+    let (code, out, err) = cli_in(
+        &gw,
+        &[
+            "keys",
+            "update",
+            &id,
+            "--name",
+            "renamed",
+            "--permission",
+            "accounts:write",
+            "--ip",
+            "127.0.0.1",
+            "--allow-infrastructure-ips",
+            "true",
+            "--rate-limit",
+            "10/100",
+            "--metadata",
+            "team=payments",
+            token[0],
+            token[1],
+            "--json",
+        ],
+        "",
+        &[],
+    );
+    assert_eq!(code, 0, "{err}");
+    let updated: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(updated["name"], "renamed");
+    assert_eq!(updated["permissions"], json!(["accounts:write"]));
+    assert_eq!(updated["ip_allowlist"], json!(["127.0.0.1/32"]));
+    assert_eq!(updated["allow_infrastructure_ips"], true);
+    assert_eq!(
+        updated["rate_limit"],
+        json!({"per_minute": 10, "per_day": 100})
+    );
+    assert_eq!(updated["metadata"], json!({"team": "payments"}));
+    let (code, out, _) = cli_in(&gw, &["keys", "show", &id, token[0], token[1]], "", &[]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("the ip_allowlist and the infrastructure_ips"),
+        "{out}"
+    );
+    let (code, out, err) = cli_in(
+        &gw,
+        &[
+            "keys",
+            "rotate",
+            &id,
+            "--ip",
+            "127.0.0.2",
+            "--ip",
+            "10.1.0.0/16",
+            token[0],
+            token[1],
+            "--json",
+        ],
+        "",
+        &[],
+    );
+    assert_eq!(code, 0, "{err}");
+    let rotated: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        rotated["ip_allowlist"],
+        json!(["127.0.0.2/32", "10.1.0.0/16"])
+    );
+    let (code, out, _) = cli_in(
+        &gw,
+        &[
+            "keys",
+            "list",
+            "--status",
+            "active",
+            "--type",
+            "fine_grained",
+            token[0],
+            token[1],
+        ],
+        "",
+        &[],
+    );
+    assert_eq!(code, 0);
+    assert!(out.contains("renamed"), "{out}");
+
+    // Users: created, disabled, enabled, a new password from stdin (never argv).
+    let (code, out, err) = cli_in(
+        &gw,
+        &[
+            "users",
+            "create",
+            "--username",
+            "ada",
+            token[0],
+            token[1],
+            "--json",
+        ],
+        "correct horse battery\n",
+        &[],
+    );
+    assert_eq!(code, 0, "{err}");
+    let user: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let user_id = user["id"].as_str().unwrap();
+    for (verb, disabled) in [("disable", true), ("enable", false)] {
+        let (code, out, err) = cli_in(
+            &gw,
+            &["users", verb, user_id, token[0], token[1], "--json"],
+            "",
+            &[],
+        );
+        assert_eq!(code, 0, "{err}");
+        let changed: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(changed["disabled"], disabled);
+    }
+    let (code, out, err) = cli_in(
+        &gw,
+        &[
+            "users",
+            "update",
+            user_id,
+            "--password",
+            token[0],
+            token[1],
+            "--json",
+        ],
+        "another long passphrase\n",
+        &[],
+    );
+    assert_eq!(code, 0, "{err}");
+    let changed: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(changed["password_changed_at"].is_string(), "{changed}");
+    let (code, out, _) = cli_in(
+        &gw,
+        &["users", "list", "--limit", "1", token[0], token[1]],
+        "",
+        &[],
+    );
+    assert_eq!(code, 0);
+    assert!(out.contains("ada"));
+    let (code, out, _) = cli_in(
+        &gw,
+        &["clients", "list", "--limit", "1", token[0], token[1]],
+        "",
+        &[],
+    );
+    assert_eq!(code, 0, "{out}");
+
+    // The audit log, filtered.
+    let (code, out, err) = cli_in(
+        &gw,
+        &[
+            "audit", "list", "--target", &id, "--since", "1h", token[0], token[1],
+        ],
+        "",
+        &[],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("AT "), "{out}");
+    for action in ["key.create", "key.update", "key.rotate"] {
+        assert!(out.contains(action), "{action}: {out}");
+    }
+    assert!(
+        out.contains("name") && out.contains("permissions"),
+        "what changed is shown: {out}"
+    );
+    let (code, out, _) = cli_in(
+        &gw,
+        &[
+            "audit",
+            "list",
+            "--action",
+            "user.update",
+            token[0],
+            token[1],
+            "--json",
+        ],
+        "",
+        &[],
+    );
+    assert_eq!(code, 0);
+    let entries: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(entries["data"].as_array().unwrap().len(), 3);
+
+    // With --json, errors are JSON on stderr too.
+    let (code, _, err) = cli_in(
+        &gw,
+        &["keys", "show", "key_nope", token[0], token[1], "--json"],
+        "",
+        &[],
+    );
+    assert_eq!(code, 1);
+    let error: serde_json::Value = serde_json::from_str(err.trim()).unwrap();
+    assert_eq!(error["error"]["code"], "not_found");
+    assert_eq!(error["error"]["status"], 404);
+    let (code, _, err) = cli_in(&gw, &["keys", "list"], "", &[]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("TOLLGATE_ADMIN_TOKEN") && err.contains("--admin-token"),
+        "{err}"
+    );
+
+    // --help names the variable, never its value.
+    let (_, help, _) = cli_in(
+        &gw,
+        &["keys", "list", "--help"],
+        "",
+        &[("TOLLGATE_ADMIN_TOKEN", ADMIN_TOKEN)],
+    );
+    assert!(help.contains("TOLLGATE_ADMIN_TOKEN"), "{help}");
+    assert!(!help.contains(ADMIN_TOKEN), "{help}");
+}

@@ -246,3 +246,113 @@ fn secret_urls_can_come_from_the_environment() {
         "a secret value is never echoed"
     );
 }
+
+/// `tollgate check` on `text`: exit code, stdout, stderr.
+fn check(text: &str) -> (Option<i32>, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tollgate.yaml");
+    std::fs::write(&path, text).unwrap();
+    let out = Command::new(BIN)
+        .arg("check")
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_file_without_settings_is_not_ok() {
+    for text in ["", "# only a comment\n", "---\n"] {
+        let (code, out, err) = check(text);
+        assert_eq!(code, Some(1), "{text:?}: {out}");
+        assert!(err.contains("the file has no settings"), "{err}");
+        assert!(!out.contains("ok"));
+    }
+}
+
+#[test]
+fn every_duplicate_key_is_reported_on_its_line_with_every_other_error() {
+    let text = "listen: 127.0.0.1:8080\nthreads: 0\nadmin:\n  listen: 127.0.0.1:9090\n  listen: 127.0.0.1:9091\nlisten: 127.0.0.1:8081\nupstreams: { u: { targets: [\"127.0.0.1:1\"] } }\nroutes:\n  - { path_prefix: /v1, upstream: nowhere }\n";
+    let (code, _, err) = check(text);
+    assert_eq!(code, Some(1));
+    for line in [
+        "threads: expected a whole number of at least 1, found 0 (line 2)",
+        "admin.listen: duplicate key \"listen\" (first written on line 4); the first one is used (line 5)",
+        "listen: duplicate key \"listen\" (first written on line 1); the first one is used (line 6)",
+        "routes[0].upstream: unknown upstream \"nowhere\" (line 9)",
+    ] {
+        assert!(err.contains(line), "missing `{line}` in:\n{err}");
+    }
+    assert!(err.contains("4 error(s)"), "{err}");
+}
+
+#[test]
+fn check_warns_about_a_route_that_can_never_match() {
+    let text = "upstreams: { u: { targets: [\"127.0.0.1:1\"] } }\nroutes:\n  - path_prefix: /v1\n    upstream: u\n  - path_prefix: /v1/accounts\n    methods: [GET]\n    upstream: u\n";
+    let (code, out, err) = check(text);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("ok, with 1 warning(s)"), "{out}");
+    assert!(
+        err.contains("warning: routes[1]: never matches: routes[0] (/v1 for every method, line 3) comes first"),
+        "{err}"
+    );
+    assert!(err.contains("(line 5)"), "{err}");
+    // The other order is what was meant: no warning.
+    let text = "upstreams: { u: { targets: [\"127.0.0.1:1\"] } }\nroutes:\n  - { path_prefix: /v1/accounts, methods: [GET], upstream: u }\n  - { path_prefix: /v1, upstream: u }\n";
+    let (code, out, err) = check(text);
+    assert_eq!(
+        (code, out.trim_end().ends_with(": ok")),
+        (Some(0), true),
+        "{out}{err}"
+    );
+}
+
+#[test]
+fn the_reference_config_asks_no_identity_provider_by_default() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/config/tollgate.yaml");
+    let config = Config::load(std::path::Path::new(path)).unwrap();
+    assert!(
+        config.oauth.external_issuers.is_empty(),
+        "a copied config would fetch a JWKS from idp.example.com at every start"
+    );
+    // The commented example stays valid: uncommented, it loads.
+    let text = std::fs::read_to_string(path).unwrap();
+    let uncommented = text
+        .replace("  external_issuers: []\n", "")
+        .replace("  # external_issuers:\n", "  external_issuers:\n")
+        .replace("  #   - issuer:", "    - issuer:")
+        .replace("  #     jwks_url:", "      jwks_url:")
+        .replace("  #     audience:", "      audience:");
+    let config = Config::parse(&uncommented).unwrap();
+    assert_eq!(config.oauth.external_issuers.len(), 1);
+    assert!(config.warnings.is_empty(), "{:?}", config.warnings);
+}
+
+#[test]
+fn cidrs_and_route_names_say_what_is_wrong() {
+    let errors = Config::parse("trusted_proxies: [10.0.0.1/8]\n")
+        .unwrap_err()
+        .0;
+    assert!(
+        errors[0].message.contains("10.0.0.1/32") && errors[0].message.contains("10.0.0.0/8"),
+        "{errors:?}"
+    );
+    // Route windows are counted by name: two routes with windows need two names.
+    let text = "upstreams: { u: { targets: [\"127.0.0.1:1\"] } }\nroutes:\n  - { path_prefix: /a, methods: [GET], upstream: u, rate_limit: { requests: 1, per: 1s } }\n  - { path_prefix: /a, methods: [POST], upstream: u, rate_limit: { requests: 2, per: 1s } }\n";
+    let errors = Config::parse(text).unwrap_err().0;
+    assert_eq!(errors[0].path, "routes[1].rate_limit", "{errors:?}");
+    assert!(errors[0].message.contains("routes[0]"), "{errors:?}");
+    let named = text.replace("methods: [POST],", "methods: [POST], name: a-writes,");
+    assert!(Config::parse(&named).is_ok());
+    let errors = Config::parse(
+        "upstreams: { u: { targets: [\"127.0.0.1:1\"] } }\nroutes:\n  - { path_prefix: /a, upstream: u, name: \"caf\u{e9}\" }\n",
+    )
+    .unwrap_err()
+    .0;
+    assert_eq!(errors[0].path, "routes[0].name");
+}

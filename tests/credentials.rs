@@ -201,6 +201,36 @@ async fn rotation_with_grace_keeps_the_old_secret_until_then(backend: Backend) {
             .0,
         200
     );
+    // Answers to the old secret say it is deprecated and when it stops (RFC 9745,
+    // RFC 8594), refusals included; answers to the new one say nothing of the kind.
+    let rotated_at =
+        tollgate::clock::parse_rfc3339(rotated["rotated_at"].as_str().unwrap()).unwrap();
+    let sunset = tollgate::clock::http_date(rotated_at + 3_600_000);
+    // (A read-only key: GET is allowed, POST refused with 403.)
+    for (method, status) in [(Method::GET, 200), (Method::POST, 403)] {
+        let response = local
+            .request(method.clone(), &url)
+            .header("X-API-Key", &old)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), status);
+        let headers = response.headers();
+        assert_eq!(
+            headers["deprecation"],
+            format!("@{}", rotated_at / 1000).as_str(),
+            "{method}"
+        );
+        assert_eq!(headers["sunset"], sunset.as_str(), "{method}");
+    }
+    let response = local
+        .get(&url)
+        .header("X-API-Key", new)
+        .send()
+        .await
+        .unwrap();
+    assert!(response.headers().get("deprecation").is_none());
+    assert!(response.headers().get("sunset").is_none());
     let (status, too_long) = admin
         .post(&format!("/keys/{id}/rotate"), json!({"grace": "30d"}))
         .await;
@@ -544,9 +574,24 @@ async fn infrastructure_addresses_join_the_allowlist_on_request(backend: Backend
         .create_key(json!({"name": "without", "permissions": ["accounts:read"],
             "ip_allowlist": ["203.0.113.9/32"]}))
         .await;
+    // Only the box ticked, no addresses of its own: the infrastructure alone.
+    let (_, only) = admin
+        .create_key(json!({"name": "only", "permissions": ["accounts:read"],
+            "allow_infrastructure_ips": true}))
+        .await;
     let url = gw.url("/v1/accounts");
     let infrastructure = client_from("127.0.0.3");
     let elsewhere = client_from("127.0.0.2");
+    assert_eq!(
+        call(&infrastructure, Method::GET, &url, &[("X-API-Key", &only)])
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        call(&elsewhere, Method::GET, &url, &[("X-API-Key", &only)]).await,
+        (403, "ip_not_allowed".into())
+    );
     assert_eq!(
         call(&infrastructure, Method::GET, &url, &[("X-API-Key", &with)])
             .await
@@ -579,5 +624,64 @@ async fn infrastructure_addresses_join_the_allowlist_on_request(backend: Backend
         !body.contains("203.0.113") && !body.contains("127.0.0.3"),
         "{body}"
     );
-    assert_eq!(up.recorder.requests().len(), 1);
+    assert_eq!(up.recorder.requests().len(), 2);
+
+    // A CIDR with host bits set is refused, with both readings; nothing is widened.
+    for (body, path) in [
+        (
+            json!({"name": "wide", "permissions": ["accounts:read"], "ip_allowlist": ["10.0.0.1/8"]}),
+            "/keys".to_string(),
+        ),
+        (
+            json!({"ip_allowlist": ["127.0.0.2/8"]}),
+            format!("/keys/{}", only_id(&admin, "only").await),
+        ),
+    ] {
+        let method = if path == "/keys" {
+            Method::POST
+        } else {
+            Method::PATCH
+        };
+        let (status, error) = admin.call(method, &path, Some(body)).await;
+        let message = error["error"]["message"].as_str().unwrap_or_default();
+        assert_eq!(
+            (status, error["error"]["code"].as_str().unwrap()),
+            (400, "invalid_cidr"),
+            "{error}"
+        );
+        assert!(
+            message.contains("/32") && message.contains(".0.0.0/8"),
+            "{message}"
+        );
+    }
+    // A rotation may set the allowlist anew (seed 001: "when creating or rotating").
+    let id = only_id(&admin, "only").await;
+    let (status, rotated) = admin
+        .post(
+            &format!("/keys/{id}/rotate"),
+            json!({"ip_allowlist": ["127.0.0.2"]}),
+        )
+        .await;
+    assert_eq!(status, 200, "{rotated}");
+    assert_eq!(rotated["ip_allowlist"], json!(["127.0.0.2/32"]));
+    let new = rotated["key"].as_str().unwrap();
+    assert_eq!(
+        call(&elsewhere, Method::GET, &url, &[("X-API-Key", new)])
+            .await
+            .0,
+        200
+    );
+}
+
+/// The id of the key named `name`.
+async fn only_id(admin: &Admin, name: &str) -> String {
+    let (_, keys) = admin.get("/keys?limit=500").await;
+    keys["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|key| key["name"] == name)
+        .and_then(|key| key["id"].as_str())
+        .unwrap()
+        .to_string()
 }

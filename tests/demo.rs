@@ -134,19 +134,30 @@ fn the_demo_starts_answers_and_stops_on_ctrl_c() {
         assert!(out.contains(line), "the tour should show `{line}`:\n{out}");
     }
 
+    // Its store and signing key sit in a temp folder, removed on Ctrl-C; with nothing in
+    // flight it stops at once.
+    let folder = std::env::temp_dir().join(format!("tollgate-demo-{}", child.id()));
+    assert!(folder.join("tollgate.db").exists(), "{}", folder.display());
     Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let asked = Instant::now();
+    let deadline = asked + Duration::from_secs(10);
     let status = loop {
         if let Some(status) = child.try_wait().unwrap() {
             break status;
         }
         assert!(Instant::now() < deadline, "demo did not stop on SIGINT");
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(20));
     };
     assert_eq!(status.code(), Some(0));
+    assert!(
+        asked.elapsed() < Duration::from_secs(1),
+        "stopping took {:?}",
+        asked.elapsed()
+    );
+    assert!(!folder.exists(), "{} was left behind", folder.display());
     assert!(
         out.contains(&format!("curl -i http://{}/v1/public/hello", ports[0])),
         "{out}"

@@ -148,11 +148,12 @@ async fn client_credentials_tokens_stay_tied_to_their_key() {
         (403, "ip_not_allowed".into())
     );
 
-    // Rotating the key ends the tokens issued under its old secret.
+    // Rotating the key ends the tokens issued under its old secret, with the code the
+    // old secret itself gets.
     let (_, rotated) = admin.post(&format!("/keys/{id}/rotate"), json!({})).await;
     assert_eq!(
         get_with(&http, &accounts, &access).await,
-        (401, "invalid_token".into())
+        (401, "key_revoked".into())
     );
     let rotated_client = BasicClient::new(ClientId::new(client_id.clone()))
         .set_client_secret(ClientSecret::new(rotated["key"].as_str().unwrap().into()))
@@ -175,11 +176,11 @@ async fn client_credentials_tokens_stay_tied_to_their_key() {
         BasicErrorResponseType::InvalidClient
     );
 
-    // Revoking the key ends its tokens at once.
+    // Revoking the key ends its tokens at once, answering as the key does.
     admin.post(&format!("/keys/{id}/revoke"), json!({})).await;
     assert_eq!(
         get_with(&http, &accounts, &fresh).await,
-        (401, "invalid_token".into())
+        (401, "key_revoked".into())
     );
 
     let scrape = gw.scrape();
@@ -1327,4 +1328,340 @@ async fn a_token_is_bounded_by_its_key_now_and_ends_with_its_app() {
         get_with(&http, &accounts, user_token).await,
         (401, "invalid_token".into())
     );
+}
+
+/// Posts a form to the token endpoint: the status, the RFC 6749 `error` and its
+/// description, and the JSON answer.
+async fn token_answer(
+    http: &reqwest::Client,
+    gw: &Gateway,
+    basic: (&str, &str),
+    form: &[(&str, &str)],
+) -> (u16, String, String, serde_json::Value) {
+    let response = http
+        .post(gw.url("/oauth/token"))
+        .basic_auth(basic.0, Some(basic.1))
+        .form(form)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let body: serde_json::Value = response.json().await.unwrap();
+    let error = body["error"].as_str().unwrap_or_default().to_string();
+    let description = body["error_description"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    (status, error, description, body)
+}
+
+/// A code exchanged for tokens: (access token, refresh token).
+async fn user_tokens(
+    http: &reqwest::Client,
+    gw: &Gateway,
+    app: &serde_json::Value,
+    redirect: &str,
+) -> (String, String) {
+    let (code, verifier, _) = fresh_code(http, gw, app, redirect).await;
+    let auth = (
+        app["client_id"].as_str().unwrap(),
+        app["client_secret"].as_str().unwrap(),
+    );
+    let form = [
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("redirect_uri", redirect),
+        ("code_verifier", verifier.as_str()),
+    ];
+    let (status, _, _, body) = token_answer(http, gw, auth, &form).await;
+    assert_eq!(status, 200, "{body}");
+    (
+        body["access_token"].as_str().unwrap().to_string(),
+        body["refresh_token"].as_str().unwrap().to_string(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn disabling_a_user_or_a_new_password_ends_their_grants_for_good() {
+    let up = upstream();
+    let gw = gateway(&up);
+    let admin = Admin::of(&gw);
+    let redirect = "http://127.0.0.1:9/callback";
+    let (_, app) = admin
+        .post("/clients", json!({"name": "Portal", "type": "confidential", "redirect_uris": [redirect], "scopes": ["accounts:read"]}))
+        .await;
+    let (_, user) = admin
+        .post(
+            "/users",
+            json!({"username": "ada", "password": "correct horse battery"}),
+        )
+        .await;
+    let user_path = format!("/users/{}", user["id"].as_str().unwrap());
+    let auth = (
+        app["client_id"].as_str().unwrap(),
+        app["client_secret"].as_str().unwrap(),
+    );
+    let http = http();
+    let accounts = gw.url("/v1/accounts");
+    let refresh = |token: String| {
+        let (http, gw) = (&http, &gw);
+        async move {
+            let form = [("grant_type", "refresh_token"), ("refresh_token", &token)];
+            token_answer(http, gw, auth, &form).await
+        }
+    };
+
+    let (access, refresh_token) = user_tokens(&http, &gw, &app, redirect).await;
+    assert_eq!(get_with(&http, &accounts, &access).await.0, 200);
+    // A code issued but not redeemed before the disable.
+    let (pending_code, pending_verifier, _) = fresh_code(&http, &gw, &app, redirect).await;
+
+    let (status, disabled) = admin
+        .call(Method::PATCH, &user_path, Some(json!({"disabled": true})))
+        .await;
+    assert_eq!(status, 200, "{disabled}");
+    assert_eq!(
+        get_with(&http, &accounts, &access).await,
+        (401, "invalid_token".into())
+    );
+    let (status, error, description, _) = refresh(refresh_token.clone()).await;
+    assert_eq!((status, error.as_str()), (400, "invalid_grant"));
+    assert!(description.contains("revoked"), "{description}");
+
+    // Enabled again: nothing issued before the disable comes back.
+    let (status, _) = admin
+        .call(Method::PATCH, &user_path, Some(json!({"disabled": false})))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        get_with(&http, &accounts, &access).await,
+        (401, "invalid_token".into())
+    );
+    let (_, error, description, _) = refresh(refresh_token.clone()).await;
+    assert_eq!(error, "invalid_grant");
+    // Never used, its family revoked: it says so, not "already used".
+    assert!(
+        description.contains("revoked") && !description.contains("already used"),
+        "{description}"
+    );
+    let form = [
+        ("grant_type", "authorization_code"),
+        ("code", pending_code.as_str()),
+        ("redirect_uri", redirect),
+        ("code_verifier", pending_verifier.as_str()),
+    ];
+    let (_, error, description, _) = token_answer(&http, &gw, auth, &form).await;
+    assert_eq!(error, "invalid_grant");
+    assert!(description.contains("revoked"), "{description}");
+
+    // A new sign-in works; a new password ends that grant too.
+    let (access, refresh_token) = user_tokens(&http, &gw, &app, redirect).await;
+    assert_eq!(get_with(&http, &accounts, &access).await.0, 200);
+    let (status, changed) = admin
+        .call(
+            Method::PATCH,
+            &user_path,
+            Some(json!({"password": "a brand new passphrase"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{changed}");
+    assert!(changed["password_changed_at"].is_string(), "{changed}");
+    assert_eq!(
+        get_with(&http, &accounts, &access).await,
+        (401, "invalid_token".into())
+    );
+    let (_, error, _, _) = refresh(refresh_token).await;
+    assert_eq!(error, "invalid_grant");
+
+    // The audit entry of the password change shows that it changed, never the password.
+    let (_, audit) = admin
+        .get(&format!(
+            "/audit?action=user.update&target={}",
+            user["id"].as_str().unwrap()
+        ))
+        .await;
+    let latest = &audit["data"][0];
+    assert!(
+        latest["before"]["password_changed_at"].is_null(),
+        "{latest}"
+    );
+    assert!(
+        latest["after"]["password_changed_at"].is_string(),
+        "{latest}"
+    );
+    let text = audit.to_string();
+    assert!(
+        !text.contains("brand new passphrase") && !text.contains("argon2"),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refusal_never_spends_a_refresh_token() {
+    let up = upstream();
+    let gw = gateway(&up);
+    let admin = Admin::of(&gw);
+    let redirect = "http://127.0.0.1:9/callback";
+    let (_, app) = admin
+        .post("/clients", json!({"name": "Portal", "type": "confidential", "redirect_uris": [redirect], "scopes": ["accounts:read"]}))
+        .await;
+    let (_, other) = admin
+        .post("/clients", json!({"name": "Other", "type": "confidential", "redirect_uris": [redirect], "scopes": ["accounts:read"]}))
+        .await;
+    admin
+        .post(
+            "/users",
+            json!({"username": "ada", "password": "correct horse battery"}),
+        )
+        .await;
+    let http = http();
+    let (_, refresh_token) = user_tokens(&http, &gw, &app, redirect).await;
+    let form = [
+        ("grant_type", "refresh_token"),
+        ("refresh_token", refresh_token.as_str()),
+    ];
+    // Presented by another client: refused, and still good for its own.
+    let other_auth = (
+        other["client_id"].as_str().unwrap(),
+        other["client_secret"].as_str().unwrap(),
+    );
+    let (status, error, _, _) = token_answer(&http, &gw, other_auth, &form).await;
+    assert_eq!((status, error.as_str()), (400, "invalid_grant"));
+    let auth = (
+        app["client_id"].as_str().unwrap(),
+        app["client_secret"].as_str().unwrap(),
+    );
+    let (status, _, _, body) = token_answer(&http, &gw, auth, &form).await;
+    assert_eq!(status, 200, "{body}");
+    // Used twice: that one is a replay, and ends the family.
+    let (_, error, description, _) = token_answer(&http, &gw, auth, &form).await;
+    assert_eq!(error, "invalid_grant");
+    assert!(description.contains("already used"), "{description}");
+    let next = body["refresh_token"].as_str().unwrap();
+    let (_, error, description, _) = token_answer(
+        &http,
+        &gw,
+        auth,
+        &[("grant_type", "refresh_token"), ("refresh_token", next)],
+    )
+    .await;
+    assert_eq!(error, "invalid_grant");
+    assert!(
+        description.contains("revoked") && !description.contains("already used"),
+        "{description}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_token_answers_as_its_key_and_counts_in_the_key_tier() {
+    let up = upstream();
+    // api_key: 4 a minute; oauth: 40 a minute.
+    let config = credentials_config(&up, "sqlite://{dir}/data/tollgate.db", "live")
+        + "rate_limits:\n  tiers:\n    api_key: { per_minute: 4, per_day: 1000 }\n    oauth: { per_minute: 40, per_day: 1000 }\n";
+    let gw = Gateway::start(&config);
+    let admin = Admin::of(&gw);
+    away_from_window_edges(Duration::from_secs(10)).await;
+    let expires = tollgate::clock::rfc3339(tollgate::clock::now_ms() + 4_000);
+    let (status, key) = admin
+        .post(
+            "/keys",
+            json!({"name": "k", "permissions": ["accounts:read"], "expires_at": expires}),
+        )
+        .await;
+    assert_eq!(status, 201, "{key}");
+    let secret = key["key"].as_str().unwrap();
+    let http = http();
+    let accounts = gw.url("/v1/accounts");
+    let (status, _, _, token) = token_answer(
+        &http,
+        &gw,
+        (key["client_id"].as_str().unwrap(), secret),
+        &[("grant_type", "client_credentials")],
+    )
+    .await;
+    assert_eq!(status, 200, "{token}");
+    let access = token["access_token"].as_str().unwrap();
+    // The token is the key: one counter, the key's tier.
+    let response = http
+        .get(&accounts)
+        .bearer_auth(access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["x-ratelimit-limit"], "4");
+    for _ in 0..3 {
+        let response = http
+            .get(&accounts)
+            .header("X-API-Key", secret)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+    }
+    assert_eq!(
+        get_with(&http, &accounts, access).await,
+        (429, "rate_limited".into()),
+        "the key used its 4, so its token is refused too"
+    );
+    // Past the key's expiry its token answers as the key does.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let answer = get_with(&http, &accounts, access).await;
+        if answer == (401, "key_expired".into()) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{answer:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // A user acting through an app is in the oauth tier.
+    let redirect = "http://127.0.0.1:9/callback";
+    let (_, app) = admin
+        .post("/clients", json!({"name": "Portal", "type": "confidential", "redirect_uris": [redirect], "scopes": ["accounts:read"]}))
+        .await;
+    admin
+        .post(
+            "/users",
+            json!({"username": "ada", "password": "correct horse battery"}),
+        )
+        .await;
+    let (user_access, _) = user_tokens(&http, &gw, &app, redirect).await;
+    let response = http
+        .get(&accounts)
+        .bearer_auth(&user_access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["x-ratelimit-limit"], "40");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_wrong_method_on_an_oauth_endpoint_is_refused_in_json() {
+    let up = upstream();
+    let gw = gateway(&up);
+    let http = http();
+    for (method, path, allowed) in [
+        (Method::GET, "/oauth/token", "POST"),
+        (Method::DELETE, "/oauth/revoke", "POST"),
+        (Method::PUT, "/oauth/introspect", "POST"),
+        (Method::POST, "/.well-known/jwks.json", "GET"),
+    ] {
+        let response = http
+            .request(method.clone(), gw.url(path))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 405, "{method} {path}");
+        let allow = response.headers()["allow"].to_str().unwrap().to_string();
+        assert!(allow.contains(allowed), "{method} {path}: Allow {allow}");
+        assert!(response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/json"));
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(body["error"], "invalid_request", "{body}");
+        assert!(body["error_description"].is_string(), "{body}");
+    }
 }

@@ -272,3 +272,52 @@ async fn when_redis_goes_away_limits_fall_back_and_recover_without_5xx() {
     // Back on Redis, which was restarted empty: the shared minute starts over.
     assert_eq!(status(&http, &url, None).await.status(), 200);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn route_windows_are_named_and_counted_by_name_not_position() {
+    let up = upstream();
+    let redis = PrivateRedis::start(free_port());
+    let route = "  - path_prefix: /v1/reports\n    name: reports\n    upstream: echo\n    anonymous: true\n    rate_limit: { requests: 3, per: 60s }\n";
+    let other = "  - path_prefix: /v1/other\n    upstream: echo\n    anonymous: true\n    rate_limit: { requests: 5, per: 60s }\n";
+    let config = |routes: String| {
+        limited_config(&up, "sqlite://{dir}/data/tollgate.db", &redis.url())
+            .replace("routes:\n", &format!("routes:\n{routes}"))
+    };
+    // The same route, first in one gateway and second in the other, on one Redis.
+    let (first, second) = (config(route.to_string()), config(format!("{other}{route}")));
+    let (a, b) =
+        tokio::task::spawn_blocking(move || (Gateway::start(&first), Gateway::start(&second)))
+            .await
+            .unwrap();
+    away_from_window_edges(Duration::from_secs(10)).await;
+    let http = reqwest::Client::new();
+    for _ in 0..2 {
+        let allowed = status(&http, &a.url("/v1/reports/x"), None).await;
+        assert_eq!(allowed.status(), 200);
+        let policy = allowed.headers()["ratelimit-policy"]
+            .to_str()
+            .unwrap()
+            .to_string();
+        assert!(policy.contains("\"reports\";q=3;w=60"), "{policy}");
+    }
+    let third = status(&http, &b.url("/v1/reports/x"), None).await;
+    assert_eq!(third.status(), 200);
+    let refused = status(&http, &b.url("/v1/reports/x"), None).await;
+    assert_eq!(
+        refused.status(),
+        429,
+        "one window, by name, whatever its position"
+    );
+    assert!(refused.headers()["ratelimit"]
+        .to_str()
+        .unwrap()
+        .starts_with("\"reports\";r=0"));
+    // A route without a name has its window under its path prefix.
+    let unnamed = status(&http, &b.url("/v1/other"), None).await;
+    assert_eq!(unnamed.status(), 200);
+    let policy = unnamed.headers()["ratelimit-policy"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(policy.contains("\"/v1/other\";q=5;w=60"), "{policy}");
+}

@@ -40,7 +40,7 @@ async fn exercise(url: StoreUrl) {
     let (seeded, _) = store.get_policy().await.unwrap().unwrap();
     assert_eq!(seeded, policy(), "seeding never overwrites a stored policy");
 
-    // Create three keys; list them in pages of two.
+    // Create three keys; list them in pages of two, newest first.
     let mut made = Vec::new();
     for i in 0..3 {
         let input = serde_json::from_value(
@@ -54,15 +54,17 @@ async fn exercise(url: StoreUrl) {
             .unwrap();
         made.push((saved, change.minted.unwrap()));
     }
-    let first = store.list_keys(None, 2).await.unwrap();
+    let all = tollgate::store::KeyFilter::default();
+    let first = store.list_keys(all, None, 2).await.unwrap();
     assert_eq!(first.len(), 2);
     let last = first.last().unwrap();
     let rest = store
-        .list_keys(Some((last.created_at.0, last.id.clone())), 2)
+        .list_keys(all, Some((last.created_at.0, last.id.clone())), 2)
         .await
         .unwrap();
+    assert_eq!(first[0].id, made[2].0.id);
     assert_eq!(rest.len(), 1);
-    assert_eq!(rest[0].id, made[2].0.id);
+    assert_eq!(rest[0].id, made[0].0.id);
 
     // The snapshot sees all of them; an incremental sync sees only what changed.
     let mut builder = SnapshotBuilder::new(&config);
@@ -197,7 +199,10 @@ async fn exercise(url: StoreUrl) {
     );
 
     // Every change is audited, newest first, and no secret is in any entry.
-    let audit = store.list_audit(None, 100).await.unwrap();
+    let audit = store
+        .list_audit(&Default::default(), None, 100)
+        .await
+        .unwrap();
     let actions: Vec<&str> = audit.iter().map(|a| a.action.as_str()).collect();
     assert_eq!(actions.first(), Some(&"policy.update"));
     assert_eq!(actions.iter().filter(|a| **a == "key.create").count(), 3);
@@ -371,10 +376,7 @@ async fn full_load_matches_incremental_sync(url: StoreUrl) {
     );
     assert!(matches!(
         full.by_digest(&saved[3].secrets.digest),
-        Some(KeyEntry::Secret {
-            grace_until: Some(_),
-            ..
-        })
+        Some(KeyEntry::Secret { grace: Some(_), .. })
     ));
     assert!(full.by_id(&saved[4].id).unwrap().revoked);
 
@@ -427,10 +429,10 @@ async fn full_load_matches_incremental_sync(url: StoreUrl) {
 /// What a digest resolves to, comparably.
 fn describe(entry: Option<KeyEntry<'_>>) -> Option<(String, Option<i64>)> {
     entry.map(|entry| match entry {
-        KeyEntry::Secret {
-            credential,
-            grace_until,
-        } => (format!("secret {}", credential.id), grace_until),
+        KeyEntry::Secret { credential, grace } => (
+            format!("secret {}", credential.id),
+            grace.map(|grace| grace.until),
+        ),
         KeyEntry::Retired { key_id } => (format!("retired {key_id}"), None),
     })
 }

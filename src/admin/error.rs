@@ -26,10 +26,14 @@ pub enum AdminError {
     UnknownPermission(String),
     #[error("a fine-grained key needs at least one permission (permissions or preset)")]
     PermissionRequired,
-    #[error("\"{0}\" is not an IP address or CIDR")]
+    /// An allowlist entry, with why it was refused.
+    #[error("{0}")]
     InvalidCidr(String),
     #[error("the key is revoked; revocation is final")]
     AlreadyRevoked,
+    /// A second delete of a record that deletion ends for good (an OAuth app).
+    #[error("the {0} was already deleted; deletion is final")]
+    AlreadyDeleted(&'static str),
     #[error("this Idempotency-Key was used with a different request body")]
     IdempotencyKeyReused,
     #[error("a request with this Idempotency-Key is still being processed")]
@@ -57,7 +61,7 @@ impl AdminError {
             AdminError::UnknownPermission(_) => "unknown_permission",
             AdminError::PermissionRequired => "permission_required",
             AdminError::InvalidCidr(_) => "invalid_cidr",
-            AdminError::AlreadyRevoked => "already_revoked",
+            AdminError::AlreadyRevoked | AdminError::AlreadyDeleted(_) => "already_revoked",
             AdminError::IdempotencyKeyReused => "idempotency_key_reused",
             AdminError::IdempotencyInProgress => "idempotency_in_progress",
             AdminError::Conflict => "conflict",
@@ -73,6 +77,7 @@ impl AdminError {
             AdminError::NotFound(_) => StatusCode::NOT_FOUND,
             AdminError::LegacyKeysBlocked => StatusCode::FORBIDDEN,
             AdminError::AlreadyRevoked
+            | AdminError::AlreadyDeleted(_)
             | AdminError::IdempotencyInProgress
             | AdminError::Conflict => StatusCode::CONFLICT,
             AdminError::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,

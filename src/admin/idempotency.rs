@@ -49,16 +49,29 @@ pub async fn idempotent<F: Future<Output = Answer>>(
         }
         Ok(Idempotent::Done { status, body, .. }) => {
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+            // A replayed refusal has the full error shape, with a request id of its own.
+            let request_id = uuid::Uuid::new_v4().to_string();
+            let body = match serde_json::from_str::<serde_json::Value>(&body) {
+                Ok(mut stored) if status.is_client_error() && stored["error"].is_object() => {
+                    stored["error"]["request_id"] = serde_json::Value::String(request_id.clone());
+                    stored.to_string()
+                }
+                _ => body,
+            };
             let mut response = (
                 status,
                 [(axum::http::header::CONTENT_TYPE, "application/json")],
                 body,
             )
                 .into_response();
-            response.headers_mut().insert(
+            let headers = response.headers_mut();
+            headers.insert(
                 "idempotent-replayed",
                 axum::http::HeaderValue::from_static("true"),
             );
+            if let Ok(value) = axum::http::HeaderValue::from_str(&request_id) {
+                headers.insert("x-request-id", value);
+            }
             response
         }
         Ok(Idempotent::Reserved) => {

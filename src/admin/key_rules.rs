@@ -4,7 +4,7 @@
 use super::error::AdminError;
 use crate::auth::api_key::{self, Digest, MintedKey};
 use crate::auth::base62;
-use crate::config::{format_duration, parse_cidr, parse_duration, Config, Environment};
+use crate::config::{format_duration, parse_cidr_exact, parse_duration, Config, Environment};
 use crate::policy::permissions::Catalog;
 use crate::store::records::{KeyRecord, KeyType, Policy, RateLimitOverride, Secrets, Timestamp};
 use serde::Deserialize;
@@ -21,46 +21,55 @@ const MAX_METADATA_BYTES: usize = 8 * 1024;
 #[serde(deny_unknown_fields)]
 pub struct CreateKey {
     pub name: String,
-    #[serde(rename = "type", default)]
+    #[serde(rename = "type", default, deserialize_with = "super::not_null")]
     pub key_type: Option<KeyType>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::not_null")]
     pub permissions: Option<Vec<String>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::not_null")]
     pub preset: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::not_null")]
     pub role: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::not_null")]
     pub ip_allowlist: Option<Vec<String>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::not_null")]
     pub allow_infrastructure_ips: Option<bool>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::not_null")]
     pub expires_at: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::not_null")]
     pub environment: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::not_null")]
     pub rate_limit: Option<RateLimitOverride>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::not_null")]
     pub metadata: Option<Map<String, Value>>,
 }
 
-/// `PATCH /keys/{id}`. `rate_limit: null` clears the override; `expires_at` is refused.
+/// `PATCH /keys/{id}`. `rate_limit: null` clears the override. `expires_at` is not a field:
+/// [`parse_patch`] refuses it as `expiry_immutable` before these fields are read, so the
+/// list of accepted fields in an unknown-field error never offers it.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PatchKey {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::not_null")]
     pub name: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::not_null")]
     pub permissions: Option<Vec<String>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::not_null")]
     pub ip_allowlist: Option<Vec<String>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::not_null")]
     pub allow_infrastructure_ips: Option<bool>,
     #[serde(default, deserialize_with = "present")]
     pub rate_limit: Option<Value>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::not_null")]
     pub metadata: Option<Map<String, Value>>,
-    #[serde(default, deserialize_with = "present")]
-    pub expires_at: Option<Value>,
+}
+
+/// Reads a `PATCH /keys/{id}` body: `expires_at` changes only by rotation.
+pub fn parse_patch(body: &[u8]) -> Result<PatchKey, AdminError> {
+    let fields: Map<String, Value> = super::parse_body(body)?;
+    if fields.contains_key("expires_at") {
+        return Err(AdminError::ExpiryImmutable);
+    }
+    super::parse_value(Value::Object(fields))
 }
 
 /// Distinguishes a field sent as `null` (Some(Null)) from one left out (None).
@@ -71,10 +80,14 @@ fn present<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<V
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RotateKey {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::not_null")]
     pub expires_at: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::not_null")]
     pub grace: Option<String>,
+    /// A new allowlist from this rotation on (seed 001 sets allowlists "when creating or
+    /// rotating"); left out, the key keeps its own.
+    #[serde(default, deserialize_with = "super::not_null")]
+    pub ip_allowlist: Option<Vec<String>>,
 }
 
 /// What the config says keys may hold.
@@ -201,9 +214,6 @@ impl KeyRules {
         if current.revoked_at.is_some() {
             return Err(AdminError::AlreadyRevoked);
         }
-        if input.expires_at.is_some() {
-            return Err(AdminError::ExpiryImmutable);
-        }
         let mut record = current.clone();
         if let Some(name) = input.name {
             record.name = check_name(&name)?;
@@ -277,6 +287,10 @@ impl KeyRules {
                 Some(until)
             }
         };
+        let ip_allowlist = match input.ip_allowlist {
+            Some(list) => check_allowlist(list)?,
+            None => current.ip_allowlist.clone(),
+        };
         let environment = Environment::parse(&current.environment).unwrap_or(self.environment);
         let minted = api_key::mint(&self.key_prefix, environment);
         let mut retired: Vec<Digest> = current.secrets.grace_digest.into_iter().collect();
@@ -286,6 +300,7 @@ impl KeyRules {
         let mut record = current.clone();
         record.start = minted.start.clone();
         record.expires_at = expires_at.map(Timestamp);
+        record.ip_allowlist = ip_allowlist;
         record.rotated_at = Some(Timestamp(now));
         record.secrets = Secrets {
             digest: minted.digest,
@@ -372,7 +387,8 @@ pub fn check_expiry(
     Ok(Some(at))
 }
 
-/// Parses each entry; stores it in canonical CIDR form.
+/// Parses each entry; stores it in canonical CIDR form. A CIDR with host bits set is refused
+/// (`10.0.0.1/8`: the address or the network?), never silently widened.
 fn check_allowlist(list: Vec<String>) -> Result<Vec<String>, AdminError> {
     if list.len() > 1000 {
         return Err(AdminError::InvalidRequest(
@@ -381,9 +397,9 @@ fn check_allowlist(list: Vec<String>) -> Result<Vec<String>, AdminError> {
     }
     list.into_iter()
         .map(|entry| {
-            parse_cidr(&entry)
+            parse_cidr_exact(&entry)
                 .map(|net| net.to_string())
-                .ok_or(AdminError::InvalidCidr(entry))
+                .map_err(|error| AdminError::InvalidCidr(error.describe(&entry)))
         })
         .collect()
 }
@@ -494,12 +510,20 @@ mod tests {
     fn allowlists_are_validated_and_canonical() {
         let rules = rules();
         let made = rules
-            .create(input(serde_json::json!({"name": "a", "permissions": ["accounts:read"], "ip_allowlist": ["203.0.113.42", "198.51.100.9/24"]})), &open(), 0)
+            .create(input(serde_json::json!({"name": "a", "permissions": ["accounts:read"], "ip_allowlist": ["203.0.113.42", "198.51.100.0/24", "::ffff:192.0.2.1"]})), &open(), 0)
             .unwrap();
         assert_eq!(
             made.record.ip_allowlist,
-            ["203.0.113.42/32", "198.51.100.0/24"]
+            ["203.0.113.42/32", "198.51.100.0/24", "192.0.2.1/32"]
         );
+        // Host bits set: refused with both readings, never widened to the network.
+        match rules.create(input(serde_json::json!({"name": "a", "permissions": ["accounts:read"], "ip_allowlist": ["10.0.0.1/8"]})), &open(), 0) {
+            Err(AdminError::InvalidCidr(message)) => assert!(
+                message.contains("10.0.0.1/32") && message.contains("10.0.0.0/8"),
+                "{message}"
+            ),
+            other => panic!("{:?}", other.map(|c| c.record.ip_allowlist)),
+        }
         assert!(matches!(
             rules.create(input(serde_json::json!({"name": "a", "permissions": ["accounts:read"], "ip_allowlist": ["10.0.0.0/99"]})), &open(), 0),
             Err(AdminError::InvalidCidr(_))
@@ -571,12 +595,30 @@ mod tests {
             rules.rotate(&revoked, RotateKey::default(), &open(), 6),
             Err(AdminError::AlreadyRevoked)
         ));
-        let patch: PatchKey =
-            serde_json::from_value(serde_json::json!({"expires_at": null})).unwrap();
         assert!(matches!(
-            rules.patch(&key, patch),
+            parse_patch(br#"{"expires_at": null}"#),
             Err(AdminError::ExpiryImmutable)
         ));
+        // The list of accepted fields never offers expires_at.
+        let unknown = parse_patch(br#"{"nmae": "x"}"#).unwrap_err().to_string();
+        assert!(
+            unknown.contains("`nmae`") && !unknown.contains("expires_at"),
+            "{unknown}"
+        );
+        // Type errors and nulls name their field.
+        let typed = parse_patch(br#"{"allow_infrastructure_ips": "yes"}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            typed.contains("allow_infrastructure_ips: invalid type"),
+            "{typed}"
+        );
+        let null = parse_patch(br#"{"name": null}"#).unwrap_err().to_string();
+        assert!(null.contains("name: invalid type: null"), "{null}");
+        assert!(
+            parse_patch(br#"{"rate_limit": null}"#).is_ok(),
+            "null clears the override"
+        );
     }
 
     #[test]

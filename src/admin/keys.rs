@@ -1,14 +1,12 @@
 //! `/admin/v1/keys`: create, list, show, update, rotate, revoke and usage.
 
 use super::idempotency::idempotent;
-use super::key_rules::{CreateKey, KeyChange, PatchKey, RotateKey};
+use super::key_rules::{parse_patch, CreateKey, KeyChange, RotateKey};
 use super::retry::until_committed;
-use super::{
-    encode_cursor, parse_body, respond, AdminError, AdminState, Answer, ListParams, OPERATOR,
-};
+use super::{page, parse_body, respond, AdminError, AdminState, Answer, ListParams, OPERATOR};
 use crate::auth::api_key::MintedKey;
-use crate::store::records::{KeyRecord, Policy};
-use crate::store::StoreError;
+use crate::store::records::{KeyRecord, KeyStatus, KeyType, Policy};
+use crate::store::{KeyFilter, StoreError};
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -45,36 +43,57 @@ pub async fn create(
     .await
 }
 
+/// `status` and `type` of `GET /keys`.
+#[derive(Debug, serde::Deserialize)]
+pub struct KeyListFilter {
+    status: Option<String>,
+    #[serde(rename = "type")]
+    key_type: Option<String>,
+}
+
 pub async fn list(
     State(state): State<Arc<AdminState>>,
     Query(params): Query<ListParams>,
+    Query(filter): Query<KeyListFilter>,
 ) -> Response {
-    respond(list_keys(&state, params).await)
+    respond(list_keys(&state, params, filter).await)
 }
 
-async fn list_keys(state: &AdminState, params: ListParams) -> Answer {
+async fn list_keys(state: &AdminState, params: ListParams, filter: KeyListFilter) -> Answer {
     let limit = params.limit()?;
-    let after = match params.cursor()? {
-        None => None,
-        Some(cursor) => {
-            let (created, id) = cursor
-                .split_once(':')
-                .and_then(|(created, id)| Some((created.parse::<i64>().ok()?, id.to_string())))
-                .ok_or_else(|| {
-                    AdminError::InvalidRequest("cursor is not one this API returned".into())
-                })?;
-            Some((created, id))
-        }
+    let after = params.after()?;
+    let status = filter
+        .status
+        .as_deref()
+        .map(|text| {
+            KeyStatus::parse(text).ok_or_else(|| {
+                AdminError::InvalidRequest(format!(
+                    "status must be active, expiring, expired or revoked, not \"{text}\""
+                ))
+            })
+        })
+        .transpose()?;
+    let key_type = filter
+        .key_type
+        .as_deref()
+        .map(|text| {
+            KeyType::parse(text).ok_or_else(|| {
+                AdminError::InvalidRequest(format!(
+                    "type must be fine_grained or legacy, not \"{text}\""
+                ))
+            })
+        })
+        .transpose()?;
+    let filter = KeyFilter {
+        status,
+        key_type,
+        now: state.now(),
     };
     let store = state.store()?;
-    let mut keys = state.call(store.list_keys(after, limit + 1)).await?;
-    let next_cursor = if keys.len() as i64 > limit {
-        keys.truncate(limit as usize);
-        keys.last()
-            .map(|last| encode_cursor(&format!("{}:{}", last.created_at.0, last.id)))
-    } else {
-        None
-    };
+    let mut keys = state
+        .call(store.list_keys(filter, after, limit + 1))
+        .await?;
+    let next_cursor = page(&mut keys, limit, |key| (key.created_at.0, &key.id));
     let data: Vec<Value> = keys.iter().map(|key| shown(key, None)).collect();
     Ok((
         StatusCode::OK,
@@ -142,9 +161,9 @@ pub async fn update(
     body: Bytes,
 ) -> Response {
     let answer = async {
-        let _: PatchKey = parse_body(&body)?;
+        parse_patch(&body)?;
         change_key(&state, &id, "key.update", |current, _, _| {
-            state.rules.patch(current, parse_body(&body)?)
+            state.rules.patch(current, parse_patch(&body)?)
         })
         .await
     };

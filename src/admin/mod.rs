@@ -1,6 +1,7 @@
 //! The admin listener: the control plane of SPEC section 6 under `/admin/v1`, behind the
 //! operator token, plus health and readiness.
 
+pub mod endpoints;
 mod error;
 mod idempotency;
 pub mod key_rules;
@@ -16,7 +17,6 @@ use crate::clock;
 use crate::store::records::Policy;
 use crate::store::sync::Syncer;
 use crate::store::{Store, StoreResult};
-use axum::body::Bytes;
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::middleware::Next;
@@ -66,6 +66,9 @@ pub struct AdminState {
     /// The operator token; `None` when its environment variable is unset.
     pub token: Option<String>,
     pub readiness: Arc<Readiness>,
+    /// How long a revoked grant must be remembered: its refresh token's lifetime plus an
+    /// access token's.
+    pub grant_lifetime_ms: i64,
 }
 
 impl AdminState {
@@ -130,11 +133,16 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/users/{id}", axum::routing::patch(oauth_apps::update_user))
         .route("/policy", get(policy::show).put(policy::replace))
         .route("/audit", get(policy::audit))
+        .route_layer(axum::middleware::from_fn(endpoints::checked))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             require_operator,
         ))
-        .route("/openapi.json", get(|| async { Json(openapi::document()) }))
+        .route(
+            "/openapi.json",
+            get(|| async { Json(openapi::document()) })
+                .route_layer(axum::middleware::from_fn(endpoints::checked)),
+        )
         .fallback(|| async { AdminError::NotFound("admin endpoint") });
     Router::new()
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
@@ -199,15 +207,43 @@ async fn require_operator(
     next.run(request).await
 }
 
-/// Parses a JSON body strictly: unknown fields and wrong types are `invalid_request`.
-fn parse_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, AdminError> {
+/// Parses a JSON body strictly: unknown fields, wrong types and nulls where a value is
+/// needed are `invalid_request`, each naming the field. An empty body is `{}`.
+fn parse_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, AdminError> {
     let body: &[u8] = if body.iter().all(u8::is_ascii_whitespace) {
         b"{}"
     } else {
         body
     };
-    serde_json::from_slice(body)
-        .map_err(|error| AdminError::InvalidRequest(format!("request body: {error}")))
+    let mut json = serde_json::Deserializer::from_slice(body);
+    let parsed = serde_path_to_error::deserialize(&mut json).map_err(body_error)?;
+    json.end()
+        .map_err(|error| AdminError::InvalidRequest(format!("request body: {error}")))?;
+    Ok(parsed)
+}
+
+/// [`parse_body`] for a body already read as JSON.
+fn parse_value<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, AdminError> {
+    serde_path_to_error::deserialize(value).map_err(body_error)
+}
+
+fn body_error<E: std::fmt::Display>(error: serde_path_to_error::Error<E>) -> AdminError {
+    let path = error.path().to_string();
+    let inner = error.into_inner();
+    AdminError::InvalidRequest(if path == "." {
+        format!("request body: {inner}")
+    } else {
+        format!("request body: {path}: {inner}")
+    })
+}
+
+/// For an optional field that may be left out but never sent as `null`.
+fn not_null<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    T::deserialize(deserializer).map(Some)
 }
 
 /// `limit` (default 50, at most 500) and the opaque `cursor` of list endpoints.
@@ -238,12 +274,39 @@ impl ListParams {
                     .decode(cursor)
                     .ok()
                     .and_then(|bytes| String::from_utf8(bytes).ok())
-                    .ok_or_else(|| {
-                        AdminError::InvalidRequest("cursor is not one this API returned".into())
-                    })
+                    .ok_or_else(bad_cursor)
             })
             .transpose()
     }
+
+    /// The `(created_at, id)` a page of a newest-first list continues after.
+    fn after(&self) -> Result<Option<(i64, String)>, AdminError> {
+        self.cursor()?
+            .map(|cursor| {
+                cursor
+                    .split_once(':')
+                    .and_then(|(created, id)| Some((created.parse::<i64>().ok()?, id.to_string())))
+                    .ok_or_else(bad_cursor)
+            })
+            .transpose()
+    }
+}
+
+fn bad_cursor() -> AdminError {
+    AdminError::InvalidRequest("cursor is not one this API returned".into())
+}
+
+/// Cuts a fetched `limit + 1` rows to a page, and the cursor of the next page when there
+/// is one: the `(created_at, id)` of its last row.
+fn page<T>(items: &mut Vec<T>, limit: i64, last: impl Fn(&T) -> (i64, &str)) -> Option<String> {
+    if items.len() as i64 <= limit {
+        return None;
+    }
+    items.truncate(limit as usize);
+    items.last().map(|item| {
+        let (created, id) = last(item);
+        encode_cursor(&format!("{created}:{id}"))
+    })
 }
 
 fn encode_cursor(text: &str) -> String {

@@ -2,9 +2,7 @@
 
 use super::idempotency::idempotent;
 use super::retry::until_committed;
-use super::{
-    encode_cursor, parse_body, respond, AdminError, AdminState, Answer, ListParams, OPERATOR,
-};
+use super::{page, parse_body, respond, AdminError, AdminState, Answer, ListParams, OPERATOR};
 use crate::auth::{api_key, base62};
 use crate::oauth::authorize::hash_password;
 use crate::store::records::{ClientRecord, ClientType, Timestamp, UserRecord};
@@ -108,24 +106,15 @@ pub async fn list_clients(
         let limit = params.limit()?;
         let store = state.store()?;
         let mut clients = state
-            .call(store.list_clients(params.cursor()?, limit + 1))
+            .call(store.list_clients(params.after()?, limit + 1))
             .await?;
-        let next = page_cursor(&mut clients, limit, |c| c.client_id.clone());
+        let next = page(&mut clients, limit, |c| (c.created_at.0, &c.client_id));
         Ok((
             StatusCode::OK,
             json!({"data": clients, "next_cursor": next}),
         ))
     };
     respond(answer.await)
-}
-
-fn page_cursor<T>(items: &mut Vec<T>, limit: i64, key: impl Fn(&T) -> String) -> Option<String> {
-    if items.len() as i64 > limit {
-        items.truncate(limit as usize);
-        items.last().map(|last| encode_cursor(&key(last)))
-    } else {
-        None
-    }
 }
 
 async fn find_client(state: &AdminState, id: &str) -> Result<ClientRecord, AdminError> {
@@ -155,7 +144,7 @@ pub async fn delete_client(
         until_committed(state.syncer.deadline(), || async move {
             let current = find_client(state, id).await?;
             if current.deleted_at.is_some() {
-                return Err(AdminError::AlreadyRevoked);
+                return Err(AdminError::AlreadyDeleted("app"));
             }
             match state
                 .call(store.delete_client(&current, OPERATOR, state.now()))
@@ -187,9 +176,9 @@ struct CreateUser {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PatchUser {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::not_null")]
     password: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::not_null")]
     disabled: Option<bool>,
 }
 
@@ -231,6 +220,7 @@ pub async fn create_user(
             username,
             disabled: input.disabled,
             created_at: Timestamp(now),
+            password_changed_at: None,
             password_hash: hash,
             version: 0,
         };
@@ -263,9 +253,9 @@ pub async fn list_users(
         let limit = params.limit()?;
         let store = state.store()?;
         let mut users = state
-            .call(store.list_users(params.cursor()?, limit + 1))
+            .call(store.list_users(params.after()?, limit + 1))
             .await?;
-        let next = page_cursor(&mut users, limit, |u| u.id.clone());
+        let next = page(&mut users, limit, |u| (u.created_at.0, &u.id));
         Ok((StatusCode::OK, json!({"data": users, "next_cursor": next})))
     };
     respond(answer.await)
@@ -295,15 +285,21 @@ pub async fn update_user(
                 Err(AdminError::NotFound(_)) => return Err(AdminError::NotFound("user")),
                 other => other?,
             };
+            let now = state.now();
             let mut next = current.clone();
             if let Some(hash) = hash {
                 next.password_hash = hash.clone();
+                next.password_changed_at = Some(Timestamp(now));
             }
             if let Some(disabled) = disabled {
                 next.disabled = disabled;
             }
+            // A disable or a new password ends every grant issued before it, for good:
+            // enabling the user again brings none of them back.
+            let ends_grants = hash.is_some() || (next.disabled && !current.disabled);
+            let end_grants = ends_grants.then(|| now + state.grant_lifetime_ms);
             match state
-                .call(store.replace_user(&current, &next, OPERATOR, state.now()))
+                .call(store.replace_user(&current, &next, end_grants, OPERATOR, now))
                 .await
             {
                 Ok(saved) => {

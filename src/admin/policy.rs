@@ -6,7 +6,7 @@ use super::{
 };
 use crate::config::parse_duration;
 use crate::store::records::Policy;
-use crate::store::StoreError;
+use crate::store::{AuditFilter, StoreError};
 use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
@@ -27,7 +27,7 @@ pub async fn show(State(state): State<Arc<AdminState>>) -> Response {
 #[derive(Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PolicyInput {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::not_null")]
     block_legacy_keys: Option<bool>,
     #[serde(default, deserialize_with = "present")]
     max_key_lifetime: Option<Value>,
@@ -42,6 +42,12 @@ pub async fn replace(State(state): State<Arc<AdminState>>, body: Bytes) -> Respo
 }
 
 async fn replace_policy(state: &AdminState, body: &Bytes) -> Answer {
+    // A PUT states the policy it wants: without a body it says nothing.
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(AdminError::InvalidRequest(
+            "PUT /policy needs a JSON body, e.g. {\"block_legacy_keys\": true}".into(),
+        ));
+    }
     let input: PolicyInput = parse_body(body)?;
     let lifetime = match &input.max_key_lifetime {
         None => None,
@@ -91,9 +97,30 @@ async fn replace_policy(state: &AdminState, body: &Bytes) -> Answer {
     .await
 }
 
+/// The filters of `GET /audit`.
+#[derive(Debug, serde::Deserialize)]
+pub struct AuditParams {
+    actor: Option<String>,
+    action: Option<String>,
+    target: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+}
+
+fn time_param(name: &str, value: Option<&str>) -> Result<Option<i64>, AdminError> {
+    value
+        .map(|text| {
+            crate::clock::parse_rfc3339(text).ok_or_else(|| {
+                AdminError::InvalidRequest(format!("{name} \"{text}\" is not an RFC 3339 time"))
+            })
+        })
+        .transpose()
+}
+
 pub async fn audit(
     State(state): State<Arc<AdminState>>,
     Query(params): Query<ListParams>,
+    Query(filters): Query<AuditParams>,
 ) -> Response {
     let answer = async {
         let limit = params.limit()?;
@@ -105,8 +132,17 @@ pub async fn audit(
                 })
             })
             .transpose()?;
+        let filter = AuditFilter {
+            from: time_param("from", filters.from.as_deref())?,
+            to: time_param("to", filters.to.as_deref())?,
+            actor: filters.actor,
+            action: filters.action,
+            target: filters.target,
+        };
         let store = state.store()?;
-        let mut entries = state.call(store.list_audit(before, limit + 1)).await?;
+        let mut entries = state
+            .call(store.list_audit(&filter, before, limit + 1))
+            .await?;
         let next_cursor = if entries.len() as i64 > limit {
             entries.truncate(limit as usize);
             entries

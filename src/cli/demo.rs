@@ -32,15 +32,42 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     let folder = std::env::temp_dir().join(format!("tollgate-demo-{}", std::process::id()));
     std::fs::create_dir_all(&folder)
         .with_context(|| format!("cannot create {}", folder.display()))?;
-    let config = Config::parse(&demo_yaml(&args, &folder))
+    let started = start(&args, &folder);
+    // A clean stop removes the folder once the last batch is written; a failed start here.
+    if std::fs::metadata(&folder).is_ok() {
+        let _ = std::fs::remove_dir_all(&folder);
+    }
+    started
+}
+
+fn start(args: &DemoArgs, folder: &Path) -> anyhow::Result<()> {
+    let config = Config::parse(&demo_yaml(args, folder))
         .map_err(|errors| anyhow::anyhow!("the built-in demo config is invalid:\n{errors}"))?;
+    // Every port first, so a clash is reported before anything is created or printed.
+    for (flag, addr) in [
+        ("--listen", args.listen),
+        ("--admin-listen", args.admin_listen),
+        ("--metrics-listen", args.metrics_listen),
+        ("--upstream-listen", args.upstream_listen),
+    ] {
+        drop(crate::listener::bind(crate::listener::Wanted {
+            setting: flag,
+            addr,
+        })?);
+    }
     // The operator token of this demo only; set before any thread starts.
     let token = format!("demo-{}", crate::auth::base62::random(24));
     std::env::set_var(&config.admin.token_env, &token);
     let (key, client_id) = create_demo_key(&config)?;
     start_echo(args.upstream_listen)?;
-    print_tour(&args, &key, &client_id, &token);
-    server::serve(config, ServeOptions::default())
+    print_tour(args, &key, &client_id, &token);
+    server::serve(
+        config,
+        ServeOptions {
+            remove_on_exit: Some(folder.to_path_buf()),
+            ..ServeOptions::default()
+        },
+    )
 }
 
 /// Writes the demo key straight into the fresh store, through the same rules the admin

@@ -1,6 +1,6 @@
 //! `tollgate keys ...` and `tollgate policy ...`.
 
-use super::admin_client::{self, AdminArgs, AdminClient};
+use super::admin_client::{self, print, with_query, AdminArgs, AdminClient, Answer};
 use crate::config::parse_duration;
 use anyhow::{anyhow, bail};
 use clap::Subcommand;
@@ -11,6 +11,7 @@ use serde_json::{json, Map, Value};
 pub enum KeysCommand {
     /// Create a key. The secret is printed once.
     Create {
+        /// A name for people, e.g. salesforce-production.
         #[arg(long)]
         name: String,
         /// fine_grained (default) or legacy.
@@ -28,9 +29,10 @@ pub enum KeysCommand {
         /// An address or CIDR the key may be used from; repeat for several.
         #[arg(long = "ip")]
         ip_allowlist: Vec<String>,
+        /// Also allow the config's infrastructure_ips (alone, when no --ip is given).
         #[arg(long)]
         allow_infrastructure_ips: bool,
-        /// An RFC 3339 expiry.
+        /// An RFC 3339 expiry, e.g. 2027-02-01T00:00:00Z.
         #[arg(long, conflicts_with = "expires_in")]
         expires_at: Option<String>,
         /// An expiry relative to now, e.g. 30d.
@@ -45,35 +47,87 @@ pub enum KeysCommand {
         /// key=value metadata; repeat for several.
         #[arg(long = "metadata")]
         metadata: Vec<String>,
-        /// Makes a retried create safe.
+        /// Makes a retried create safe: the same key and body within 24 h create one key.
         #[arg(long)]
         idempotency_key: Option<String>,
     },
-    /// List keys, oldest first.
+    /// List keys, newest first.
     List {
+        /// Keys per page, 1 to 500 (default 50).
         #[arg(long)]
         limit: Option<u32>,
+        /// Where the previous page ended (its "more:" line).
         #[arg(long)]
         cursor: Option<String>,
+        /// Only keys that are active, expiring (within 7 days), expired or revoked.
+        #[arg(long)]
+        status: Option<String>,
+        /// Only fine_grained or legacy keys.
+        #[arg(long = "type")]
+        key_type: Option<String>,
     },
     /// Show one key.
-    Show { id: String },
+    Show {
+        /// The key's id (key_...).
+        id: String,
+    },
+    /// Change a key's name, permissions, allowlist, infrastructure flag, rate limit or
+    /// metadata. Options left out keep their value; a repeated option replaces the list.
+    Update {
+        /// The key's id (key_...).
+        id: String,
+        /// A new name.
+        #[arg(long)]
+        name: Option<String>,
+        /// The permissions, replacing the current ones; repeat for several.
+        #[arg(long = "permission")]
+        permissions: Vec<String>,
+        /// The allowlist, replacing the current one; repeat for several.
+        #[arg(long = "ip", conflicts_with = "any_ip")]
+        ip_allowlist: Vec<String>,
+        /// Empty the allowlist: any address (or only the infrastructure_ips with that flag).
+        #[arg(long)]
+        any_ip: bool,
+        /// true or false: also allow the config's infrastructure_ips.
+        #[arg(long)]
+        allow_infrastructure_ips: Option<bool>,
+        /// The key's own limits as PER_MINUTE/PER_DAY, or `none` for its tier's.
+        #[arg(long)]
+        rate_limit: Option<String>,
+        /// key=value metadata, replacing the current metadata; repeat for several.
+        #[arg(long = "metadata")]
+        metadata: Vec<String>,
+    },
     /// Issue a new secret; the old one stops at once, or after --grace.
     Rotate {
+        /// The key's id (key_...).
         id: String,
+        /// The new secret's RFC 3339 expiry.
         #[arg(long, conflicts_with = "expires_in")]
         expires_at: Option<String>,
+        /// The new secret's expiry relative to now, e.g. 90d.
         #[arg(long)]
         expires_in: Option<String>,
-        /// How long the old secret keeps working, e.g. 1h.
+        /// How long the old secret keeps working, e.g. 1h (at most 7d).
         #[arg(long)]
         grace: Option<String>,
+        /// A new allowlist for the key, from this rotation on; repeat for several.
+        #[arg(long = "ip")]
+        ip_allowlist: Vec<String>,
+        /// Makes a retried rotation safe: the same key and body within 24 h rotate once.
+        #[arg(long)]
+        idempotency_key: Option<String>,
     },
     /// Revoke a key. Final.
-    Revoke { id: String },
+    Revoke {
+        /// The key's id (key_...).
+        id: String,
+    },
     /// Requests per day by outcome.
     Usage {
+        /// The key's id (key_...).
         id: String,
+        /// How many days back, 1 to 366 (default 30).
         #[arg(long)]
         days: Option<u32>,
     },
@@ -107,14 +161,33 @@ fn expiry(at: Option<String>, within: Option<String>) -> anyhow::Result<Option<S
     }
 }
 
-fn print(args: &AdminArgs, value: &Value, readable: impl FnOnce(&Value) -> String) {
-    if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(value).unwrap_or_default()
-        );
-    } else {
-        println!("{}", readable(value));
+fn rate_limit(text: &str) -> anyhow::Result<Value> {
+    if text == "none" {
+        return Ok(Value::Null);
+    }
+    let (minute, day) = text
+        .split_once('/')
+        .and_then(|(m, d)| Some((m.parse::<u64>().ok()?, d.parse::<u64>().ok()?)))
+        .ok_or_else(|| anyhow!("--rate-limit must be PER_MINUTE/PER_DAY, e.g. 1000/100000"))?;
+    Ok(json!({"per_minute": minute, "per_day": day}))
+}
+
+fn metadata(pairs: Vec<String>) -> anyhow::Result<Value> {
+    let mut map = Map::new();
+    for pair in pairs {
+        let (k, v) = pair
+            .split_once('=')
+            .ok_or_else(|| anyhow!("--metadata must be key=value"))?;
+        map.insert(k.into(), json!(v));
+    }
+    Ok(Value::Object(map))
+}
+
+/// A key with its secret, or a replay of one (which never carries the secret again).
+fn print_minted(args: &AdminArgs, answer: &Answer) {
+    print(args, &answer.body, admin_client::record);
+    if answer.replayed && !args.json {
+        println!("\nreplayed: the secret was shown on the first response");
     }
 }
 
@@ -166,56 +239,85 @@ pub async fn keys(args: &AdminArgs, command: KeysCommand) -> anyhow::Result<()> 
                 put("environment", json!(environment));
             }
             if let Some(limit) = rate_limit {
-                let (minute, day) = limit
-                    .split_once('/')
-                    .and_then(|(m, d)| Some((m.parse::<u64>().ok()?, d.parse::<u64>().ok()?)))
-                    .ok_or_else(|| {
-                        anyhow!("--rate-limit must be PER_MINUTE/PER_DAY, e.g. 1000/100000")
-                    })?;
-                put("rate_limit", json!({"per_minute": minute, "per_day": day}));
+                put("rate_limit", self::rate_limit(&limit)?);
             }
             if !metadata.is_empty() {
-                let mut map = Map::new();
-                for pair in metadata {
-                    let (k, v) = pair
-                        .split_once('=')
-                        .ok_or_else(|| anyhow!("--metadata must be key=value"))?;
-                    map.insert(k.into(), json!(v));
-                }
-                put("metadata", Value::Object(map));
+                put("metadata", self::metadata(metadata)?);
             }
             let created = client
-                .send(
+                .answer(
                     Method::POST,
                     "/keys",
                     Some(Value::Object(body)),
                     idempotency_key.as_deref(),
                 )
                 .await?;
-            print(args, &created, admin_client::record);
+            print_minted(args, &created);
         }
-        KeysCommand::List { limit, cursor } => {
-            let mut query = Vec::new();
-            if let Some(limit) = limit {
-                query.push(format!("limit={limit}"));
-            }
-            if let Some(cursor) = cursor {
-                query.push(format!("cursor={cursor}"));
-            }
-            let path = if query.is_empty() {
-                "/keys".to_string()
-            } else {
-                format!("/keys?{}", query.join("&"))
-            };
+        KeysCommand::List {
+            limit,
+            cursor,
+            status,
+            key_type,
+        } => {
+            let path = with_query(
+                "/keys",
+                &[
+                    ("limit", limit.map(|l| l.to_string())),
+                    ("cursor", cursor),
+                    ("status", status),
+                    ("type", key_type),
+                ],
+            );
             let page = client.send(Method::GET, &path, None, None).await?;
             print(args, &page, |page| {
                 let keys = page["data"].as_array().cloned().unwrap_or_default();
                 let mut out = admin_client::keys_table(&keys);
-                if let Some(next) = page["next_cursor"].as_str() {
-                    out.push_str(&format!("\nmore: tollgate keys list --cursor {next}"));
-                }
+                out.push_str(&admin_client::more(page, "keys list"));
                 out
             });
+        }
+        KeysCommand::Update {
+            id,
+            name,
+            permissions,
+            ip_allowlist,
+            any_ip,
+            allow_infrastructure_ips,
+            rate_limit,
+            metadata,
+        } => {
+            let mut body = Map::new();
+            if let Some(name) = name {
+                body.insert("name".into(), json!(name));
+            }
+            if !permissions.is_empty() {
+                body.insert("permissions".into(), json!(permissions));
+            }
+            if any_ip || !ip_allowlist.is_empty() {
+                body.insert("ip_allowlist".into(), json!(ip_allowlist));
+            }
+            if let Some(flag) = allow_infrastructure_ips {
+                body.insert("allow_infrastructure_ips".into(), json!(flag));
+            }
+            if let Some(limit) = rate_limit {
+                body.insert("rate_limit".into(), self::rate_limit(&limit)?);
+            }
+            if !metadata.is_empty() {
+                body.insert("metadata".into(), self::metadata(metadata)?);
+            }
+            if body.is_empty() {
+                bail!("nothing to change: pass at least one option (see --help)");
+            }
+            let updated = client
+                .send(
+                    Method::PATCH,
+                    &format!("/keys/{id}"),
+                    Some(Value::Object(body)),
+                    None,
+                )
+                .await?;
+            print(args, &updated, admin_client::record);
         }
         KeysCommand::Show { id } => {
             let key = client
@@ -228,6 +330,8 @@ pub async fn keys(args: &AdminArgs, command: KeysCommand) -> anyhow::Result<()> 
             expires_at,
             expires_in,
             grace,
+            ip_allowlist,
+            idempotency_key,
         } => {
             let mut body = Map::new();
             if let Some(at) = expiry(expires_at, expires_in)? {
@@ -236,15 +340,18 @@ pub async fn keys(args: &AdminArgs, command: KeysCommand) -> anyhow::Result<()> 
             if let Some(grace) = grace {
                 body.insert("grace".into(), json!(grace));
             }
+            if !ip_allowlist.is_empty() {
+                body.insert("ip_allowlist".into(), json!(ip_allowlist));
+            }
             let rotated = client
-                .send(
+                .answer(
                     Method::POST,
                     &format!("/keys/{id}/rotate"),
                     Some(Value::Object(body)),
-                    None,
+                    idempotency_key.as_deref(),
                 )
                 .await?;
-            print(args, &rotated, admin_client::record);
+            print_minted(args, &rotated);
         }
         KeysCommand::Revoke { id } => {
             let revoked = client
@@ -258,10 +365,10 @@ pub async fn keys(args: &AdminArgs, command: KeysCommand) -> anyhow::Result<()> 
             print(args, &revoked, admin_client::record);
         }
         KeysCommand::Usage { id, days } => {
-            let path = match days {
-                Some(days) => format!("/keys/{id}/usage?days={days}"),
-                None => format!("/keys/{id}/usage"),
-            };
+            let path = with_query(
+                &format!("/keys/{id}/usage"),
+                &[("days", days.map(|d| d.to_string()))],
+            );
             let usage = client.send(Method::GET, &path, None, None).await?;
             print(args, &usage, admin_client::usage_table);
         }

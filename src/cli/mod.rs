@@ -1,6 +1,7 @@
 //! The command line of SPEC section 1.
 
 mod admin_client;
+mod audit;
 mod demo;
 mod keys;
 mod oauth;
@@ -49,11 +50,13 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Run the built-in echo API alone (an upstream for trials and benchmarks).
     Echo {
+        /// The address to answer on.
         #[arg(long, default_value = "127.0.0.1:3000")]
         listen: std::net::SocketAddr,
     },
     /// Write a new Ed25519 signing key (PKCS#8 PEM, mode 0600), for replicas to share.
     Keygen {
+        /// The file to write; an existing file is never overwritten.
         #[arg(long)]
         out: PathBuf,
     },
@@ -71,7 +74,7 @@ enum Command {
         #[command(subcommand)]
         command: oauth::ClientsCommand,
     },
-    /// Create, list and disable the users of the authorization-code flow.
+    /// Create, list, disable, enable and update the users of the authorization-code flow.
     Users {
         #[command(flatten)]
         admin: admin_client::AdminArgs,
@@ -85,13 +88,30 @@ enum Command {
         #[command(subcommand)]
         command: keys::PolicyCommand,
     },
+    /// Read the audit log: every change, who made it, before and after (through the
+    /// admin API).
+    Audit {
+        #[command(flatten)]
+        admin: admin_client::AdminArgs,
+        #[command(subcommand)]
+        command: audit::AuditCommand,
+    },
 }
 
 pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Check { config } => match Config::load(&config.config) {
-            Ok(_) => {
-                println!("{}: ok", config.config.display());
+            Ok(loaded) => {
+                let file = config.config.display();
+                if loaded.warnings.is_empty() {
+                    println!("{file}: ok");
+                } else {
+                    eprintln!("{file}: {} warning(s)", loaded.warnings.len());
+                    for warning in &loaded.warnings {
+                        eprintln!("warning: {warning}");
+                    }
+                    println!("{file}: ok, with {} warning(s)", loaded.warnings.len());
+                }
                 ExitCode::SUCCESS
             }
             Err(errors) => {
@@ -109,15 +129,49 @@ pub fn run(cli: Cli) -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            report(server::serve(loaded, ServeOptions { upgrade }))
+            report(server::serve(
+                loaded,
+                ServeOptions {
+                    upgrade,
+                    ..ServeOptions::default()
+                },
+            ))
         }
         Command::Demo(args) => report(demo::run(args)),
         Command::Echo { listen } => report(serve_echo(listen)),
         Command::Keygen { out } => report(keygen(&out)),
-        Command::Keys { admin, command } => report(block_on(keys::keys(&admin, command))),
-        Command::Policy { admin, command } => report(block_on(keys::policy(&admin, command))),
-        Command::Clients { admin, command } => report(block_on(oauth::clients(&admin, command))),
-        Command::Users { admin, command } => report(block_on(oauth::users(&admin, command))),
+        Command::Keys { admin, command } => {
+            report_admin(&admin, block_on(keys::keys(&admin, command)))
+        }
+        Command::Policy { admin, command } => {
+            report_admin(&admin, block_on(keys::policy(&admin, command)))
+        }
+        Command::Clients { admin, command } => {
+            report_admin(&admin, block_on(oauth::clients(&admin, command)))
+        }
+        Command::Users { admin, command } => {
+            report_admin(&admin, block_on(oauth::users(&admin, command)))
+        }
+        Command::Audit { admin, command } => {
+            report_admin(&admin, block_on(audit::audit(&admin, command)))
+        }
+    }
+}
+
+/// Like [`report`]; with `--json`, an error is JSON on stderr too, as the API said it.
+fn report_admin(args: &admin_client::AdminArgs, result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Err(error) if args.json => {
+            let shown = match error.downcast_ref::<admin_client::ApiError>() {
+                Some(api) => api.to_json(),
+                None => {
+                    serde_json::json!({"error": {"code": "cli_error", "message": format!("{error:#}")}})
+                }
+            };
+            eprintln!("{shown}");
+            ExitCode::FAILURE
+        }
+        other => report(other),
     }
 }
 
@@ -165,4 +219,35 @@ fn keygen(out: &std::path::Path) -> anyhow::Result<()> {
         .to_string();
     println!("wrote {} (kid {kid})", out.display());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// Every option and argument of every subcommand says what it is for.
+    #[test]
+    fn every_option_has_a_description() {
+        fn walk(command: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in command.get_arguments() {
+                let name = arg.get_id().as_str();
+                if matches!(name, "help" | "version") {
+                    continue;
+                }
+                if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    missing.push(format!("{path} --{name}"));
+                }
+            }
+            for sub in command.get_subcommands() {
+                if sub.get_about().is_none() {
+                    missing.push(format!("{path} {} (no about)", sub.get_name()));
+                }
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&Cli::command(), "tollgate", &mut missing);
+        assert!(missing.is_empty(), "without a description: {missing:#?}");
+    }
 }

@@ -1,16 +1,18 @@
 //! `tollgate clients ...` and `tollgate users ...`: the apps and people of the
 //! authorization-code flow.
 
-use super::admin_client::{self, AdminArgs, AdminClient};
-use anyhow::anyhow;
+use super::admin_client::{self, print, with_query, AdminArgs, AdminClient};
+use anyhow::{anyhow, bail};
 use clap::Subcommand;
 use reqwest::Method;
 use serde_json::{json, Value};
+use std::io::IsTerminal;
 
 #[derive(Debug, Subcommand)]
 pub enum ClientsCommand {
     /// Register an app. A confidential app's secret is printed once.
     Create {
+        /// A name for people, shown on the consent page.
         #[arg(long)]
         name: String,
         /// public (PKCE only) or confidential (with a client secret).
@@ -23,36 +25,63 @@ pub enum ClientsCommand {
         #[arg(long = "scope", required = true)]
         scopes: Vec<String>,
     },
-    /// List apps.
-    List,
+    /// List apps, newest first.
+    List {
+        /// Apps per page, 1 to 500 (default 50).
+        #[arg(long)]
+        limit: Option<u32>,
+        /// Where the previous page ended (its "more:" line).
+        #[arg(long)]
+        cursor: Option<String>,
+    },
     /// Show one app.
-    Show { id: String },
-    /// Delete an app: its tokens stop working.
-    Revoke { id: String },
+    Show {
+        /// The app's client id (app_...).
+        id: String,
+    },
+    /// Delete an app: its tokens stop working. Final.
+    Revoke {
+        /// The app's client id (app_...).
+        id: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
 pub enum UsersCommand {
-    /// Create a user. The password is read from TOLLGATE_USER_PASSWORD, or stdin.
+    /// Create a user. The password is read from TOLLGATE_USER_PASSWORD, a prompt, or stdin.
     Create {
+        /// The name the user signs in with.
         #[arg(long)]
         username: String,
     },
-    /// List users.
-    List,
-    /// Disable a user: they cannot sign in and their tokens stop working.
-    Disable { id: String },
-}
-
-fn print(args: &AdminArgs, value: &Value, readable: impl FnOnce(&Value) -> String) {
-    if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(value).unwrap_or_default()
-        );
-    } else {
-        println!("{}", readable(value));
-    }
+    /// List users, newest first.
+    List {
+        /// Users per page, 1 to 500 (default 50).
+        #[arg(long)]
+        limit: Option<u32>,
+        /// Where the previous page ended (its "more:" line).
+        #[arg(long)]
+        cursor: Option<String>,
+    },
+    /// Disable a user: they cannot sign in, and every grant issued to them ends for good.
+    Disable {
+        /// The user's id (usr_...).
+        id: String,
+    },
+    /// Enable a disabled user. Grants that disabling ended stay ended.
+    Enable {
+        /// The user's id (usr_...).
+        id: String,
+    },
+    /// Change a user: --password sets a new password (every earlier grant ends).
+    Update {
+        /// The user's id (usr_...).
+        id: String,
+        /// Set a new password, read from TOLLGATE_USER_PASSWORD, a prompt or stdin (never
+        /// from the command line).
+        #[arg(long)]
+        password: bool,
+    },
 }
 
 fn cell(value: &Value) -> String {
@@ -91,10 +120,12 @@ pub async fn clients(args: &AdminArgs, command: ClientsCommand) -> anyhow::Resul
                 .await?;
             print(args, &created, with_secret);
         }
-        ClientsCommand::List => {
-            let page = client
-                .send(Method::GET, "/clients?limit=500", None, None)
-                .await?;
+        ClientsCommand::List { limit, cursor } => {
+            let path = with_query(
+                "/clients",
+                &[("limit", limit.map(|l| l.to_string())), ("cursor", cursor)],
+            );
+            let page = client.send(Method::GET, &path, None, None).await?;
             print(args, &page, |page| {
                 let rows: Vec<Vec<String>> = page["data"]
                     .as_array()
@@ -116,7 +147,9 @@ pub async fn clients(args: &AdminArgs, command: ClientsCommand) -> anyhow::Resul
                         ]
                     })
                     .collect();
-                admin_client::table(&["CLIENT_ID", "NAME", "TYPE", "SCOPES", "STATUS"], &rows)
+                let table =
+                    admin_client::table(&["CLIENT_ID", "NAME", "TYPE", "SCOPES", "STATUS"], &rows);
+                table + &admin_client::more(page, "clients list")
             });
         }
         ClientsCommand::Show { id } => {
@@ -135,23 +168,42 @@ pub async fn clients(args: &AdminArgs, command: ClientsCommand) -> anyhow::Resul
     Ok(())
 }
 
+/// A password from `TOLLGATE_USER_PASSWORD`, else a prompt that does not echo (asked
+/// twice), else a line of stdin. Never from the command line, where `ps` would show it.
+fn read_password() -> anyhow::Result<String> {
+    if let Ok(password) = std::env::var("TOLLGATE_USER_PASSWORD") {
+        return Ok(password);
+    }
+    let password = if std::io::stdin().is_terminal() {
+        let first = rpassword::prompt_password("New password: ")?;
+        let again = rpassword::prompt_password("Repeat it: ")?;
+        if first != again {
+            bail!("the two passwords differ; nothing was changed");
+        }
+        first
+    } else {
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line)?;
+        line.trim_end_matches(['\r', '\n']).to_string()
+    };
+    if password.is_empty() {
+        return Err(anyhow!(
+            "no password: set TOLLGATE_USER_PASSWORD, type it at the prompt or pipe it on stdin"
+        ));
+    }
+    Ok(password)
+}
+
 pub async fn users(args: &AdminArgs, command: UsersCommand) -> anyhow::Result<()> {
     let client = AdminClient::new(args)?;
+    let patch = |id: &str, body: Value| {
+        let client = &client;
+        let path = format!("/users/{id}");
+        async move { client.send(Method::PATCH, &path, Some(body), None).await }
+    };
     match command {
         UsersCommand::Create { username } => {
-            let password = match std::env::var("TOLLGATE_USER_PASSWORD") {
-                Ok(password) => password,
-                Err(_) => {
-                    let mut line = String::new();
-                    std::io::stdin().read_line(&mut line)?;
-                    line.trim_end_matches(['\r', '\n']).to_string()
-                }
-            };
-            if password.is_empty() {
-                return Err(anyhow!(
-                    "no password: set TOLLGATE_USER_PASSWORD or pipe it on stdin"
-                ));
-            }
+            let password = read_password()?;
             let created = client
                 .send(
                     Method::POST,
@@ -162,10 +214,12 @@ pub async fn users(args: &AdminArgs, command: UsersCommand) -> anyhow::Result<()
                 .await?;
             print(args, &created, admin_client::record);
         }
-        UsersCommand::List => {
-            let page = client
-                .send(Method::GET, "/users?limit=500", None, None)
-                .await?;
+        UsersCommand::List { limit, cursor } => {
+            let path = with_query(
+                "/users",
+                &[("limit", limit.map(|l| l.to_string())), ("cursor", cursor)],
+            );
+            let page = client.send(Method::GET, &path, None, None).await?;
             print(args, &page, |page| {
                 let rows: Vec<Vec<String>> = page["data"]
                     .as_array()
@@ -181,18 +235,24 @@ pub async fn users(args: &AdminArgs, command: UsersCommand) -> anyhow::Result<()
                         ]
                     })
                     .collect();
-                admin_client::table(&["ID", "USERNAME", "DISABLED", "CREATED"], &rows)
+                let table = admin_client::table(&["ID", "USERNAME", "DISABLED", "CREATED"], &rows);
+                table + &admin_client::more(page, "users list")
             });
         }
         UsersCommand::Disable { id } => {
-            let updated = client
-                .send(
-                    Method::PATCH,
-                    &format!("/users/{id}"),
-                    Some(json!({"disabled": true})),
-                    None,
-                )
-                .await?;
+            let updated = patch(&id, json!({"disabled": true})).await?;
+            print(args, &updated, admin_client::record);
+        }
+        UsersCommand::Enable { id } => {
+            let updated = patch(&id, json!({"disabled": false})).await?;
+            print(args, &updated, admin_client::record);
+        }
+        UsersCommand::Update { id, password } => {
+            if !password {
+                bail!("nothing to change: pass --password");
+            }
+            let password = read_password()?;
+            let updated = patch(&id, json!({"password": password})).await?;
             print(args, &updated, admin_client::record);
         }
     }

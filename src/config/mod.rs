@@ -1,12 +1,14 @@
 //! The validated, frozen configuration: every field typed, every cross-reference checked.
 
+mod duplicates;
 mod duration;
 mod lines;
+mod lint;
 mod reader;
 mod schema;
 
 pub use duration::{format_duration, parse_duration};
-pub use reader::{canonical_ip, parse_cidr};
+pub use reader::{canonical_ip, parse_cidr, parse_cidr_exact, CidrError};
 
 use http::Method;
 use ipnet::IpNet;
@@ -77,6 +79,9 @@ pub struct Config {
     pub rate_limits: RateLimitConfig,
     pub upstreams: BTreeMap<String, UpstreamConfig>,
     pub routes: Vec<RouteConfig>,
+    /// What is valid but probably not meant (a route that can never match): `check`
+    /// prints them and `serve` logs them.
+    pub warnings: Vec<ConfigError>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -227,12 +232,13 @@ impl Config {
                 message: format!("cannot read {}: {error}", path.display()),
             }])
         })?;
-        Self::parse(&source)
+        schema::parse(&source, schema::Empty::Refused)
     }
 
-    /// Validates YAML text, reporting every error with its path and line.
+    /// Validates YAML text, reporting every error with its path and line. Text without a
+    /// setting is a configuration of defaults (a file without one is refused by `load`).
     pub fn parse(source: &str) -> Result<Self, ConfigErrors> {
-        schema::parse(source)
+        schema::parse(source, schema::Empty::Allowed)
     }
 }
 

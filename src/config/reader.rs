@@ -185,13 +185,14 @@ impl<'l> Reader<'l> {
         }
     }
 
-    /// An address or CIDR; a bare address becomes a /32 or /128.
+    /// An address or CIDR; a bare address becomes a /32 or /128. A CIDR with host bits set
+    /// is an error: it is not clear whether the address or the network was meant.
     pub fn cidr(&mut self, value: &Value, path: &str) -> Option<IpNet> {
         let text = self.string(value, path)?;
-        match parse_cidr(&text) {
-            Some(net) => Some(net),
-            None => {
-                self.error(path, format!("\"{text}\" is not an IP address or CIDR"));
+        match parse_cidr_exact(&text) {
+            Ok(net) => Some(net),
+            Err(error) => {
+                self.error(path, error.describe(&text));
                 None
             }
         }
@@ -242,7 +243,49 @@ impl<'l> Reader<'l> {
     }
 }
 
+/// Why an address or CIDR was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CidrError {
+    /// Neither an address nor a CIDR.
+    Invalid,
+    /// A CIDR with host bits set (`10.0.0.1/8`): which of the two was meant?
+    HostBits { address: IpNet, network: IpNet },
+}
+
+impl CidrError {
+    /// The message for `text`, suggesting what it may have meant.
+    pub fn describe(&self, text: &str) -> String {
+        match self {
+            CidrError::Invalid => format!("\"{text}\" is not an IP address or CIDR"),
+            CidrError::HostBits { address, network } => format!(
+                "\"{text}\" has host bits set, so it is ambiguous: write {address} for that \
+                 address alone, or {network} for the whole network"
+            ),
+        }
+    }
+}
+
+/// Like [`parse_cidr`], but a CIDR with host bits set is refused rather than widened to its
+/// network: `10.0.0.1/8` would otherwise open a key to 16 million addresses.
+pub fn parse_cidr_exact(text: &str) -> Result<IpNet, CidrError> {
+    let net = parse_cidr(text).ok_or(CidrError::Invalid)?;
+    let Some((address, _)) = text.trim().split_once('/') else {
+        return Ok(net);
+    };
+    let address: IpAddr = address.parse().map_err(|_| CidrError::Invalid)?;
+    let address = canonical_ip(address);
+    if address != net.addr() {
+        return Err(CidrError::HostBits {
+            address: IpNet::from(address),
+            network: net,
+        });
+    }
+    Ok(net)
+}
+
 /// Parses `203.0.113.42`, `203.0.113.0/24`, `2001:db8::/32`; IPv4-mapped IPv6 becomes IPv4.
+/// Host bits are cleared (`198.51.100.7/24` is `198.51.100.0/24`): use [`parse_cidr_exact`]
+/// for what a person typed.
 pub fn parse_cidr(text: &str) -> Option<IpNet> {
     let text = text.trim();
     if let Ok(net) = text.parse::<IpNet>() {
@@ -335,6 +378,41 @@ mod tests {
         assert_eq!(parse_cidr("2001:db8::1"), "2001:db8::1/128".parse().ok());
         assert_eq!(parse_cidr("10.0.0.0/33"), None);
         assert_eq!(parse_cidr("example.com"), None);
+    }
+
+    #[test]
+    fn host_bits_are_refused_with_both_readings() {
+        assert_eq!(
+            parse_cidr_exact("10.0.0.1/8"),
+            Err(CidrError::HostBits {
+                address: "10.0.0.1/32".parse().unwrap(),
+                network: "10.0.0.0/8".parse().unwrap()
+            })
+        );
+        let message = parse_cidr_exact("10.0.0.1/8")
+            .unwrap_err()
+            .describe("10.0.0.1/8");
+        assert!(
+            message.contains("10.0.0.1/32") && message.contains("10.0.0.0/8"),
+            "{message}"
+        );
+        assert_eq!(
+            parse_cidr_exact("10.0.0.0/8"),
+            Ok("10.0.0.0/8".parse().unwrap())
+        );
+        assert_eq!(
+            parse_cidr_exact("203.0.113.42"),
+            Ok("203.0.113.42/32".parse().unwrap())
+        );
+        assert_eq!(
+            parse_cidr_exact("::ffff:10.0.0.0/104"),
+            Ok("10.0.0.0/8".parse().unwrap())
+        );
+        assert!(matches!(
+            parse_cidr_exact("2001:db8::1/32"),
+            Err(CidrError::HostBits { .. })
+        ));
+        assert_eq!(parse_cidr_exact("10.0.0.0/33"), Err(CidrError::Invalid));
     }
 
     #[test]

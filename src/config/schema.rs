@@ -33,19 +33,39 @@ const METHODS: &[&str] = &[
     "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE",
 ];
 
-pub fn parse(source: &str) -> Result<Config, ConfigErrors> {
-    let value: Value = match serde_yaml_ng::from_str(source) {
-        Ok(value) => value,
-        Err(error) => {
+/// Whether a document without a single setting is a configuration (of defaults only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Empty {
+    Allowed,
+    Refused,
+}
+
+pub fn parse(source: &str, empty: Empty) -> Result<Config, ConfigErrors> {
+    // A duplicate key stops the YAML parser; a second reading reports every duplicate
+    // where it is and keeps the first value, so every other error is reported too.
+    let (value, mut errors) = match serde_yaml_ng::from_str::<Value>(source) {
+        Ok(value) => (value, Vec::new()),
+        Err(error) => match super::duplicates::read(source) {
+            Some(read) => read,
+            None => {
+                return Err(ConfigErrors(vec![ConfigError {
+                    path: String::new(),
+                    line: error.location().map(|location| location.line()),
+                    message: format!("invalid YAML: {error}"),
+                }]))
+            }
+        },
+    };
+    let value = if value.is_null() {
+        if empty == Empty::Refused {
             return Err(ConfigErrors(vec![ConfigError {
                 path: String::new(),
-                line: error.location().map(|location| location.line()),
-                message: format!("invalid YAML: {error}"),
-            }]))
+                line: None,
+                message:
+                    "the file has no settings: a gateway needs at least an upstream and a route"
+                        .into(),
+            }]));
         }
-    };
-    // An empty file is a valid configuration made only of defaults.
-    let value = if value.is_null() {
         Value::Mapping(Default::default())
     } else {
         value
@@ -53,10 +73,13 @@ pub fn parse(source: &str) -> Result<Config, ConfigErrors> {
     let lines = LineIndex::build(source);
     let mut r = Reader::new(&lines);
     let config = read_config(&mut r, &value);
+    errors.append(&mut r.errors);
     match config {
-        Some(config) if r.errors.is_empty() => Ok(config),
+        Some(mut config) if errors.is_empty() => {
+            config.warnings = super::lint::warnings(&config, &lines);
+            Ok(config)
+        }
         _ => {
-            let mut errors = r.errors;
             errors.sort_by_key(|error| error.line.unwrap_or(0));
             Err(ConfigErrors(errors))
         }
@@ -198,6 +221,7 @@ fn read_config(r: &mut Reader<'_>, value: &Value) -> Option<Config> {
         rate_limits,
         upstreams,
         routes,
+        warnings: Vec::new(),
     })
 }
 
@@ -607,6 +631,8 @@ fn read_routes(
         "anonymous",
         "rate_limit",
     ];
+    // Route windows are counted by name, so two routes with windows need two names.
+    let mut window_names: BTreeMap<String, String> = BTreeMap::new();
     r.field(top, "routes", Vec::new(), |r, value, path| {
         r.list(value, path, |r, value, path| {
             let object = r.object(value, path, KEYS)?;
@@ -618,7 +644,17 @@ fn read_routes(
                 }
                 Some(prefix)
             });
-            let name = r.field(&object, "name", None, |r, v, p| r.string(v, p).map(Some));
+            let name = r.field(&object, "name", None, |r, value, path| {
+                let name = r.string(value, path)?;
+                // A metric label and a rate-limit window's name in response headers.
+                let valid = (1..=64).contains(&name.len())
+                    && name.bytes().all(|b| b.is_ascii_graphic() || b == b' ');
+                if !valid {
+                    r.error(path, "must be 1 to 64 printable ASCII characters");
+                    return None;
+                }
+                Some(Some(name))
+            });
             let methods = r.field(&object, "methods", None, |r, value, path| {
                 r.list(value, path, |r, value, path| {
                     let method = r.string(value, path)?;
@@ -657,8 +693,22 @@ fn read_routes(
                 );
             }
             let path_prefix = path_prefix?;
+            let name = name.unwrap_or_else(|| path_prefix.clone());
+            if rate_limit.is_some() {
+                if let Some(first) = window_names.get(&name) {
+                    r.error(
+                        &child(object.path(), "rate_limit"),
+                        format!(
+                            "{first} also has a rate_limit under the name \"{name}\"; route windows \
+                             are counted by name, so give one of them a name of its own"
+                        ),
+                    );
+                } else {
+                    window_names.insert(name.clone(), object.path().to_string());
+                }
+            }
             Some(RouteConfig {
-                name: name.unwrap_or_else(|| path_prefix.clone()),
+                name,
                 path_prefix,
                 methods,
                 upstream: upstream?,

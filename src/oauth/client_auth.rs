@@ -107,13 +107,11 @@ fn key_client(
     let digest: Digest = api_key::digest(secret.as_bytes());
     let snapshot = server.syncer.snapshot.load();
     match snapshot.by_digest(&digest) {
-        Some(KeyEntry::Secret {
-            credential,
-            grace_until,
-        }) if *credential.client_id == *id
-            && !credential.revoked
-            && grace_until.is_none_or(|until| now < until)
-            && credential.expires_at.is_none_or(|expires| now < expires) =>
+        Some(KeyEntry::Secret { credential, grace })
+            if *credential.client_id == *id
+                && !credential.revoked
+                && grace.is_none_or(|grace| now < grace.until)
+                && credential.expires_at.is_none_or(|expires| now < expires) =>
         {
             Ok(credential.clone())
         }

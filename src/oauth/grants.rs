@@ -281,6 +281,11 @@ async fn authorization_code(
             "the code was issued to another client",
         ));
     }
+    if store.grant_revoked(&grant.grant_id).await? {
+        return Err(OAuthError::invalid_grant(
+            "the authorization code was revoked",
+        ));
+    }
     if now >= grant.expires_at {
         return Err(OAuthError::invalid_grant(
             "the authorization code has expired",
@@ -321,33 +326,23 @@ async fn refresh_token(
         ));
     };
     let presented = params.require("refresh_token")?;
+    let digest = api_key::digest(presented.as_bytes());
     let store = server.store()?;
-    let grant = match store
-        .redeem_refresh(api_key::digest(presented.as_bytes()), now)
-        .await?
-    {
-        Redeemed::Unknown => return Err(OAuthError::invalid_grant("unknown refresh token")),
-        Redeemed::Replayed(grant) => {
-            // Refresh tokens rotate: a second use means a copy exists. End the family.
-            store
-                .revoke_grant(&grant.grant_id, grant.expires_at, now)
-                .await?;
-            server.syncer.sync_now().await.ok();
-            return Err(OAuthError::invalid_grant(
-                "the refresh token was already used; the whole grant is revoked",
-            ));
-        }
-        Redeemed::Fresh(grant) => grant,
+    // Everything that refuses the token is checked before it is used, so a refusal never
+    // spends it; only a second use of a spent token is a replay.
+    let Some((grant, used)) = store.peek_refresh(digest).await? else {
+        return Err(OAuthError::invalid_grant("unknown refresh token"));
     };
     if grant.client_id != app.client_id {
         return Err(OAuthError::invalid_grant(
             "the refresh token was issued to another client",
         ));
     }
-    if now >= grant.expires_at || store.grant_revoked(&grant.grant_id).await? {
-        return Err(OAuthError::invalid_grant(
-            "the refresh token has expired or was revoked",
-        ));
+    if store.grant_revoked(&grant.grant_id).await? {
+        return Err(OAuthError::invalid_grant("the refresh token was revoked"));
+    }
+    if now >= grant.expires_at {
+        return Err(OAuthError::invalid_grant("the refresh token has expired"));
     }
     let user = store
         .get_user(&grant.user_id)
@@ -355,6 +350,17 @@ async fn refresh_token(
         .map_err(|_| OAuthError::invalid_grant("unknown user"))?;
     if user.disabled {
         return Err(OAuthError::invalid_grant("the user is disabled"));
+    }
+    let fresh = !used && matches!(store.redeem_refresh(digest, now).await?, Redeemed::Fresh(_));
+    if !fresh {
+        // Refresh tokens rotate: a second use means a copy exists. End the family.
+        store
+            .revoke_grant(&grant.grant_id, grant.expires_at, now)
+            .await?;
+        server.syncer.sync_now().await.ok();
+        return Err(OAuthError::invalid_grant(
+            "the refresh token was already used; the whole grant is revoked",
+        ));
     }
     let granted: Vec<String> = grant.scope.split_whitespace().map(str::to_string).collect();
     let scope = server.narrow(params.get("scope"), &granted)?;

@@ -107,15 +107,22 @@ pub fn router(server: Arc<OAuthServer>) -> Router {
         .route("/oauth/introspect", post(grants::introspect))
         .route("/.well-known/oauth-authorization-server", get(metadata))
         .route("/.well-known/jwks.json", get(jwks))
-        .fallback(|| async {
-            (
-                StatusCode::METHOD_NOT_ALLOWED,
-                Json(
-                    json!({"error": "invalid_request", "error_description": "method not allowed"}),
-                ),
-            )
-        })
+        .method_not_allowed_fallback(method_not_allowed)
+        .fallback(method_not_allowed)
         .with_state(server)
+}
+
+/// Every refusal is JSON, a wrong method too (in the RFC 6749 error form of these
+/// endpoints); axum keeps the `Allow` header.
+async fn method_not_allowed(method: axum::http::Method) -> Response {
+    (
+        StatusCode::METHOD_NOT_ALLOWED,
+        Json(json!({
+            "error": "invalid_request",
+            "error_description": format!("this endpoint does not take {method}"),
+        })),
+    )
+        .into_response()
 }
 
 /// RFC 8414 metadata; `issuer` is the configured string, byte for byte.

@@ -1,4 +1,6 @@
 //! Per-key IP allowlists: a caller address is allowed when the list is empty or holds it.
+//! A key that asks for the infrastructure addresses gets them beside its own; with no
+//! addresses of its own, it gets exactly them (ticking only that box means "only there").
 
 use crate::config::canonical_ip;
 use ipnet::IpNet;
@@ -10,9 +12,10 @@ pub struct Allowlist(Option<Arc<[IpNet]>>);
 
 impl Allowlist {
     /// An allowlist of `nets`, plus `infrastructure` when asked for. An empty list
-    /// allows every address.
+    /// without the infrastructure addresses allows every address; an empty list with them
+    /// allows exactly them.
     pub fn new(nets: Vec<IpNet>, infrastructure: Option<&[IpNet]>) -> Self {
-        if nets.is_empty() {
+        if nets.is_empty() && infrastructure.is_none() {
             return Allowlist(None);
         }
         let mut all = nets;
@@ -75,6 +78,16 @@ mod tests {
         let without = Allowlist::new(nets(&["203.0.113.42"]), None);
         assert!(with.allows("10.1.2.3".parse().unwrap()));
         assert!(!without.allows("10.1.2.3".parse().unwrap()));
+    }
+
+    #[test]
+    fn infrastructure_alone_means_only_the_infrastructure() {
+        let infra = nets(&["10.0.0.0/8"]);
+        let only = Allowlist::new(vec![], Some(&infra));
+        assert!(only.allows("10.1.2.3".parse().unwrap()));
+        assert!(!only.allows("203.0.113.1".parse().unwrap()));
+        // With no infrastructure addresses configured, such a key is usable from nowhere.
+        assert!(!Allowlist::new(vec![], Some(&[])).allows("10.1.2.3".parse().unwrap()));
     }
 
     proptest! {

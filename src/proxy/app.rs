@@ -30,6 +30,7 @@ impl ServerApp for GatewayApp {
         stream: Stream,
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
+        let _open = crate::lifecycle::Connection::open();
         let signal = HeadSignal(Arc::new(AtomicU8::new(HeadSignal::QUIET)));
         let stream = HeadGuard::wrap(stream, self.guard.clone(), signal.0.clone());
         let mut session = ServerSession::new_http1(stream);

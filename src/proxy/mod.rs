@@ -7,6 +7,7 @@ pub mod head_guard;
 mod head_syntax;
 mod oauth_bridge;
 mod respond;
+mod target_health;
 pub mod upstreams;
 
 use crate::auth::jwt::{TokenVerifier, VerifiedToken};
@@ -27,6 +28,7 @@ use crate::policy::rate_limit::{
 };
 use crate::routes::Route;
 use crate::routes::RouteTable;
+use crate::store::snapshot::Grace;
 use crate::store::sync::SnapshotHandle;
 use crate::usage::{Outcome, UsageRecorder};
 use async_trait::async_trait;
@@ -130,6 +132,8 @@ pub struct RequestCtx {
     outcome: Option<&'static str>,
     /// Time spent deciding (authentication, authorization, limits).
     auth_time: std::time::Duration,
+    /// The key's previous secret was used, in its grace period: answers say until when.
+    pub grace: Option<Grace>,
 }
 
 impl Drop for RequestCtx {
@@ -196,7 +200,12 @@ impl Gateway {
             ctx.forward_path = Some(path.into_owned());
         }
         match decision {
-            Decision::Forward { route, caller } => {
+            Decision::Forward {
+                route,
+                caller,
+                grace,
+            } => {
+                ctx.grace = grace;
                 self.metrics.auth_decision(caller.method(), "allowed");
                 ctx.limit_scope = Some(self.scope_of(&caller, Some(route), ctx.client_ip));
                 ctx.route = Some(route.index);
@@ -208,7 +217,9 @@ impl Gateway {
                 denial,
                 method,
                 key,
+                grace,
             } => {
+                ctx.grace = grace;
                 if route.is_some() {
                     self.metrics.auth_decision(method, denial.code());
                 }
@@ -236,7 +247,7 @@ impl Gateway {
         route: Option<&Route>,
         client_ip: IpAddr,
     ) -> (CallerKey, Windows) {
-        let route_window = route.and_then(|r| r.rate_limit.map(|w| (r.index as u16, w)));
+        let route_window = route.and_then(|r| r.rate_limit);
         let (key, tier, own) = match caller {
             Caller::Anonymous => return self.anonymous_scope(client_ip, route),
             Caller::ApiKey(credential) => (
@@ -244,10 +255,12 @@ impl Gateway {
                 TierKind::ApiKey,
                 credential.rate_limit,
             ),
+            // The tier is who the caller is, not how it presented itself: a key's
+            // client-credentials token counts as the key, in the key's tier.
             Caller::OAuth(oauth) => match &oauth.credential {
                 Some(credential) => (
                     CallerKey::Key(credential.id.clone()),
-                    TierKind::OAuth,
+                    TierKind::ApiKey,
                     credential.rate_limit,
                 ),
                 None => (
@@ -311,7 +324,7 @@ impl Gateway {
     }
 
     fn anonymous_scope(&self, client_ip: IpAddr, route: Option<&Route>) -> (CallerKey, Windows) {
-        let route_window = route.and_then(|r| r.rate_limit.map(|w| (r.index as u16, w)));
+        let route_window = route.and_then(|r| r.rate_limit);
         (
             CallerKey::anonymous(client_ip),
             Windows::new(&self.rate_limits, TierKind::Anonymous, None, route_window),
@@ -422,6 +435,7 @@ impl ProxyHttp for Gateway {
             limits: None,
             outcome: None,
             auth_time: std::time::Duration::ZERO,
+            grace: None,
         }
     }
 
@@ -638,6 +652,9 @@ impl ProxyHttp for Gateway {
             for (name, value) in limit_headers::headers(verdict, policy) {
                 response.insert_header(name, value)?;
             }
+        }
+        if let Some(grace) = &ctx.grace {
+            respond::deprecation(response, grace)?;
         }
         response.insert_header("x-request-id", ctx.request_id.as_str())
     }

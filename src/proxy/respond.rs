@@ -2,6 +2,7 @@
 
 use super::RequestCtx;
 use crate::denial::{error_body, Denial};
+use crate::store::snapshot::Grace;
 use bytes::Bytes;
 use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
@@ -21,6 +22,9 @@ pub async fn refuse(session: &mut Session, ctx: &RequestCtx, denial: &Denial) ->
             response.insert_header(name, value)?;
         }
     }
+    if let Some(grace) = &ctx.grace {
+        deprecation(&mut response, grace)?;
+    }
     if denial.status() == 401 {
         let challenge = if denial.credential_refused() {
             "Bearer realm=\"tollgate\", error=\"invalid_token\""
@@ -36,6 +40,15 @@ pub async fn refuse(session: &mut Session, ctx: &RequestCtx, denial: &Denial) ->
         .write_response_header(Box::new(response), false)
         .await?;
     session.write_response_body(Some(body), true).await
+}
+
+/// A request made with a key's previous secret, during its grace period: `Deprecation`
+/// (RFC 9745) dates the rotation and `Sunset` (RFC 8594) the end of the grace, so an
+/// integration can see that it must switch to the new secret.
+pub fn deprecation(response: &mut ResponseHeader, grace: &Grace) -> Result<()> {
+    response.insert_header("deprecation", format!("@{}", grace.since.div_euclid(1000)))?;
+    response.insert_header("sunset", crate::clock::http_date(grace.until))?;
+    Ok(())
 }
 
 fn may_have_body(session: &Session) -> bool {

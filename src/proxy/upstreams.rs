@@ -1,7 +1,7 @@
 //! Upstream pools: round robin over each upstream's targets, with TCP health checks.
 
+use super::target_health::TargetCheck;
 use crate::config::UpstreamConfig;
-use pingora::lb::health_check::TcpHealthCheck;
 use pingora::lb::selection::RoundRobin;
 use pingora::lb::{Backend, LoadBalancer};
 use pingora::services::background::{background_service, GenBackgroundService};
@@ -39,9 +39,7 @@ impl Upstreams {
                 LoadBalancer::try_from_iter(upstream.targets.iter().map(String::as_str)).map_err(
                     |error| anyhow::anyhow!("upstreams.{name}: cannot resolve targets: {error}"),
                 )?;
-            let mut check = TcpHealthCheck::new();
-            check.peer_template.options.connection_timeout = Some(upstream.connect_timeout);
-            balancer.set_health_check(check);
+            balancer.set_health_check(Box::new(TargetCheck::new(name, upstream.connect_timeout)));
             balancer.health_check_frequency = Some(HEALTH_CHECK_EVERY);
             let service = background_service(&format!("health check {name}"), balancer);
             let host = upstream.targets[0]

@@ -1,5 +1,6 @@
 //! The audit log and idempotency records of the admin API.
 
+use super::keys::Args;
 use super::records::{AuditEntry, Timestamp};
 use super::{Store, StoreError, StoreResult};
 use sqlx::Row;
@@ -19,21 +20,49 @@ pub enum Idempotent {
     },
 }
 
+/// Which audit entries a listing shows: each field left out matches everything; `from`
+/// is inclusive and `to` exclusive (Unix milliseconds).
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    pub actor: Option<String>,
+    pub action: Option<String>,
+    pub target: Option<String>,
+    pub from: Option<i64>,
+    pub to: Option<i64>,
+}
+
 impl Store {
-    /// Audit entries, newest first, older than the cursor id.
+    /// Audit entries, newest first, older than the cursor id, that match `filter`.
     pub async fn list_audit(
         &self,
+        filter: &AuditFilter,
         before_id: Option<i64>,
         limit: i64,
     ) -> StoreResult<Vec<AuditEntry>> {
-        let rows = sqlx::query(
-            "SELECT id, at, actor, action, target, before, after FROM audit WHERE id < $1 \
-             ORDER BY id DESC LIMIT $2",
-        )
-        .bind(before_id.unwrap_or(i64::MAX))
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
+        let mut args = Args::default();
+        let mut clauses = vec![format!("id < {}", args.int(before_id.unwrap_or(i64::MAX)))];
+        for (column, value) in [
+            ("actor", &filter.actor),
+            ("action", &filter.action),
+            ("target", &filter.target),
+        ] {
+            if let Some(value) = value {
+                clauses.push(format!("{column} = {}", args.text(value.clone())));
+            }
+        }
+        if let Some(from) = filter.from {
+            clauses.push(format!("at >= {}", args.int(from)));
+        }
+        if let Some(to) = filter.to {
+            clauses.push(format!("at < {}", args.int(to)));
+        }
+        let sql = format!(
+            "SELECT id, at, actor, action, target, before, after FROM audit WHERE {} \
+             ORDER BY id DESC LIMIT {}",
+            clauses.join(" AND "),
+            args.int(limit)
+        );
+        let rows = args.bind(sqlx::query(&sql)).fetch_all(&self.pool).await?;
         rows.iter()
             .map(|row| {
                 let parse = |text: Option<String>| text.and_then(|t| serde_json::from_str(&t).ok());

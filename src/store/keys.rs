@@ -2,7 +2,7 @@
 //! incremental "changes since version N" that snapshots are built from.
 
 use super::records::{
-    ClientRecord, KeyRecord, KeyRow, KeyType, Policy, Secrets, StoredList, Timestamp,
+    ClientRecord, KeyRecord, KeyRow, KeyStatus, KeyType, Policy, Secrets, StoredList, Timestamp,
 };
 use super::{Store, StoreError, StoreResult};
 use crate::auth::api_key::Digest;
@@ -14,6 +14,51 @@ use std::time::Duration;
 const KEY_COLUMNS: &str = "id, client_id, name, key_type, permissions, role, environment, start, \
     digest, grace_digest, grace_until, secret_version, ip_allowlist, allow_infrastructure_ips, \
     expires_at, created_at, rotated_at, revoked_at, last_used_at, rate_limit, metadata, version";
+
+/// Which keys a listing shows.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct KeyFilter {
+    pub status: Option<KeyStatus>,
+    pub key_type: Option<KeyType>,
+    /// The time statuses are judged at.
+    pub now: i64,
+}
+
+/// The arguments of a statement built from optional filters: each is numbered as it is
+/// added, then bound in that order.
+#[derive(Default)]
+pub(super) struct Args(Vec<Arg>);
+
+enum Arg {
+    Int(i64),
+    Text(String),
+}
+
+impl Args {
+    /// Adds an integer; returns its placeholder.
+    pub(super) fn int(&mut self, value: i64) -> String {
+        self.0.push(Arg::Int(value));
+        format!("${}", self.0.len())
+    }
+
+    pub(super) fn text(&mut self, value: String) -> String {
+        self.0.push(Arg::Text(value));
+        format!("${}", self.0.len())
+    }
+
+    pub(super) fn bind<'q>(
+        self,
+        mut query: sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>>,
+    ) -> sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>> {
+        for arg in self.0 {
+            query = match arg {
+                Arg::Int(value) => query.bind(value),
+                Arg::Text(value) => query.bind(value),
+            };
+        }
+        query
+    }
+}
 
 /// Everything that changed after a version, up to `version`.
 #[derive(Debug, Default)]
@@ -118,6 +163,7 @@ struct PageRow<'a>(
     Option<i64>,                           // revoked_at
     #[serde(borrow)] Option<Cow<'a, str>>, // rate_limit, JSON text
     i64,                                   // version
+    Option<i64>,                           // rotated_at
 );
 
 fn hex_digest(text: &str) -> StoreResult<Digest> {
@@ -163,6 +209,7 @@ impl<'a> PageRow<'a> {
             revoked_at,
             rate_limit,
             version,
+            rotated_at,
         ) = self;
         let grace_digest = grace_digest.filter(|hex| !hex.is_empty());
         Ok(KeyRow {
@@ -182,6 +229,7 @@ impl<'a> PageRow<'a> {
             allow_infrastructure_ips: allow_infrastructure_ips != 0,
             expires_at,
             revoked: revoked_at.is_some(),
+            rotated_at,
             rate_limit: rate_limit.and_then(|text| serde_json::from_str(&text).ok()),
             version,
         })
@@ -202,22 +250,50 @@ impl Store {
         key_from_row(&row)
     }
 
-    /// Keys in creation order, after the `(created_at, id)` of the cursor.
+    /// Keys newest first, after the `(created_at, id)` of the cursor, with the status and
+    /// type `filter` asks for.
     pub async fn list_keys(
         &self,
+        filter: KeyFilter,
         after: Option<(i64, String)>,
         limit: i64,
     ) -> StoreResult<Vec<KeyRecord>> {
-        let (created, id) = after.unwrap_or((i64::MIN, String::new()));
-        let rows = sqlx::query(&format!(
-            "SELECT {KEY_COLUMNS} FROM keys WHERE created_at > $1 OR (created_at = $1 AND id > $2) \
-             ORDER BY created_at, id LIMIT $3"
-        ))
-        .bind(created)
-        .bind(id)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
+        let (created, id) = after.unwrap_or((i64::MAX, String::new()));
+        let mut args = Args::default();
+        let (c, i) = (args.int(created), args.text(id));
+        let mut clauses = vec![format!(
+            "(created_at < {c} OR (created_at = {c} AND id < {i}))"
+        )];
+        let soon = filter.now.saturating_add(KeyStatus::EXPIRING_WITHIN_MS);
+        clauses.push(match filter.status {
+            None => "TRUE".into(),
+            Some(KeyStatus::Revoked) => "revoked_at IS NOT NULL".into(),
+            Some(KeyStatus::Expired) => format!(
+                "revoked_at IS NULL AND expires_at IS NOT NULL AND expires_at <= {}",
+                args.int(filter.now)
+            ),
+            Some(KeyStatus::Expiring) => format!(
+                "revoked_at IS NULL AND expires_at > {} AND expires_at <= {}",
+                args.int(filter.now),
+                args.int(soon)
+            ),
+            Some(KeyStatus::Active) => format!(
+                "revoked_at IS NULL AND (expires_at IS NULL OR expires_at > {})",
+                args.int(soon)
+            ),
+        });
+        if let Some(key_type) = filter.key_type {
+            clauses.push(format!(
+                "key_type = {}",
+                args.text(key_type.as_str().into())
+            ));
+        }
+        let sql = format!(
+            "SELECT {KEY_COLUMNS} FROM keys WHERE {} ORDER BY created_at DESC, id DESC LIMIT {}",
+            clauses.join(" AND "),
+            args.int(limit)
+        );
+        let rows = args.bind(sqlx::query(&sql)).fetch_all(&self.pool).await?;
         rows.iter().map(key_from_row).collect()
     }
 

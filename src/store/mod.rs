@@ -10,9 +10,9 @@ pub mod snapshot;
 pub mod sync;
 mod usage_table;
 
-pub use admin_tables::Idempotent;
+pub use admin_tables::{AuditFilter, Idempotent};
 pub use dialect::{Dialect, CHANGES_CHANNEL};
-pub use keys::KeyChanges;
+pub use keys::{KeyChanges, KeyFilter};
 pub use oauth_tables::Redeemed;
 pub use usage_table::UsageBatch;
 

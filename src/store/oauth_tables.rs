@@ -10,7 +10,8 @@ use sqlx::Row;
 
 const CLIENT_COLUMNS: &str =
     "client_id, name, client_type, secret_digest, redirect_uris, scopes, created_at, deleted_at, version";
-const USER_COLUMNS: &str = "id, username, password_hash, disabled, created_at, version";
+const USER_COLUMNS: &str =
+    "id, username, password_hash, disabled, created_at, password_changed_at, version";
 
 /// What redeeming a single-use code or refresh token found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,6 +59,9 @@ pub(super) fn user_from_row(row: &AnyRow) -> StoreResult<UserRecord> {
         password_hash: row.try_get("password_hash")?,
         disabled: row.try_get::<i64, _>("disabled")? != 0,
         created_at: Timestamp(row.try_get("created_at")?),
+        password_changed_at: row
+            .try_get::<Option<i64>, _>("password_changed_at")?
+            .map(Timestamp),
         version: row.try_get("version")?,
     })
 }
@@ -131,15 +135,20 @@ impl Store {
         client_from_row(&row)
     }
 
+    /// Apps newest first, after the `(created_at, client_id)` of the cursor.
     pub async fn list_clients(
         &self,
-        after: Option<String>,
+        after: Option<(i64, String)>,
         limit: i64,
     ) -> StoreResult<Vec<ClientRecord>> {
+        let (created, id) = after.unwrap_or((i64::MAX, String::new()));
         let rows = sqlx::query(&format!(
-            "SELECT {CLIENT_COLUMNS} FROM oauth_clients WHERE client_id > $1 ORDER BY client_id LIMIT $2"
+            "SELECT {CLIENT_COLUMNS} FROM oauth_clients \
+             WHERE created_at < $1 OR (created_at = $1 AND client_id < $2) \
+             ORDER BY created_at DESC, client_id DESC LIMIT $3"
         ))
-        .bind(after.unwrap_or_default())
+        .bind(created)
+        .bind(id)
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
@@ -193,13 +202,14 @@ impl Store {
         let mut user = user.clone();
         user.version = version;
         sqlx::query(&format!(
-            "INSERT INTO users ({USER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)"
+            "INSERT INTO users ({USER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"
         ))
         .bind(user.id.clone())
         .bind(user.username.clone())
         .bind(user.password_hash.clone())
         .bind(i64::from(user.disabled))
         .bind(user.created_at.0)
+        .bind(user.password_changed_at.map(|t| t.0))
         .bind(version)
         .execute(&mut *tx)
         .await?;
@@ -236,34 +246,45 @@ impl Store {
         row.as_ref().map(user_from_row).transpose()
     }
 
+    /// Users newest first, after the `(created_at, id)` of the cursor.
     pub async fn list_users(
         &self,
-        after: Option<String>,
+        after: Option<(i64, String)>,
         limit: i64,
     ) -> StoreResult<Vec<UserRecord>> {
+        let (created, id) = after.unwrap_or((i64::MAX, String::new()));
         let rows = sqlx::query(&format!(
-            "SELECT {USER_COLUMNS} FROM users WHERE id > $1 ORDER BY id LIMIT $2"
+            "SELECT {USER_COLUMNS} FROM users WHERE created_at < $1 OR (created_at = $1 AND id < $2) \
+             ORDER BY created_at DESC, id DESC LIMIT $3"
         ))
-        .bind(after.unwrap_or_default())
+        .bind(created)
+        .bind(id)
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(user_from_row).collect()
     }
 
+    /// Writes a user's change. With `end_grants` (a disable, a new password), every grant
+    /// issued to the user before now ends in the same transaction, for good: its access
+    /// tokens, refresh tokens and unredeemed codes. The revocations are kept until
+    /// `end_grants` (when the last of those tokens would have expired anyway).
     pub async fn replace_user(
         &self,
         before: &UserRecord,
         after: &UserRecord,
+        end_grants: Option<i64>,
         actor: &str,
         now: i64,
     ) -> StoreResult<UserRecord> {
         let (mut tx, version) = self.begin_write(now).await?;
         let updated = sqlx::query(
-            "UPDATE users SET password_hash = $1, disabled = $2, version = $3 WHERE id = $4 AND version = $5",
+            "UPDATE users SET password_hash = $1, disabled = $2, password_changed_at = $3, version = $4 \
+             WHERE id = $5 AND version = $6",
         )
         .bind(after.password_hash.clone())
         .bind(i64::from(after.disabled))
+        .bind(after.password_changed_at.map(|t| t.0))
         .bind(version)
         .bind(before.id.clone())
         .bind(before.version)
@@ -271,6 +292,29 @@ impl Store {
         .await?;
         if updated.rows_affected() != 1 {
             return Err(StoreError::Conflict);
+        }
+        if let Some(forget_at) = end_grants {
+            // `WHERE TRUE`: without it SQLite reads `ON CONFLICT` as a join constraint.
+            sqlx::query(
+                "INSERT INTO revoked_grants (grant_id, revoked_at, expires_at, version) \
+                 SELECT DISTINCT grant_id, $1, $2, $3 FROM ( \
+                   SELECT grant_id FROM refresh_tokens WHERE user_id = $4 \
+                   UNION SELECT grant_id FROM auth_codes WHERE user_id = $4 \
+                 ) AS granted WHERE TRUE ON CONFLICT (grant_id) DO NOTHING",
+            )
+            .bind(now)
+            .bind(forget_at)
+            .bind(version)
+            .bind(before.id.clone())
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "UPDATE refresh_tokens SET used_at = $1 WHERE user_id = $2 AND used_at IS NULL",
+            )
+            .bind(now)
+            .bind(before.id.clone())
+            .execute(&mut *tx)
+            .await?;
         }
         let mut after = after.clone();
         after.version = version;

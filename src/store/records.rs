@@ -40,6 +40,51 @@ impl KeyType {
     }
 }
 
+/// A key's status in one word, as lists filter by it and the console shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyStatus {
+    Active,
+    /// Active, and expiring within [`KeyStatus::EXPIRING_WITHIN_MS`].
+    Expiring,
+    Expired,
+    Revoked,
+}
+
+impl KeyStatus {
+    /// A key is "expiring" in the last 7 days before its `expires_at`.
+    pub const EXPIRING_WITHIN_MS: i64 = 7 * 86_400_000;
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyStatus::Active => "active",
+            KeyStatus::Expiring => "expiring",
+            KeyStatus::Expired => "expired",
+            KeyStatus::Revoked => "revoked",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        [
+            KeyStatus::Active,
+            KeyStatus::Expiring,
+            KeyStatus::Expired,
+            KeyStatus::Revoked,
+        ]
+        .into_iter()
+        .find(|status| status.as_str() == text)
+    }
+
+    /// The status of a key revoked at `revoked_at` and expiring at `expires_at`, at `now`.
+    pub fn of(revoked_at: Option<i64>, expires_at: Option<i64>, now: i64) -> Self {
+        match (revoked_at, expires_at) {
+            (Some(_), _) => KeyStatus::Revoked,
+            (None, Some(at)) if at <= now => KeyStatus::Expired,
+            (None, Some(at)) if at <= now + Self::EXPIRING_WITHIN_MS => KeyStatus::Expiring,
+            _ => KeyStatus::Active,
+        }
+    }
+}
+
 /// A key's own limits, replacing its tier's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -104,6 +149,8 @@ pub struct KeyRow<'a> {
     pub allow_infrastructure_ips: bool,
     pub expires_at: Option<i64>,
     pub revoked: bool,
+    /// When the current secret replaced the previous one (the start of a grace period).
+    pub rotated_at: Option<i64>,
     pub rate_limit: Option<RateLimitOverride>,
     pub version: i64,
 }
@@ -130,6 +177,7 @@ impl<'a> KeyRow<'a> {
             allow_infrastructure_ips: record.allow_infrastructure_ips,
             expires_at: record.expires_at.map(|t| t.0),
             revoked: record.revoked_at.is_some(),
+            rotated_at: record.rotated_at.map(|t| t.0),
             rate_limit: record.rate_limit,
             version: record.version,
         }
@@ -215,6 +263,8 @@ pub struct UserRecord {
     pub username: String,
     pub disabled: bool,
     pub created_at: Timestamp,
+    /// When the password last changed (never the password itself).
+    pub password_changed_at: Option<Timestamp>,
     /// argon2id, PHC string format.
     #[serde(skip)]
     pub password_hash: String,

@@ -40,13 +40,20 @@ pub struct Credential {
 /// What a digest resolves to.
 #[derive(Debug, Clone, Copy)]
 pub enum KeyEntry<'a> {
-    /// A key's secret; `grace_until` is set for the previous secret after a rotation.
+    /// A key's secret; `grace` is set for the previous secret after a rotation.
     Secret {
         credential: &'a Arc<Credential>,
-        grace_until: Option<i64>,
+        grace: Option<Grace>,
     },
     /// A secret replaced by rotation: it answers `key_revoked`.
     Retired { key_id: &'a Arc<str> },
+}
+
+/// The window in which a rotated-out secret still works: from the rotation until `until`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Grace {
+    pub since: i64,
+    pub until: i64,
 }
 
 /// A digest that is not a key's current secret.
@@ -54,7 +61,7 @@ pub enum KeyEntry<'a> {
 enum OtherSecret {
     Grace {
         credential: Arc<Credential>,
-        until: i64,
+        grace: Grace,
     },
     Retired {
         key_id: Arc<str>,
@@ -99,13 +106,13 @@ impl Index {
         {
             return Some(KeyEntry::Secret {
                 credential,
-                grace_until: None,
+                grace: None,
             });
         }
         self.others.get(digest).map(|other| match other {
-            OtherSecret::Grace { credential, until } => KeyEntry::Secret {
+            OtherSecret::Grace { credential, grace } => KeyEntry::Secret {
                 credential,
-                grace_until: Some(*until),
+                grace: Some(*grace),
             },
             OtherSecret::Retired { key_id } => KeyEntry::Retired { key_id },
         })
@@ -249,13 +256,22 @@ pub struct FullLoad {
 }
 
 /// Puts a key's current secret (and its previous one, while in grace) in `index`.
-fn insert_secrets(index: &mut Index, secrets: &Secrets, credential: Arc<Credential>) {
+fn insert_secrets(
+    index: &mut Index,
+    secrets: &Secrets,
+    rotated_at: Option<i64>,
+    credential: Arc<Credential>,
+) {
     if let (Some(digest), Some(until)) = (secrets.grace_digest, secrets.grace_until) {
+        let grace = Grace {
+            since: rotated_at.unwrap_or(until),
+            until,
+        };
         index.insert_other(
             digest,
             OtherSecret::Grace {
                 credential: credential.clone(),
-                until,
+                grace,
             },
         );
     }
@@ -418,7 +434,7 @@ impl SnapshotBuilder {
             if !credential.revoked {
                 load.counts[credential.key_type as usize] += 1;
             }
-            insert_secrets(&mut load.index, &row.secrets, credential);
+            insert_secrets(&mut load.index, &row.secrets, row.rotated_at, credential);
         }
     }
 
@@ -460,7 +476,12 @@ impl SnapshotBuilder {
             if !credential.revoked {
                 counts[credential.key_type as usize] += 1;
             }
-            insert_secrets(&mut overlay, &record.secrets, credential);
+            insert_secrets(
+                &mut overlay,
+                &record.secrets,
+                record.rotated_at.map(|t| t.0),
+                credential,
+            );
         }
         let (base, overlay) = if overlay.len() > (current.base.len() / 8).max(4096) {
             let mut merged = (*current.base).clone();
@@ -607,7 +628,7 @@ mod tests {
         let check = |snapshot: &Snapshot| {
             assert!(matches!(
                 snapshot.by_digest(&digest(b"s1")),
-                Some(KeyEntry::Secret { credential, grace_until: Some(99) })
+                Some(KeyEntry::Secret { credential, grace: Some(Grace { until: 99, .. }) })
                     if credential.digest == digest(b"s1-new")
             ));
             assert!(matches!(
@@ -617,10 +638,7 @@ mod tests {
             for current in [&b"s1-new"[..], b"s2-new", b"s3"] {
                 assert!(matches!(
                     snapshot.by_digest(&digest(current)),
-                    Some(KeyEntry::Secret {
-                        grace_until: None,
-                        ..
-                    })
+                    Some(KeyEntry::Secret { grace: None, .. })
                 ));
             }
             assert_eq!(snapshot.by_id("k1").unwrap().digest, digest(b"s1-new"));
@@ -635,10 +653,7 @@ mod tests {
         // The snapshot before is untouched.
         assert!(matches!(
             loaded.by_digest(&digest(b"s2")),
-            Some(KeyEntry::Secret {
-                grace_until: None,
-                ..
-            })
+            Some(KeyEntry::Secret { grace: None, .. })
         ));
     }
 

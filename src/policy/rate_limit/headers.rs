@@ -18,8 +18,8 @@ impl PolicyHeaders {
             .iter()
             .map(|w| {
                 format!(
-                    "\"{}\";q={};w={}",
-                    w.kind.policy_name(),
+                    "{};q={};w={}",
+                    sf_string(w.kind.policy_name()),
                     w.limit,
                     w.period_ms / 1000
                 )
@@ -30,6 +30,20 @@ impl PolicyHeaders {
         self.0.insert(*windows, value.clone());
         value
     }
+}
+
+/// A structured-field string (RFC 8941): quoted, with backslash and `"` escaped.
+fn sf_string(name: &str) -> String {
+    let mut quoted = String::with_capacity(name.len() + 2);
+    quoted.push('"');
+    for c in name.chars() {
+        if matches!(c, '"' | '\\') {
+            quoted.push('\\');
+        }
+        quoted.push(c);
+    }
+    quoted.push('"');
+    quoted
 }
 
 /// Header names and values for `verdict`, with its windows' `policy`.
@@ -47,8 +61,8 @@ pub fn headers(verdict: &Verdict, policy: &HeaderValue) -> Vec<(&'static str, He
     out.push(("x-ratelimit-reset", HeaderValue::from(reset)));
     out.push(("ratelimit-policy", policy.clone()));
     let current = format!(
-        "\"{}\";r={};t={reset}",
-        tightest.spec.kind.policy_name(),
+        "{};r={};t={reset}",
+        sf_string(tightest.spec.kind.policy_name()),
         tightest.remaining()
     );
     if let Ok(value) = HeaderValue::from_str(&current) {

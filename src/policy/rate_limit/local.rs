@@ -201,7 +201,7 @@ mod tests {
     use std::sync::Arc;
     use std::time::Duration;
 
-    fn windows(route: Option<(u16, Window)>) -> Windows {
+    fn windows(route: Option<(&'static str, Window)>) -> Windows {
         let config = Config::parse(
             "rate_limits: { tiers: { api_key: { per_minute: 300, per_day: 10000 } }, burst: { requests: 100, per: 10s } }",
         )
@@ -276,13 +276,13 @@ mod tests {
             requests: 2,
             per: Duration::from_secs(60),
         };
-        let w = windows(Some((3, route)));
+        let w = windows(Some(("/v1/reports", route)));
         let limiter = LocalLimiter::default();
         assert!(limiter.check(&key(), &w, 0).allowed());
         assert!(limiter.check(&key(), &w, 1).allowed());
         assert_eq!(
             limiter.check(&key(), &w, 2).refused_by,
-            Some(WindowKind::Route(3))
+            Some(WindowKind::Route("/v1/reports"))
         );
         let other = CallerKey::Key(Arc::from("key_2"));
         assert!(limiter.check(&other, &w, 3).allowed());
@@ -294,7 +294,7 @@ mod tests {
             requests: 1,
             per: Duration::from_secs(60),
         };
-        let w = windows(Some((0, route)));
+        let w = windows(Some(("reports", route)));
         let limiter = LocalLimiter::default();
         assert!(limiter.check(&key(), &w, 0).allowed());
         for t in 1..50 {

@@ -65,8 +65,24 @@ pub enum WindowKind {
     Burst,
     Minute,
     Day,
-    /// A route's own safeguard, by route index.
-    Route(u16),
+    /// A route's own safeguard, by the route's name (its path prefix when it has none),
+    /// so its counters and its name in the headers stay put when routes are reordered.
+    Route(&'static str),
+}
+
+/// The name of a route's window, kept for the life of the process: route names come
+/// from the config, a few per process, so each is stored once and shared.
+pub fn route_window(name: &str) -> &'static str {
+    static NAMES: std::sync::Mutex<Vec<&'static str>> = std::sync::Mutex::new(Vec::new());
+    let Ok(mut names) = NAMES.lock() else {
+        return "route";
+    };
+    if let Some(found) = names.iter().find(|known| **known == name) {
+        return found;
+    }
+    let kept: &'static str = Box::leak(name.to_string().into_boxed_str());
+    names.push(kept);
+    kept
 }
 
 impl WindowKind {
@@ -80,10 +96,10 @@ impl WindowKind {
     }
 
     /// The IETF policy name.
-    pub fn policy_name(self) -> String {
+    pub fn policy_name(self) -> &'static str {
         match self {
-            WindowKind::Route(index) => format!("route{index}"),
-            other => other.label().to_string(),
+            WindowKind::Route(name) => name,
+            other => other.label(),
         }
     }
 }
@@ -138,7 +154,7 @@ impl Windows {
         config: &RateLimitConfig,
         tier: TierKind,
         own: Option<Tier>,
-        route: Option<(u16, Window)>,
+        route: Option<(&'static str, Window)>,
     ) -> Windows {
         let base = own.unwrap_or(match tier {
             TierKind::Anonymous => config.tiers.anonymous,
@@ -163,7 +179,7 @@ impl Windows {
                     limit: base.per_day,
                     period_ms: DAY_MS,
                 }),
-                route.map(|(index, limit)| window(WindowKind::Route(index), limit)),
+                route.map(|(name, limit)| window(WindowKind::Route(name), limit)),
             ],
             tier,
         }
