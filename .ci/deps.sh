@@ -99,6 +99,18 @@ need_promtool() {
   rm -rf "$dir/deb"
 }
 
+# schemathesis (PyPI), the independent client that holds the admin API to its OpenAPI
+# document, in a virtual environment of its own under target/tools.
+SCHEMATHESIS_VERSION=4.32.5
+need_schemathesis() {
+  local venv="target/tools/py"
+  if [ -x "$venv/bin/schemathesis" ]; then return; fi
+  command -v python3 >/dev/null 2>&1 || apt_install python3
+  echo "installing schemathesis $SCHEMATHESIS_VERSION from PyPI"
+  python3 -m venv "$venv" 2>/dev/null || { apt_install python3-venv python3-pip; python3 -m venv "$venv"; }
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
+}
+
 case "${1:-build}" in
   build) need_build ;;
   test)
@@ -107,6 +119,7 @@ case "${1:-build}" in
     need_postgres
     need_redis
     need_promtool
+    need_schemathesis
     ;;
   bench)
     need_build

@@ -3,6 +3,7 @@
 
 pub mod access_log;
 pub mod admin;
+pub mod admin_access;
 pub mod auth;
 pub mod cli;
 pub mod clock;

@@ -23,6 +23,22 @@ pub struct Metrics {
     pub auth_duration: prometheus::Histogram,
 }
 
+/// The outcomes of an admission decision: allowed, or one of its refusals.
+const AUTH_OUTCOMES: [&str; 12] = [
+    "allowed",
+    "invalid_request",
+    "missing_credentials",
+    "invalid_api_key",
+    "invalid_token",
+    "token_expired",
+    "key_expired",
+    "key_revoked",
+    "wrong_environment",
+    "ip_not_allowed",
+    "insufficient_permission",
+    "store_unavailable",
+];
+
 impl Metrics {
     pub fn new() -> Self {
         let registry = Registry::new();
@@ -99,6 +115,12 @@ impl Metrics {
         build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
+        // Known label values are exported at 0 before first use, as Prometheus advises.
+        for method in ["api_key", "oauth", "anonymous"] {
+            for outcome in AUTH_OUTCOMES {
+                auth_decisions.with_label_values(&[method, outcome]);
+            }
+        }
 
         for collector in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,

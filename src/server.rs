@@ -131,6 +131,7 @@ pub fn serve(config: Config, options: ServeOptions) -> anyhow::Result<()> {
             "no operator token is set: the admin API will refuse every request"
         );
     }
+    let (admin_requests, signins) = AdminState::metrics(&metrics);
     let admin_state = Arc::new(AdminState {
         syncer: syncer.clone(),
         rules: KeyRules::new(&config),
@@ -138,6 +139,11 @@ pub fn serve(config: Config, options: ServeOptions) -> anyhow::Result<()> {
         readiness: readiness.clone(),
         grant_lifetime_ms: (config.oauth.refresh_token_ttl + config.oauth.access_token_ttl)
             .as_millis() as i64,
+        roles: config.admin.roles.clone(),
+        session_ttl: config.admin.session_ttl,
+        secure_cookies: false,
+        admin_requests,
+        signins,
     });
 
     if let Some(folder) = config

@@ -356,3 +356,31 @@ fn cidrs_and_route_names_say_what_is_wrong() {
     .0;
     assert_eq!(errors[0].path, "routes[0].name");
 }
+
+#[test]
+fn custom_operator_roles_are_checked_with_their_path_and_line() {
+    let text = "admin:\n  roles:\n    support: [keys:read, analytics:read]\n    broken: [keys:read, keys:delete]\n    owner: [keys:read]\n";
+    let errors: Vec<String> = Config::parse(text)
+        .unwrap_err()
+        .0
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    assert!(
+        errors[0].starts_with("admin.roles.broken[1]: unknown admin permission \"keys:delete\""),
+        "{errors:?}"
+    );
+    assert!(errors[0].ends_with("(line 4)"), "{errors:?}");
+    assert!(
+        errors[1].starts_with("admin.roles.owner: \"owner\" is a built-in role"),
+        "{errors:?}"
+    );
+    let config =
+        Config::parse("admin:\n  roles:\n    support: [keys:read]\n  session_ttl: 8h\n").unwrap();
+    assert_eq!(config.admin.roles.len(), 1);
+    assert_eq!(
+        config.admin.session_ttl,
+        std::time::Duration::from_secs(8 * 3600)
+    );
+}

@@ -134,6 +134,25 @@ fn the_demo_starts_answers_and_stops_on_ctrl_c() {
         assert!(out.contains(line), "the tour should show `{line}`:\n{out}");
     }
 
+    // The tour prints a demo owner who can sign in.
+    let password = out
+        .lines()
+        .find(|l| l.trim_start().starts_with("operator  demo@tollgate.local"))
+        .and_then(|l| l.split("password: ").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("the tour prints the demo owner")
+        .to_string();
+    let body = format!("{{\"email\": \"demo@tollgate.local\", \"password\": \"{password}\"}}");
+    let signed_in = raw(
+        admin,
+        format!(
+            "POST /admin/v1/session HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    );
+    assert_eq!(signed_in.status, 200, "{signed_in:?}");
+    assert_eq!(signed_in.json()["operator"]["role"], "owner");
     // Its store and signing key sit in a temp folder, removed on Ctrl-C; with nothing in
     // flight it stops at once.
     let folder = std::env::temp_dir().join(format!("tollgate-demo-{}", child.id()));

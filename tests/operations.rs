@@ -148,6 +148,20 @@ async fn a_real_scrape_passes_promtool_and_has_every_metric() {
         "sqlite://{dir}/data/tollgate.db",
         "live",
     ));
+    // Counters whose label values are known in advance are there at 0 from the start.
+    let fresh = gw.scrape();
+    for series in [
+        "tollgate_tokens_issued_total{grant=\"client_credentials\"} 0",
+        "tollgate_tokens_issued_total{grant=\"authorization_code\"} 0",
+        "tollgate_tokens_issued_total{grant=\"refresh_token\"} 0",
+        "tollgate_signins_total{result=\"ok\"} 0",
+        "tollgate_signins_total{result=\"failed\"} 0",
+        "tollgate_signins_total{result=\"throttled\"} 0",
+        "tollgate_auth_decisions_total{method=\"api_key\",outcome=\"key_revoked\"} 0",
+        "tollgate_snapshot_syncs_total{result=\"error\"} 0",
+    ] {
+        assert!(fresh.contains(series), "{series} missing before first use");
+    }
     let admin = Admin::of(&gw);
     let (_, key) = admin
         .create_key(json!({"name": "m", "permissions": ["accounts:read"]}))
@@ -174,6 +188,9 @@ async fn a_real_scrape_passes_promtool_and_has_every_metric() {
         "tollgate_snapshot_syncs_total",
         "tollgate_store_up",
         "tollgate_build_info",
+        "tollgate_tokens_issued_total",
+        "tollgate_admin_requests_total",
+        "tollgate_signins_total",
     ] {
         assert!(
             scrape.contains(&format!("\n{name}")),

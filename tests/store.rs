@@ -49,7 +49,11 @@ async fn exercise(url: StoreUrl) {
         .unwrap();
         let change = rules.create(input, &policy(), 1000 + i).unwrap();
         let saved = store
-            .insert_key(&change.record, "test", 1000 + i)
+            .insert_key(
+                &change.record,
+                &tollgate::store::records::Actor::system("test"),
+                1000 + i,
+            )
             .await
             .unwrap();
         made.push((saved, change.minted.unwrap()));
@@ -82,7 +86,7 @@ async fn exercise(url: StoreUrl) {
             key,
             &rotated.record,
             "key.rotate",
-            "test",
+            &tollgate::store::records::Actor::system("test"),
             &rotated.retired,
             5000,
         )
@@ -92,7 +96,14 @@ async fn exercise(url: StoreUrl) {
     let stale = rules.revoke(key, 5001).unwrap();
     assert!(matches!(
         store
-            .replace_key(key, &stale.record, "key.revoke", "test", &[], 5001)
+            .replace_key(
+                key,
+                &stale.record,
+                "key.revoke",
+                &tollgate::store::records::Actor::system("test"),
+                &[],
+                5001
+            )
             .await,
         Err(StoreError::Conflict)
     ));
@@ -130,12 +141,22 @@ async fn exercise(url: StoreUrl) {
         ..current
     };
     store
-        .replace_policy((current, version), stricter, "test", 6000)
+        .replace_policy(
+            (current, version),
+            stricter,
+            &tollgate::store::records::Actor::system("test"),
+            6000,
+        )
         .await
         .unwrap();
     assert!(matches!(
         store
-            .replace_policy((current, version), stricter, "test", 6001)
+            .replace_policy(
+                (current, version),
+                stricter,
+                &tollgate::store::records::Actor::system("test"),
+                6001
+            )
             .await,
         Err(StoreError::Conflict)
     ));
@@ -247,7 +268,11 @@ async fn full_load_matches_incremental_sync(url: StoreUrl) {
             .unwrap();
         saved.push(
             store
-                .insert_key(&change.record, "test", 1000)
+                .insert_key(
+                    &change.record,
+                    &tollgate::store::records::Actor::system("test"),
+                    1000,
+                )
                 .await
                 .unwrap(),
         );
@@ -259,7 +284,7 @@ async fn full_load_matches_incremental_sync(url: StoreUrl) {
             &saved[3],
             &rotated.record,
             "key.rotate",
-            "test",
+            &tollgate::store::records::Actor::system("test"),
             &rotated.retired,
             2000,
         )
@@ -267,7 +292,14 @@ async fn full_load_matches_incremental_sync(url: StoreUrl) {
         .unwrap();
     let revoked = rules.revoke(&saved[4], 2001).unwrap();
     store
-        .replace_key(&saved[4], &revoked.record, "key.revoke", "test", &[], 2001)
+        .replace_key(
+            &saved[4],
+            &revoked.record,
+            "key.revoke",
+            &tollgate::store::records::Actor::system("test"),
+            &[],
+            2001,
+        )
         .await
         .unwrap();
 

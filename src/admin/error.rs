@@ -10,8 +10,26 @@ use serde_json::json;
 pub enum AdminError {
     #[error("{0}")]
     InvalidRequest(String),
-    #[error("send the operator token as \"Authorization: Bearer <token>\"")]
+    #[error("sign in, or send an admin token as \"Authorization: Bearer <token>\"")]
     Unauthorized,
+    /// A known credential without the permission the operation needs.
+    #[error("this needs the {0} permission")]
+    Forbidden(crate::admin_access::Permission),
+    /// Granting what the caller does not hold itself.
+    #[error("you cannot grant what you do not hold yourself: {0}")]
+    PermissionEscalation(String),
+    #[error("a request signed in with a session cookie needs its X-CSRF-Token")]
+    CsrfFailed,
+    #[error("this would leave no enabled owner; make another operator an owner first")]
+    LastOwner,
+    #[error("wrong email or password")]
+    InvalidCredentials,
+    /// Sign-in throttled; the seconds until the next try.
+    #[error("too many failed sign-ins for this email; try again in {0} s")]
+    TooManyAttempts(u64),
+    /// A unique field already taken: which one.
+    #[error("{0}")]
+    Taken(String),
     #[error("no such {0}")]
     NotFound(&'static str),
     #[error("the policy blocks new legacy keys; create a fine-grained key instead")]
@@ -31,8 +49,8 @@ pub enum AdminError {
     InvalidCidr(String),
     #[error("the key is revoked; revocation is final")]
     AlreadyRevoked,
-    /// A second delete of a record that deletion ends for good (an OAuth app).
-    #[error("the {0} was already deleted; deletion is final")]
+    /// A second delete or revoke of a record that it ends for good (an app, a token).
+    #[error("{0}")]
     AlreadyDeleted(&'static str),
     #[error("this Idempotency-Key was used with a different request body")]
     IdempotencyKeyReused,
@@ -53,6 +71,13 @@ impl AdminError {
         match self {
             AdminError::InvalidRequest(_) => "invalid_request",
             AdminError::Unauthorized => "unauthorized",
+            AdminError::Forbidden(_) => "forbidden",
+            AdminError::PermissionEscalation(_) => "permission_escalation",
+            AdminError::CsrfFailed => "csrf_failed",
+            AdminError::LastOwner => "last_owner",
+            AdminError::InvalidCredentials => "invalid_credentials",
+            AdminError::TooManyAttempts(_) => "too_many_attempts",
+            AdminError::Taken(_) => "conflict",
             AdminError::NotFound(_) => "not_found",
             AdminError::LegacyKeysBlocked => "legacy_keys_blocked",
             AdminError::ExpiryRequired(_) => "expiry_required",
@@ -73,7 +98,12 @@ impl AdminError {
 
     pub fn status(&self) -> StatusCode {
         match self {
-            AdminError::Unauthorized => StatusCode::UNAUTHORIZED,
+            AdminError::Unauthorized | AdminError::InvalidCredentials => StatusCode::UNAUTHORIZED,
+            AdminError::Forbidden(_)
+            | AdminError::PermissionEscalation(_)
+            | AdminError::CsrfFailed => StatusCode::FORBIDDEN,
+            AdminError::LastOwner | AdminError::Taken(_) => StatusCode::CONFLICT,
+            AdminError::TooManyAttempts(_) => StatusCode::TOO_MANY_REQUESTS,
             AdminError::NotFound(_) => StatusCode::NOT_FOUND,
             AdminError::LegacyKeysBlocked => StatusCode::FORBIDDEN,
             AdminError::AlreadyRevoked
@@ -94,6 +124,7 @@ impl From<StoreError> for AdminError {
         match error {
             StoreError::NotFound => AdminError::NotFound("record"),
             StoreError::Conflict | StoreError::Duplicate => AdminError::Conflict,
+            StoreError::LastOwner => AdminError::LastOwner,
             StoreError::Unavailable(detail) => {
                 tracing::warn!(%detail, "admin store operation failed");
                 AdminError::StoreUnavailable
@@ -112,12 +143,17 @@ impl IntoResponse for AdminError {
         if let Ok(value) = request_id.parse() {
             response.headers_mut().insert("x-request-id", value);
         }
-        if self.status() == StatusCode::UNAUTHORIZED {
+        if matches!(self, AdminError::Unauthorized) {
             if let Ok(value) = "Bearer realm=\"tollgate-admin\"".parse() {
                 response
                     .headers_mut()
                     .insert(axum::http::header::WWW_AUTHENTICATE, value);
             }
+        }
+        if let AdminError::TooManyAttempts(seconds) = self {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, seconds.max(1).into());
         }
         response
     }

@@ -65,7 +65,7 @@ pub struct PatchKey {
 
 /// Reads a `PATCH /keys/{id}` body: `expires_at` changes only by rotation.
 pub fn parse_patch(body: &[u8]) -> Result<PatchKey, AdminError> {
-    let fields: Map<String, Value> = super::parse_body(body)?;
+    let fields: Map<String, Value> = super::parse_change(body)?;
     if fields.contains_key("expires_at") {
         return Err(AdminError::ExpiryImmutable);
     }
@@ -96,7 +96,7 @@ pub struct KeyRules {
     presets: BTreeMap<String, Vec<String>>,
     roles: BTreeSet<String>,
     pub environment: Environment,
-    key_prefix: String,
+    pub key_prefix: String,
 }
 
 /// A key change: the new record, the secret to show once (on create and rotate), and

@@ -2,15 +2,17 @@
 
 use super::idempotency::idempotent;
 use super::key_rules::{parse_patch, CreateKey, KeyChange, RotateKey};
+use super::principal::Principal;
 use super::retry::until_committed;
-use super::{page, parse_body, respond, AdminError, AdminState, Answer, ListParams, OPERATOR};
+use super::{page, parse_body, respond, AdminError, AdminState, Answer, ListParams};
 use crate::auth::api_key::MintedKey;
-use crate::store::records::{KeyRecord, KeyStatus, KeyType, Policy};
+use crate::store::records::{Actor, KeyRecord, KeyStatus, KeyType, Policy};
 use crate::store::{KeyFilter, StoreError};
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
+use axum::Extension;
 use serde_json::{json, Value};
 use std::sync::Arc;
 
@@ -25,6 +27,7 @@ fn shown(record: &KeyRecord, minted: Option<MintedKey>) -> Value {
 
 pub async fn create(
     State(state): State<Arc<AdminState>>,
+    Extension(principal): Extension<Principal>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -35,7 +38,7 @@ pub async fn create(
         let change = state.rules.create(input, &policy, now)?;
         let store = state.store()?;
         let saved = state
-            .call(store.insert_key(&change.record, OPERATOR, now))
+            .call(store.insert_key(&change.record, &principal.actor, now))
             .await?;
         state.refresh().await;
         Ok((StatusCode::CREATED, shown(&saved, change.minted)))
@@ -120,6 +123,7 @@ pub async fn show(State(state): State<Arc<AdminState>>, Path(id): Path<String>) 
 /// Reads, changes and writes a key, retrying when another writer got there first.
 async fn change_key(
     state: &AdminState,
+    actor: &Actor,
     id: &str,
     action: &str,
     change: impl Fn(&KeyRecord, &Policy, i64) -> Result<KeyChange, AdminError>,
@@ -133,7 +137,7 @@ async fn change_key(
         let next = change(&current, &policy, now)?;
         let written = tokio::time::timeout(
             state.syncer.deadline(),
-            store.replace_key(&current, &next.record, action, OPERATOR, &next.retired, now),
+            store.replace_key(&current, &next.record, action, actor, &next.retired, now),
         )
         .await
         .unwrap_or_else(|_| Err(StoreError::Unavailable("timed out".into())));
@@ -157,14 +161,19 @@ async fn change_key(
 
 pub async fn update(
     State(state): State<Arc<AdminState>>,
+    Extension(principal): Extension<Principal>,
     Path(id): Path<String>,
     body: Bytes,
 ) -> Response {
     let answer = async {
         parse_patch(&body)?;
-        change_key(&state, &id, "key.update", |current, _, _| {
-            state.rules.patch(current, parse_patch(&body)?)
-        })
+        change_key(
+            &state,
+            &principal.actor,
+            &id,
+            "key.update",
+            |current, _, _| state.rules.patch(current, parse_patch(&body)?),
+        )
         .await
     };
     respond(answer.await)
@@ -172,6 +181,7 @@ pub async fn update(
 
 pub async fn rotate(
     State(state): State<Arc<AdminState>>,
+    Extension(principal): Extension<Principal>,
     headers: HeaderMap,
     Path(id): Path<String>,
     body: Bytes,
@@ -183,10 +193,16 @@ pub async fn rotate(
         &body,
         || async {
             let _: RotateKey = parse_body(&body)?;
-            change_key(&state, &id, "key.rotate", |current, policy, now| {
-                let input: RotateKey = parse_body(&body)?;
-                state.rules.rotate(current, input, policy, now)
-            })
+            change_key(
+                &state,
+                &principal.actor,
+                &id,
+                "key.rotate",
+                |current, policy, now| {
+                    let input: RotateKey = parse_body(&body)?;
+                    state.rules.rotate(current, input, policy, now)
+                },
+            )
             .await
         },
     )
@@ -200,6 +216,7 @@ struct RevokeKey {}
 
 pub async fn revoke(
     State(state): State<Arc<AdminState>>,
+    Extension(principal): Extension<Principal>,
     headers: HeaderMap,
     Path(id): Path<String>,
     body: Bytes,
@@ -211,9 +228,13 @@ pub async fn revoke(
         &body,
         || async {
             let _: RevokeKey = parse_body(&body)?;
-            change_key(&state, &id, "key.revoke", |current, _, now| {
-                state.rules.revoke(current, now)
-            })
+            change_key(
+                &state,
+                &principal.actor,
+                &id,
+                "key.revoke",
+                |current, _, now| state.rules.revoke(current, now),
+            )
             .await
         },
     )

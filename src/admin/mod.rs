@@ -1,27 +1,31 @@
-//! The admin listener: the control plane of SPEC section 6 under `/admin/v1`, behind the
-//! operator token, plus health and readiness.
+//! The admin listener: the control plane of SPEC sections 6 and 10 under `/admin/v1`, each
+//! endpoint behind the permission its table entry names, plus health and readiness.
 
 pub mod endpoints;
 mod error;
 mod idempotency;
 pub mod key_rules;
 mod keys;
+mod me;
 mod oauth_apps;
 pub mod openapi;
+mod operators;
 mod policy;
+pub mod principal;
 mod retry;
+mod tokens;
 
 pub use error::AdminError;
+pub use operators::new_operator;
 
 use crate::clock;
 use crate::store::records::Policy;
 use crate::store::sync::Syncer;
 use crate::store::{Store, StoreResult};
-use axum::extract::{Request, State};
+use axum::extract::State;
 use axum::http::StatusCode;
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use axum::{Json, Router};
 use base64::Engine;
 use key_rules::KeyRules;
@@ -30,10 +34,7 @@ use serde_json::json;
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use subtle::ConstantTimeEq;
 
-/// Who the audit log names for changes made with the operator token.
-pub const OPERATOR: &str = "operator";
 const MAX_BODY: usize = 64 * 1024;
 
 /// Whether the gateway can serve: every component that must load first (the snapshot,
@@ -69,6 +70,45 @@ pub struct AdminState {
     /// How long a revoked grant must be remembered: its refresh token's lifetime plus an
     /// access token's.
     pub grant_lifetime_ms: i64,
+    /// Custom operator roles (`admin.roles`), beside the built-in ones.
+    pub roles: std::collections::BTreeMap<String, crate::admin_access::Permissions>,
+    pub session_ttl: std::time::Duration,
+    /// The admin listener speaks TLS: session cookies are `Secure`.
+    pub secure_cookies: bool,
+    /// `tollgate_admin_requests_total{permission, status}`.
+    pub admin_requests: prometheus::IntCounterVec,
+    /// `tollgate_signins_total{result}`.
+    pub signins: prometheus::IntCounterVec,
+}
+
+impl AdminState {
+    /// The admin metrics, registered with their known label values at 0.
+    pub fn metrics(
+        registry: &crate::metrics::Metrics,
+    ) -> (prometheus::IntCounterVec, prometheus::IntCounterVec) {
+        let admin_requests = prometheus::IntCounterVec::new(
+            prometheus::Opts::new(
+                "tollgate_admin_requests_total",
+                "Admin API requests, by the permission the endpoint needs and the answer's status.",
+            ),
+            &["permission", "status"],
+        )
+        .expect("static metric definition");
+        let signins = prometheus::IntCounterVec::new(
+            prometheus::Opts::new(
+                "tollgate_signins_total",
+                "Operator sign-ins: ok, failed (wrong email or password), throttled.",
+            ),
+            &["result"],
+        )
+        .expect("static metric definition");
+        for result in ["ok", "failed", "throttled"] {
+            signins.with_label_values(&[result]);
+        }
+        registry.register(Box::new(admin_requests.clone()));
+        registry.register(Box::new(signins.clone()));
+        (admin_requests, signins)
+    }
 }
 
 impl AdminState {
@@ -112,37 +152,11 @@ impl AdminState {
 }
 
 pub fn router(state: Arc<AdminState>) -> Router {
-    let api = Router::new()
-        .route("/keys", post(keys::create).get(keys::list))
-        .route("/keys/{id}", get(keys::show).patch(keys::update))
-        .route("/keys/{id}/rotate", post(keys::rotate))
-        .route("/keys/{id}/revoke", post(keys::revoke))
-        .route("/keys/{id}/usage", get(keys::usage))
-        .route(
-            "/clients",
-            post(oauth_apps::create_client).get(oauth_apps::list_clients),
-        )
-        .route(
-            "/clients/{id}",
-            get(oauth_apps::show_client).delete(oauth_apps::delete_client),
-        )
-        .route(
-            "/users",
-            post(oauth_apps::create_user).get(oauth_apps::list_users),
-        )
-        .route("/users/{id}", axum::routing::patch(oauth_apps::update_user))
-        .route("/policy", get(policy::show).put(policy::replace))
-        .route("/audit", get(policy::audit))
-        .route_layer(axum::middleware::from_fn(endpoints::checked))
+    let api = endpoints::router()
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            require_operator,
+            endpoints::checked,
         ))
-        .route(
-            "/openapi.json",
-            get(|| async { Json(openapi::document()) })
-                .route_layer(axum::middleware::from_fn(endpoints::checked)),
-        )
         .fallback(|| async { AdminError::NotFound("admin endpoint") });
     Router::new()
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
@@ -187,26 +201,6 @@ async fn readyz(State(state): State<Arc<AdminState>>) -> (StatusCode, Json<serde
     }
 }
 
-/// Only the operator token opens the admin API; a data-plane key never does.
-async fn require_operator(
-    State(state): State<Arc<AdminState>>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let presented = request
-        .headers()
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|value| crate::decision::bearer_token(value.as_bytes()));
-    let allowed = match (&state.token, presented) {
-        (Some(token), Some(presented)) => bool::from(token.as_bytes().ct_eq(presented)),
-        _ => false,
-    };
-    if !allowed {
-        return AdminError::Unauthorized.into_response();
-    }
-    next.run(request).await
-}
-
 /// Parses a JSON body strictly: unknown fields, wrong types and nulls where a value is
 /// needed are `invalid_request`, each naming the field. An empty body is `{}`.
 fn parse_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, AdminError> {
@@ -215,11 +209,29 @@ fn parse_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, AdminError> {
     } else {
         body
     };
+    // serde reads a struct from an array too (`[]` as every field left out): a body is an
+    // object, or nothing.
+    if body.trim_ascii_start().first() != Some(&b'{') {
+        return Err(AdminError::InvalidRequest(
+            "request body: expected a JSON object".into(),
+        ));
+    }
     let mut json = serde_json::Deserializer::from_slice(body);
     let parsed = serde_path_to_error::deserialize(&mut json).map_err(body_error)?;
     json.end()
         .map_err(|error| AdminError::InvalidRequest(format!("request body: {error}")))?;
     Ok(parsed)
+}
+
+/// [`parse_body`] for a `PATCH` or `PUT`, which states a change: without a body it says
+/// nothing, and is refused.
+fn parse_change<T: DeserializeOwned>(body: &[u8]) -> Result<T, AdminError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(AdminError::InvalidRequest(
+            "this request needs a JSON body saying what to change".into(),
+        ));
+    }
+    parse_body(body)
 }
 
 /// [`parse_body`] for a body already read as JSON.

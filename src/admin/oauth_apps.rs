@@ -1,16 +1,18 @@
 //! `/admin/v1/clients` (OAuth apps) and `/admin/v1/users` (people who sign in).
 
 use super::idempotency::idempotent;
+use super::principal::Principal;
 use super::retry::until_committed;
-use super::{page, parse_body, respond, AdminError, AdminState, Answer, ListParams, OPERATOR};
+use super::{page, parse_body, respond, AdminError, AdminState, Answer, ListParams};
+use crate::auth::password;
 use crate::auth::{api_key, base62};
-use crate::oauth::authorize::hash_password;
 use crate::store::records::{ClientRecord, ClientType, Timestamp, UserRecord};
 use crate::store::StoreError;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
+use axum::Extension;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -43,6 +45,7 @@ fn check_redirect_uri(uri: &str) -> Result<(), AdminError> {
 
 pub async fn create_client(
     State(state): State<Arc<AdminState>>,
+    Extension(principal): Extension<Principal>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -86,7 +89,7 @@ pub async fn create_client(
         };
         let store = state.store()?;
         let saved = state
-            .call(store.insert_client(&record, OPERATOR, now))
+            .call(store.insert_client(&record, &principal.actor, now))
             .await?;
         state.refresh().await;
         let mut shown = serde_json::to_value(&saved).unwrap_or_else(|_| json!({}));
@@ -136,18 +139,21 @@ pub async fn show_client(State(state): State<Arc<AdminState>>, Path(id): Path<St
 /// Deletes an app: its tokens stop working and it can no longer sign anyone in.
 pub async fn delete_client(
     State(state): State<Arc<AdminState>>,
+    Extension(principal): Extension<Principal>,
     Path(id): Path<String>,
 ) -> Response {
     let answer: Answer = async {
         let store = state.store()?;
-        let (state, id) = (&*state, id.as_str());
+        let (state, id, actor) = (&*state, id.as_str(), &principal.actor);
         until_committed(state.syncer.deadline(), || async move {
             let current = find_client(state, id).await?;
             if current.deleted_at.is_some() {
-                return Err(AdminError::AlreadyDeleted("app"));
+                return Err(AdminError::AlreadyDeleted(
+                    "the app was already deleted; deletion is final",
+                ));
             }
             match state
-                .call(store.delete_client(&current, OPERATOR, state.now()))
+                .call(store.delete_client(&current, actor, state.now()))
                 .await
             {
                 Ok(saved) => {
@@ -182,19 +188,29 @@ struct PatchUser {
     disabled: Option<bool>,
 }
 
-fn check_password(password: &str) -> Result<String, AdminError> {
-    if !(12..=1024).contains(&password.chars().count()) {
-        return Err(AdminError::InvalidRequest(
-            "password must be 12 to 1024 characters".into(),
-        ));
+/// A new password's hash, or why it cannot be set (users and operators alike).
+pub(super) fn check_password(password: &str) -> Result<String, AdminError> {
+    if !password::acceptable(password) {
+        return Err(AdminError::InvalidRequest(format!(
+            "password must be {} to {} characters",
+            password::MIN_LEN,
+            password::MAX_LEN
+        )));
     }
-    let owned = password.to_string();
-    hash_password(&owned)
+    password::hash_password(password)
         .map_err(|_| AdminError::InvalidRequest("password cannot be hashed".into()))
+}
+
+/// [`check_password`] off the async threads (argon2 takes tens of milliseconds).
+pub(super) async fn hash_new_password(password: String) -> Result<String, AdminError> {
+    tokio::task::spawn_blocking(move || check_password(&password))
+        .await
+        .map_err(|_| AdminError::InvalidRequest("password cannot be hashed".into()))?
 }
 
 pub async fn create_user(
     State(state): State<Arc<AdminState>>,
+    Extension(principal): Extension<Principal>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -210,10 +226,7 @@ pub async fn create_user(
                 "username must be 1 to 100 characters without spaces".into(),
             ));
         }
-        let password = input.password;
-        let hash = tokio::task::spawn_blocking(move || check_password(&password))
-            .await
-            .map_err(|_| AdminError::InvalidRequest("password cannot be hashed".into()))??;
+        let hash = hash_new_password(input.password).await?;
         let now = state.now();
         let record = UserRecord {
             id: format!("usr_{}", base62::random(20)),
@@ -227,7 +240,7 @@ pub async fn create_user(
         let store = state.store()?;
         match tokio::time::timeout(
             state.syncer.deadline(),
-            store.insert_user(&record, OPERATOR, now),
+            store.insert_user(&record, &principal.actor, now),
         )
         .await
         {
@@ -236,7 +249,7 @@ pub async fn create_user(
                 Ok((StatusCode::CREATED, json!(saved)))
             }
             Ok(Err(StoreError::Duplicate)) => {
-                Err(AdminError::InvalidRequest("that username is taken".into()))
+                Err(AdminError::Taken("that username is taken".into()))
             }
             Ok(Err(error)) => Err(error.into()),
             Err(_) => Err(AdminError::StoreUnavailable),
@@ -263,23 +276,19 @@ pub async fn list_users(
 
 pub async fn update_user(
     State(state): State<Arc<AdminState>>,
+    Extension(principal): Extension<Principal>,
     Path(id): Path<String>,
     body: Bytes,
 ) -> Response {
     let answer: Answer = async {
-        let input: PatchUser = parse_body(&body)?;
+        let input: PatchUser = super::parse_change(&body)?;
         let hash = match input.password {
-            Some(password) => Some(
-                tokio::task::spawn_blocking(move || check_password(&password))
-                    .await
-                    .map_err(|_| {
-                        AdminError::InvalidRequest("password cannot be hashed".into())
-                    })??,
-            ),
+            Some(password) => Some(hash_new_password(password).await?),
             None => None,
         };
         let store = state.store()?;
         let (state, id, hash, disabled) = (&*state, id.as_str(), &hash, input.disabled);
+        let actor = &principal.actor;
         until_committed(state.syncer.deadline(), || async move {
             let current = match state.call(store.get_user(id)).await {
                 Err(AdminError::NotFound(_)) => return Err(AdminError::NotFound("user")),
@@ -299,7 +308,7 @@ pub async fn update_user(
             let ends_grants = hash.is_some() || (next.disabled && !current.disabled);
             let end_grants = ends_grants.then(|| now + state.grant_lifetime_ms);
             match state
-                .call(store.replace_user(&current, &next, end_grants, OPERATOR, now))
+                .call(store.replace_user(&current, &next, end_grants, actor, now))
                 .await
             {
                 Ok(saved) => {

@@ -1,173 +1,241 @@
-//! The OpenAPI 3.1 document of the admin API, served at `/admin/v1/openapi.json`.
-//! A test calls every operation listed here, so it cannot drift from the router.
+//! The OpenAPI 3.1 document of the admin API, served at `/admin/v1/openapi.json`, written
+//! from the endpoint table: every operation with the permission it needs
+//! (`x-required-permission`), its parameters, body and answers. A property-based run
+//! (schemathesis) holds the server to it.
 
-use serde_json::{json, Value};
+use super::endpoints::{Access, ENDPOINTS};
+use crate::admin_access::Permissions;
+use serde_json::{json, Map, Value};
 
-fn error_response(description: &str) -> Value {
-    json!({"description": description, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}})
+fn reference(schema: &str) -> Value {
+    json!({"$ref": format!("#/components/schemas/{schema}")})
 }
 
-fn ok(description: &str, schema: &str) -> Value {
-    json!({"description": description, "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{schema}")}}}})
+fn json_content(schema: &str) -> Value {
+    json!({"application/json": {"schema": reference(schema)}})
 }
 
-fn body(schema: &str) -> Value {
-    json!({"required": true, "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{schema}")}}}})
+/// The schema of each query parameter an endpoint may take.
+fn query_parameter(name: &str) -> Value {
+    let schema = match name {
+        "limit" => json!({"type": "integer", "minimum": 1, "maximum": 500, "default": 50}),
+        "days" => json!({"type": "integer", "minimum": 1, "maximum": 366, "default": 30}),
+        "status" => json!({"enum": ["active", "expiring", "expired", "revoked"]}),
+        "type" => json!({"enum": ["fine_grained", "legacy"]}),
+        "from" | "to" => json!({"type": "string", "format": "date-time"}),
+        _ => json!({"type": "string", "minLength": 1}),
+    };
+    let description = match name {
+        "cursor" => "Where the previous page ended: its next_cursor.",
+        "actor" => "An actor's id, or a kind (operator, token, bootstrap, system).",
+        "from" => "At or after this time.",
+        "to" => "Before this time.",
+        _ => "",
+    };
+    let mut parameter = json!({"name": name, "in": "query", "required": false, "schema": schema});
+    if !description.is_empty() {
+        parameter["description"] = json!(description);
+    }
+    parameter
 }
 
-fn operation(summary: &str, responses: Value) -> Value {
-    json!({"summary": summary, "responses": responses})
-}
-
-fn with_body(mut op: Value, schema: &str) -> Value {
-    op["requestBody"] = body(schema);
-    op
-}
-
-fn idempotent(mut op: Value) -> Value {
-    op["parameters"] = json!([{"$ref": "#/components/parameters/IdempotencyKey"}]);
+fn operation(endpoint: &super::endpoints::Endpoint) -> Value {
+    let doc = &endpoint.doc;
+    let mut parameters: Vec<Value> = Vec::new();
+    if endpoint.path.contains("{id}") {
+        parameters.push(
+            json!({"name": "id", "in": "path", "required": true, "schema": {"type": "string"}}),
+        );
+    }
+    parameters.extend(endpoint.query.iter().map(|name| query_parameter(name)));
+    if doc.idempotent {
+        parameters.push(json!({"$ref": "#/components/parameters/IdempotencyKey"}));
+    }
+    let mut responses = Map::new();
+    responses.insert(
+        doc.ok.0.to_string(),
+        json!({"description": doc.summary, "content": json_content(doc.ok.1)}),
+    );
+    let error =
+        json!({"description": "A refusal, with its stable code", "content": json_content("Error")});
+    responses.insert("4XX".into(), error.clone());
+    responses.insert("5XX".into(), error);
+    let mut op = json!({
+        "operationId": format!("{} {}", endpoint.method, endpoint.path),
+        "summary": doc.summary,
+        "x-required-permission": endpoint.permission_label(),
+        "parameters": parameters,
+        "responses": responses,
+    });
+    if endpoint.access == Access::Public {
+        op["security"] = json!([]);
+    }
+    if let Some(body) = doc.body {
+        op["requestBody"] = json!({"required": body != "Empty", "content": json_content(body)});
+    }
     op
 }
 
 pub fn document() -> Value {
-    let key_id =
-        json!([{"name": "id", "in": "path", "required": true, "schema": {"type": "string"}}]);
-    let page = json!([
-        {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 500, "default": 50}},
-        {"name": "cursor", "in": "query", "schema": {"type": "string"}}
-    ]);
-    let mut list_keys = operation(
-        "List keys (never their secrets)",
-        json!({"200": ok("A page of keys", "KeyPage"), "401": error_response("No operator token")}),
-    );
-    list_keys["parameters"] = page.clone();
-    let mut list_audit = operation(
-        "Every change: who, what, when, before and after",
-        json!({"200": ok("A page of audit entries", "AuditPage")}),
-    );
-    list_audit["parameters"] = page;
-    let mut document = json!({
+    let mut paths = Map::new();
+    for endpoint in ENDPOINTS {
+        let item = paths
+            .entry(endpoint.path.to_string())
+            .or_insert_with(|| json!({}));
+        item[endpoint.method.to_ascii_lowercase()] = operation(endpoint);
+    }
+    json!({
         "openapi": "3.1.0",
-        "info": {"title": "tollgate admin API", "version": env!("CARGO_PKG_VERSION")},
-        "servers": [{"url": "/admin/v1"}],
-        "security": [{"operatorToken": []}],
-        "paths": {
-            "/keys": {
-                "post": idempotent(with_body(operation("Create a key; the secret is in `key`, once", json!({
-                    "201": ok("The key and its secret", "KeyWithSecret"),
-                    "400": error_response("invalid_request, unknown_permission, permission_required, invalid_cidr, expiry_required, expiry_beyond_max_lifetime"),
-                    "403": error_response("legacy_keys_blocked"),
-                    "503": error_response("store_unavailable")
-                })), "CreateKey")),
-                "get": list_keys
-            },
-            "/keys/{id}": {
-                "parameters": key_id.clone(),
-                "get": operation("Show a key", json!({"200": ok("The key", "Key"), "404": error_response("not_found")})),
-                "patch": with_body(operation("Change name, permissions, allowlist, rate limit or metadata", json!({
-                    "200": ok("The key", "Key"),
-                    "400": error_response("expiry_immutable, invalid_request, ..."),
-                    "409": error_response("already_revoked")
-                })), "PatchKey")
-            },
-            "/keys/{id}/rotate": {
-                "parameters": key_id.clone(),
-                "post": idempotent(with_body(operation("Issue a new secret; the old one stops now or after `grace`", json!({
-                    "200": ok("The key and its new secret", "KeyWithSecret"),
-                    "409": error_response("already_revoked")
-                })), "RotateKey"))
-            },
-            "/keys/{id}/revoke": {
-                "parameters": key_id.clone(),
-                "post": idempotent(operation("Revoke a key; final", json!({"200": ok("The revoked key", "Key"), "409": error_response("already_revoked")})))
-            },
-            "/keys/{id}/usage": {
-                "parameters": key_id,
-                "get": operation("Requests per UTC day by outcome, and last_used_at", json!({"200": ok("Usage", "Usage")}))
-            },
-            "/policy": {
-                "get": operation("The organisation-wide key policy", json!({"200": ok("The policy", "Policy")})),
-                "put": with_body(operation("Change the policy; fields left out keep their value", json!({"200": ok("The policy", "Policy")})), "Policy")
-            },
-            "/audit": {"get": list_audit},
-            "/openapi.json": {"get": {"summary": "This document", "security": [], "responses": {"200": {"description": "OpenAPI 3.1"}}}}
+        "info": {
+            "title": "tollgate admin API",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Every operation needs the admin permission named in x-required-permission; \
+                            signed_in means any operator or token, none means no credential."
         },
+        "servers": [{"url": "/admin/v1"}],
+        "security": [{"bearerAuth": []}, {"sessionCookie": []}],
+        "paths": paths,
         "components": {
-            "securitySchemes": {"operatorToken": {"type": "http", "scheme": "bearer"}},
+            "securitySchemes": {
+                "bearerAuth": {"type": "http", "scheme": "bearer",
+                    "description": "An admin token (tg_adm_...) or the bootstrap token."},
+                "sessionCookie": {"type": "apiKey", "in": "cookie", "name": "tollgate_session",
+                    "description": "A console session from POST /session; state-changing requests also send X-CSRF-Token."}
+            },
             "parameters": {
-                "IdempotencyKey": {"name": "Idempotency-Key", "in": "header", "schema": {"type": "string", "maxLength": 255},
+                "IdempotencyKey": {"name": "Idempotency-Key", "in": "header", "required": false,
+                    "schema": {"type": "string", "minLength": 1, "maxLength": 255},
                     "description": "The same key and body within 24 h returns the first answer (without the secret)."}
             },
-            "schemas": {
-                "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "object", "required": ["code", "message", "request_id"], "properties": {
-                    "code": {"type": "string"}, "message": {"type": "string"}, "request_id": {"type": "string"}}}}},
-                "RateLimit": {"type": "object", "additionalProperties": false, "required": ["per_minute", "per_day"], "properties": {
-                    "per_minute": {"type": "integer", "minimum": 1}, "per_day": {"type": "integer", "minimum": 1}}},
-                "Key": {"type": "object", "properties": {
-                    "id": {"type": "string"}, "client_id": {"type": "string"}, "name": {"type": "string"},
-                    "type": {"enum": ["fine_grained", "legacy"]}, "permissions": {"type": "array", "items": {"type": "string"}},
-                    "role": {"type": ["string", "null"]}, "environment": {"enum": ["live", "test"]}, "start": {"type": "string"},
-                    "ip_allowlist": {"type": "array", "items": {"type": "string"}}, "allow_infrastructure_ips": {"type": "boolean"},
-                    "expires_at": {"type": ["string", "null"], "format": "date-time"}, "created_at": {"type": "string", "format": "date-time"},
-                    "rotated_at": {"type": ["string", "null"], "format": "date-time"}, "revoked_at": {"type": ["string", "null"], "format": "date-time"},
-                    "last_used_at": {"type": ["string", "null"], "format": "date-time"},
-                    "rate_limit": {"oneOf": [{"$ref": "#/components/schemas/RateLimit"}, {"type": "null"}]},
-                    "metadata": {"type": "object"}}},
-                "KeyWithSecret": {"allOf": [{"$ref": "#/components/schemas/Key"}, {"type": "object", "properties": {"key": {"type": "string", "description": "The secret, shown once"}}}]},
-                "KeyPage": {"type": "object", "properties": {"data": {"type": "array", "items": {"$ref": "#/components/schemas/Key"}}, "next_cursor": {"type": ["string", "null"]}}},
-                "CreateKey": {"type": "object", "additionalProperties": false, "required": ["name"], "properties": {
-                    "name": {"type": "string"}, "type": {"enum": ["fine_grained", "legacy"]},
-                    "permissions": {"type": "array", "items": {"type": "string"}}, "preset": {"type": "string"}, "role": {"type": "string"},
-                    "ip_allowlist": {"type": "array", "items": {"type": "string"}}, "allow_infrastructure_ips": {"type": "boolean"},
-                    "expires_at": {"type": "string", "format": "date-time"}, "environment": {"enum": ["live", "test"]},
-                    "rate_limit": {"$ref": "#/components/schemas/RateLimit"}, "metadata": {"type": "object"}}},
-                "PatchKey": {"type": "object", "additionalProperties": false, "properties": {
-                    "name": {"type": "string"}, "permissions": {"type": "array", "items": {"type": "string"}},
-                    "ip_allowlist": {"type": "array", "items": {"type": "string"}}, "allow_infrastructure_ips": {"type": "boolean"},
-                    "rate_limit": {"oneOf": [{"$ref": "#/components/schemas/RateLimit"}, {"type": "null"}]}, "metadata": {"type": "object"}}},
-                "RotateKey": {"type": "object", "additionalProperties": false, "properties": {
-                    "expires_at": {"type": "string", "format": "date-time"}, "grace": {"type": "string", "examples": ["1h"]}}},
-                "Policy": {"type": "object", "additionalProperties": false, "properties": {
-                    "block_legacy_keys": {"type": "boolean"}, "max_key_lifetime": {"type": ["string", "null"], "examples": ["90d"]}}},
-                "Usage": {"type": "object", "properties": {"key_id": {"type": "string"}, "last_used_at": {"type": ["string", "null"]},
-                    "days": {"type": "array", "items": {"type": "object", "properties": {"date": {"type": "string"}, "outcomes": {"type": "object"}, "total": {"type": "integer"}}}}}},
-                "AuditPage": {"type": "object", "properties": {"data": {"type": "array", "items": {"type": "object"}}, "next_cursor": {"type": ["string", "null"]}}}
-            }
+            "schemas": schemas(),
         }
-    });
-    add_oauth_admin(&mut document);
-    document
+    })
 }
 
-/// Apps and users of the authorization-code flow.
-fn add_oauth_admin(document: &mut Value) {
-    let id = json!([{"name": "id", "in": "path", "required": true, "schema": {"type": "string"}}]);
-    let paths = &mut document["paths"];
-    paths["/clients"] = json!({
-        "post": idempotent(with_body(operation("Register an OAuth app; a confidential app's `client_secret` is shown once", json!({
-            "201": {"description": "The app"}, "400": error_response("invalid_request, unknown_permission")
-        })), "CreateClient")),
-        "get": operation("List OAuth apps", json!({"200": {"description": "A page of apps"}}))
+fn page(item: &str) -> Value {
+    json!({"type": "object", "required": ["data", "next_cursor"], "properties": {
+        "data": {"type": "array", "items": reference(item)},
+        "next_cursor": {"type": ["string", "null"]}}})
+}
+
+fn with_secret(record: &str, field: &str) -> Value {
+    // Shown once: a replay of the same Idempotency-Key answers without it.
+    json!({"allOf": [reference(record), {"type": "object", "properties": {
+        field: {"type": "string", "description": "The secret, shown once (never in a replayed answer)"}}}]})
+}
+
+fn schemas() -> Value {
+    let time = json!({"type": "string", "format": "date-time"});
+    let maybe_time = json!({"type": ["string", "null"], "format": "date-time"});
+    let names = json!({"type": "array", "items": {"type": "string"}});
+    let admin_permissions = json!({"type": "array", "items": {"enum": Permissions::all().names()}});
+    let mut all = json!({
+        "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "object",
+            "required": ["code", "message", "request_id"], "properties": {
+            "code": {"type": "string"}, "message": {"type": "string"}, "request_id": {"type": "string"}}}}},
+        "Empty": {"type": "object", "additionalProperties": false},
+        "OpenApi": {"type": "object"},
+        "Actor": {"type": "object", "required": ["kind", "id", "name"], "properties": {
+            "kind": {"enum": ["operator", "token", "bootstrap", "system"]},
+            "id": {"type": ["string", "null"]}, "name": {"type": "string"}}},
+        "RateLimit": {"type": "object", "additionalProperties": false, "required": ["per_minute", "per_day"], "properties": {
+            "per_minute": {"type": "integer", "minimum": 1}, "per_day": {"type": "integer", "minimum": 1}}},
+        "Key": {"type": "object", "required": ["id", "client_id", "name", "type", "permissions", "environment", "start",
+                "ip_allowlist", "allow_infrastructure_ips", "created_at", "metadata"], "properties": {
+            "id": {"type": "string"}, "client_id": {"type": "string"}, "name": {"type": "string"},
+            "type": {"enum": ["fine_grained", "legacy"]}, "permissions": names.clone(),
+            "role": {"type": ["string", "null"]}, "environment": {"type": "string"}, "start": {"type": "string"},
+            "ip_allowlist": {"type": "array", "items": {"type": "string"},
+                "description": "Addresses and CIDRs the key may be used from; empty means any address, unless allow_infrastructure_ips"},
+            "allow_infrastructure_ips": {"type": "boolean",
+                "description": "Adds the config's infrastructure_ips; with an empty ip_allowlist, the key works from them only"},
+            "expires_at": maybe_time.clone(), "created_at": time.clone(),
+            "rotated_at": maybe_time.clone(), "revoked_at": maybe_time.clone(), "last_used_at": maybe_time.clone(),
+            "rate_limit": {"oneOf": [reference("RateLimit"), {"type": "null"}]},
+            "metadata": {"type": "object"}}},
+        "KeyWithSecret": with_secret("Key", "key"),
+        "KeyPage": page("Key"),
+        "CreateKey": {"type": "object", "additionalProperties": false, "required": ["name"], "properties": {
+            "name": {"type": "string", "minLength": 1, "maxLength": 200}, "type": {"enum": ["fine_grained", "legacy"]},
+            "permissions": names.clone(), "preset": {"type": "string"}, "role": {"type": "string"},
+            "ip_allowlist": names.clone(), "allow_infrastructure_ips": {"type": "boolean"},
+            "expires_at": time.clone(), "environment": {"type": "string"},
+            "rate_limit": reference("RateLimit"), "metadata": {"type": "object"}}},
+        "PatchKey": {"type": "object", "additionalProperties": false, "properties": {
+            "name": {"type": "string", "minLength": 1, "maxLength": 200}, "permissions": names.clone(),
+            "ip_allowlist": names.clone(), "allow_infrastructure_ips": {"type": "boolean"},
+            "rate_limit": {"oneOf": [reference("RateLimit"), {"type": "null"}]}, "metadata": {"type": "object"}}},
+        "RotateKey": {"type": "object", "additionalProperties": false, "properties": {
+            "expires_at": time.clone(), "grace": {"type": "string", "examples": ["1h"]},
+            "ip_allowlist": names.clone()}},
+        "Policy": {"type": "object", "additionalProperties": false, "properties": {
+            "block_legacy_keys": {"type": "boolean"}, "max_key_lifetime": {"type": ["string", "null"], "examples": ["90d"]}}},
+        "Usage": {"type": "object", "required": ["key_id", "last_used_at", "days"], "properties": {
+            "key_id": {"type": "string"}, "last_used_at": maybe_time.clone(),
+            "days": {"type": "array", "items": {"type": "object", "required": ["date", "outcomes", "total"], "properties": {
+                "date": {"type": "string"}, "outcomes": {"type": "object"}, "total": {"type": "integer"}}}}}}
     });
-    paths["/clients/{id}"] = json!({
-        "parameters": id.clone(),
-        "get": operation("Show an app", json!({"200": {"description": "The app"}, "404": error_response("not_found")})),
-        "delete": operation("Delete an app; its tokens stop working", json!({"200": {"description": "The deleted app"}, "409": error_response("already_revoked")}))
+    let more = json!({
+        "AuditEntry": {"type": "object", "required": ["id", "at", "actor", "action", "target"], "properties": {
+            "id": {"type": "integer"}, "at": time.clone(), "actor": reference("Actor"),
+            "action": {"type": "string"}, "target": {"type": "string"},
+            "before": {"type": ["object", "null"]}, "after": {"type": ["object", "null"]}}},
+        "AuditPage": page("AuditEntry"),
+        "Client": {"type": "object", "required": ["client_id", "name", "type", "redirect_uris", "scopes", "created_at"], "properties": {
+            "client_id": {"type": "string"}, "name": {"type": "string"}, "type": {"enum": ["public", "confidential"]},
+            "redirect_uris": names.clone(), "scopes": names.clone(), "created_at": time.clone(), "deleted_at": maybe_time.clone()}},
+        "ClientWithSecret": {"allOf": [reference("Client"), {"type": "object", "properties": {
+            "client_secret": {"type": "string", "description": "Confidential apps only, shown once"}}}]},
+        "ClientPage": page("Client"),
+        "CreateClient": {"type": "object", "additionalProperties": false, "required": ["name", "type", "redirect_uris", "scopes"], "properties": {
+            "name": {"type": "string", "minLength": 1, "maxLength": 200}, "type": {"enum": ["public", "confidential"]},
+            "redirect_uris": {"type": "array", "minItems": 1, "maxItems": 20, "items": {"type": "string", "format": "uri"}},
+            "scopes": {"type": "array", "minItems": 1, "items": {"type": "string"}}}},
+        "User": {"type": "object", "required": ["id", "username", "disabled", "created_at"], "properties": {
+            "id": {"type": "string"}, "username": {"type": "string"}, "disabled": {"type": "boolean"},
+            "created_at": time.clone(), "password_changed_at": maybe_time.clone()}},
+        "UserPage": page("User"),
+        "CreateUser": {"type": "object", "additionalProperties": false, "required": ["username", "password"], "properties": {
+            "username": {"type": "string", "minLength": 1, "maxLength": 100}, "password": {"type": "string", "minLength": 12, "maxLength": 1024},
+            "disabled": {"type": "boolean"}}},
+        "PatchUser": {"type": "object", "additionalProperties": false, "properties": {
+            "password": {"type": "string", "minLength": 12, "maxLength": 1024}, "disabled": {"type": "boolean"}}}
     });
-    paths["/users"] = json!({
-        "post": idempotent(with_body(operation("Create a user (password stored as argon2id)", json!({"201": {"description": "The user"}})), "CreateUser")),
-        "get": operation("List users", json!({"200": {"description": "A page of users"}}))
+    let workbench = json!({
+        "Operator": {"type": "object", "required": ["id", "email", "name", "role", "disabled", "created_at"], "properties": {
+            "id": {"type": "string"}, "email": {"type": "string"}, "name": {"type": "string"}, "role": {"type": "string"},
+            "disabled": {"type": "boolean"}, "created_at": time.clone(), "password_changed_at": maybe_time.clone()}},
+        "OperatorPage": page("Operator"),
+        "CreateOperator": {"type": "object", "additionalProperties": false, "required": ["email", "name", "password", "role"], "properties": {
+            "email": {"type": "string", "format": "email"}, "name": {"type": "string", "minLength": 1, "maxLength": 200},
+            "password": {"type": "string", "minLength": 12, "maxLength": 1024}, "role": {"type": "string"}}},
+        "PatchOperator": {"type": "object", "additionalProperties": false, "properties": {
+            "name": {"type": "string", "minLength": 1, "maxLength": 200}, "role": {"type": "string"},
+            "disabled": {"type": "boolean"}, "password": {"type": "string", "minLength": 12, "maxLength": 1024}}},
+        "Token": {"type": "object", "required": ["id", "name", "start", "permissions", "role", "created_at", "created_by", "effective_permissions"], "properties": {
+            "id": {"type": "string"}, "name": {"type": "string"}, "start": {"type": "string"},
+            "permissions": admin_permissions.clone(), "role": {"type": ["string", "null"]},
+            "expires_at": maybe_time.clone(), "created_at": time.clone(), "created_by": reference("Actor"),
+            "revoked_at": maybe_time.clone(), "last_used_at": maybe_time.clone(),
+            "effective_permissions": admin_permissions.clone()}},
+        "TokenWithSecret": with_secret("Token", "token"),
+        "TokenPage": page("Token"),
+        "CreateToken": {"type": "object", "additionalProperties": false, "required": ["name"], "properties": {
+            "name": {"type": "string", "minLength": 1, "maxLength": 200}, "permissions": admin_permissions,
+            "role": {"type": "string"}, "expires_at": time}},
+        "SignIn": {"type": "object", "additionalProperties": false, "required": ["email", "password"], "properties": {
+            "email": {"type": "string", "minLength": 1}, "password": {"type": "string", "minLength": 1}}},
+        "Session": {"type": "object", "required": ["operator", "csrf_token"], "properties": {
+            "operator": reference("Operator"), "csrf_token": {"type": "string"}}},
+        "SignedOut": {"type": "object", "required": ["signed_out"], "properties": {"signed_out": {"type": "boolean"}}},
+        "Me": {"type": "object", "required": ["kind", "id", "name", "role", "permissions"], "properties": {
+            "kind": {"enum": ["operator", "token", "bootstrap"]}, "id": {"type": ["string", "null"]},
+            "name": {"type": "string"}, "role": {"type": ["string", "null"]}, "permissions": {"type": "array", "items": {"type": "string"}}}}
     });
-    paths["/users/{id}"] = json!({
-        "parameters": id,
-        "patch": with_body(operation("Change a user's password or disable them", json!({"200": {"description": "The user"}})), "PatchUser")
-    });
-    let schemas = &mut document["components"]["schemas"];
-    schemas["CreateClient"] = json!({"type": "object", "additionalProperties": false, "required": ["name", "type", "redirect_uris", "scopes"], "properties": {
-        "name": {"type": "string"}, "type": {"enum": ["public", "confidential"]},
-        "redirect_uris": {"type": "array", "items": {"type": "string", "format": "uri"}}, "scopes": {"type": "array", "items": {"type": "string"}}}});
-    schemas["CreateUser"] = json!({"type": "object", "additionalProperties": false, "required": ["username", "password"], "properties": {
-        "username": {"type": "string"}, "password": {"type": "string", "minLength": 12}, "disabled": {"type": "boolean"}}});
-    schemas["PatchUser"] = json!({"type": "object", "additionalProperties": false, "properties": {
-        "password": {"type": "string", "minLength": 12}, "disabled": {"type": "boolean"}}});
+    for part in [more, workbench] {
+        if let (Some(into), Value::Object(from)) = (all.as_object_mut(), part) {
+            into.extend(from);
+        }
+    }
+    all
 }

@@ -1,16 +1,16 @@
 //! `/admin/v1/policy` and `/admin/v1/audit`.
 
+use super::principal::Principal;
 use super::retry::until_committed;
-use super::{
-    encode_cursor, parse_body, respond, AdminError, AdminState, Answer, ListParams, OPERATOR,
-};
+use super::{encode_cursor, respond, AdminError, AdminState, Answer, ListParams};
 use crate::config::parse_duration;
-use crate::store::records::Policy;
+use crate::store::records::{Actor, Policy};
 use crate::store::{AuditFilter, StoreError};
 use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
+use axum::Extension;
 use serde_json::{json, Value};
 use std::sync::Arc;
 
@@ -37,18 +37,16 @@ fn present<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<V
     <Value as serde::Deserialize>::deserialize(deserializer).map(Some)
 }
 
-pub async fn replace(State(state): State<Arc<AdminState>>, body: Bytes) -> Response {
-    respond(replace_policy(&state, &body).await)
+pub async fn replace(
+    State(state): State<Arc<AdminState>>,
+    Extension(principal): Extension<Principal>,
+    body: Bytes,
+) -> Response {
+    respond(replace_policy(&state, &principal.actor, &body).await)
 }
 
-async fn replace_policy(state: &AdminState, body: &Bytes) -> Answer {
-    // A PUT states the policy it wants: without a body it says nothing.
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(AdminError::InvalidRequest(
-            "PUT /policy needs a JSON body, e.g. {\"block_legacy_keys\": true}".into(),
-        ));
-    }
-    let input: PolicyInput = parse_body(body)?;
+async fn replace_policy(state: &AdminState, actor: &Actor, body: &Bytes) -> Answer {
+    let input: PolicyInput = super::parse_change(body)?;
     let lifetime = match &input.max_key_lifetime {
         None => None,
         Some(Value::Null) => Some(None),
@@ -78,7 +76,7 @@ async fn replace_policy(state: &AdminState, body: &Bytes) -> Answer {
         };
         let written = tokio::time::timeout(
             state.syncer.deadline(),
-            store.replace_policy((current, version), next, OPERATOR, state.now()),
+            store.replace_policy((current, version), next, actor, state.now()),
         )
         .await
         .unwrap_or_else(|_| Err(StoreError::Unavailable("timed out".into())));

@@ -68,11 +68,20 @@ pub struct MintedKey {
 }
 
 pub fn mint(prefix: &str, environment: Environment) -> MintedKey {
-    let mut secret = format!(
-        "{prefix}_{}_{}",
-        environment.as_str(),
-        base62::random(RANDOM_LEN)
-    );
+    mint_as(prefix, environment.as_str())
+}
+
+/// The word admin tokens carry where keys carry their environment: `tg_adm_...`.
+pub const ADMIN_TOKEN_KIND: &str = "adm";
+
+/// An admin token (SPEC section 10): a key's format with `adm` for the environment, so
+/// it never passes as a data-plane key, nor a key as an admin token.
+pub fn mint_admin_token(prefix: &str) -> MintedKey {
+    mint_as(prefix, ADMIN_TOKEN_KIND)
+}
+
+fn mint_as(prefix: &str, kind: &str) -> MintedKey {
+    let mut secret = format!("{prefix}_{kind}_{}", base62::random(RANDOM_LEN));
     let checksum = crc32fast::hash(secret.as_bytes());
     secret.push_str(&base62::encode_fixed(u64::from(checksum), CHECKSUM_LEN));
     MintedKey {
@@ -131,10 +140,41 @@ pub fn check_format(
     Ok(())
 }
 
+/// Whether `token` is shaped like an admin token of this gateway, checksum included.
+pub fn is_admin_token(token: &[u8], prefix: &str) -> bool {
+    let head = format!("{prefix}_{ADMIN_TOKEN_KIND}_");
+    let Some(body) = token.strip_prefix(head.as_bytes()) else {
+        return false;
+    };
+    if body.len() != RANDOM_LEN + CHECKSUM_LEN || !base62::is_base62(body) {
+        return false;
+    }
+    let (signed, checksum) = token.split_at(token.len() - CHECKSUM_LEN);
+    let mut expected = [0u8; CHECKSUM_LEN];
+    base62::encode_into(u64::from(crc32fast::hash(signed)), &mut expected);
+    checksum == expected
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn admin_tokens_and_keys_never_pass_for_each_other() {
+        let token = mint_admin_token("tg");
+        assert!(token.secret.starts_with("tg_adm_"));
+        assert!(is_admin_token(token.secret.as_bytes(), "tg"));
+        assert_eq!(
+            check_format(token.secret.as_bytes(), "tg", Environment::Live),
+            Err(KeyFormatError::Malformed)
+        );
+        let key = mint("tg", Environment::Live);
+        assert!(!is_admin_token(key.secret.as_bytes(), "tg"));
+        let mut tampered = token.secret.into_bytes();
+        tampered[10] = if tampered[10] == b'a' { b'b' } else { b'a' };
+        assert!(!is_admin_token(&tampered, "tg"));
+    }
 
     #[test]
     fn minted_keys_pass_their_own_checks() {

@@ -4,3 +4,4 @@ pub mod api_key;
 pub mod base62;
 pub mod jwks;
 pub mod jwt;
+pub mod password;

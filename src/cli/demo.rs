@@ -58,9 +58,9 @@ fn start(args: &DemoArgs, folder: &Path) -> anyhow::Result<()> {
     // The operator token of this demo only; set before any thread starts.
     let token = format!("demo-{}", crate::auth::base62::random(24));
     std::env::set_var(&config.admin.token_env, &token);
-    let (key, client_id) = create_demo_key(&config)?;
+    let made = create_demo_records(&config)?;
     start_echo(args.upstream_listen)?;
-    print_tour(args, &key, &client_id, &token);
+    print_tour(args, &made, &token);
     server::serve(
         config,
         ServeOptions {
@@ -70,9 +70,20 @@ fn start(args: &DemoArgs, folder: &Path) -> anyhow::Result<()> {
     )
 }
 
-/// Writes the demo key straight into the fresh store, through the same rules the admin
-/// API applies, and returns its secret.
-fn create_demo_key(config: &Config) -> anyhow::Result<(String, String)> {
+/// What the demo made for the person trying it.
+struct Made {
+    key: String,
+    client_id: String,
+    owner_email: String,
+    owner_password: String,
+}
+
+/// The demo's email for its owner.
+pub const DEMO_OWNER: &str = "demo@tollgate.local";
+
+/// Writes the demo key and the demo owner straight into the fresh store, through the same
+/// rules the admin API applies, and returns their secrets.
+fn create_demo_records(config: &Config) -> anyhow::Result<Made> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -90,12 +101,38 @@ fn create_demo_key(config: &Config) -> anyhow::Result<(String, String)> {
             .create(input, &policy, clock::now_ms())
             .map_err(|error| anyhow::anyhow!("{error}"))?;
         store
-            .insert_key(&change.record, "demo", clock::now_ms())
+            .insert_key(
+                &change.record,
+                &crate::store::records::Actor::system("demo"),
+                clock::now_ms(),
+            )
             .await?;
-        change
+        let key = change
             .minted
-            .map(|minted| (minted.secret, change.record.client_id.clone()))
-            .ok_or_else(|| anyhow::anyhow!("no secret minted"))
+            .map(|minted| minted.secret)
+            .ok_or_else(|| anyhow::anyhow!("no secret minted"))?;
+        let owner_password = crate::auth::base62::random(16);
+        let owner = crate::admin::new_operator(
+            DEMO_OWNER,
+            "Demo Owner",
+            "owner",
+            &owner_password,
+            clock::now_ms(),
+        )
+        .map_err(|error| anyhow::anyhow!("{error}"))?;
+        store
+            .insert_operator(
+                &owner,
+                &crate::store::records::Actor::system("demo"),
+                clock::now_ms(),
+            )
+            .await?;
+        Ok(Made {
+            key,
+            client_id: change.record.client_id.clone(),
+            owner_email: owner.email,
+            owner_password,
+        })
     })
 }
 
@@ -157,13 +194,16 @@ routes:
     )
 }
 
-fn print_tour(args: &DemoArgs, key: &str, client_id: &str, token: &str) {
+fn print_tour(args: &DemoArgs, made: &Made, token: &str) {
     let gw = args.listen;
+    let (key, client_id) = (&made.key, &made.client_id);
+    let (owner, password) = (&made.owner_email, &made.owner_password);
     println!(
         r#"
 tollgate demo
   gateway   http://{gw}    (echo API behind it on {upstream})
-  admin     http://{admin}   operator token: {token}
+  admin     http://{admin}   bootstrap token: {token}
+  operator  {owner}   password: {password}   (an owner: signs in at POST /admin/v1/session)
   metrics   http://{metrics}/metrics
 
 A key was created for you: accounts:read only, usable from 127.0.0.1 only.

@@ -5,6 +5,7 @@ mod audit;
 mod demo;
 mod keys;
 mod oauth;
+mod workbench;
 
 use crate::config::Config;
 use crate::server::{self, ServeOptions};
@@ -88,6 +89,28 @@ enum Command {
         #[command(subcommand)]
         command: keys::PolicyCommand,
     },
+    /// Add, list, change and disable the operators of the workbench (through the admin API).
+    Operators {
+        #[command(flatten)]
+        admin: admin_client::AdminArgs,
+        #[command(subcommand)]
+        command: workbench::OperatorsCommand,
+    },
+    /// Create, list and revoke admin tokens for automation (through the admin API).
+    Tokens {
+        #[command(flatten)]
+        admin: admin_client::AdminArgs,
+        #[command(subcommand)]
+        command: workbench::TokensCommand,
+    },
+    /// Who the admin credential in use is, and what it may do.
+    Whoami {
+        #[command(flatten)]
+        admin: admin_client::AdminArgs,
+    },
+    /// Create the first owner straight into the store (refused once an owner exists).
+    /// The password comes from TOLLGATE_OWNER_PASSWORD, a prompt or stdin.
+    Bootstrap(workbench::BootstrapArgs),
     /// Read the audit log: every change, who made it, before and after (through the
     /// admin API).
     Audit {
@@ -152,6 +175,14 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Users { admin, command } => {
             report_admin(&admin, block_on(oauth::users(&admin, command)))
         }
+        Command::Operators { admin, command } => {
+            report_admin(&admin, block_on(workbench::operators(&admin, command)))
+        }
+        Command::Tokens { admin, command } => {
+            report_admin(&admin, block_on(workbench::tokens(&admin, command)))
+        }
+        Command::Whoami { admin } => report_admin(&admin, block_on(workbench::whoami(&admin))),
+        Command::Bootstrap(args) => report(block_on(workbench::bootstrap(args))),
         Command::Audit { admin, command } => {
             report_admin(&admin, block_on(audit::audit(&admin, command)))
         }

@@ -168,10 +168,10 @@ pub async fn clients(args: &AdminArgs, command: ClientsCommand) -> anyhow::Resul
     Ok(())
 }
 
-/// A password from `TOLLGATE_USER_PASSWORD`, else a prompt that does not echo (asked
-/// twice), else a line of stdin. Never from the command line, where `ps` would show it.
-fn read_password() -> anyhow::Result<String> {
-    if let Ok(password) = std::env::var("TOLLGATE_USER_PASSWORD") {
+/// A password from the variable `env`, else a prompt that does not echo (asked twice),
+/// else a line of stdin. Never from the command line, where `ps` would show it.
+pub fn read_password_from(env: &str) -> anyhow::Result<String> {
+    if let Ok(password) = std::env::var(env) {
         return Ok(password);
     }
     let password = if std::io::stdin().is_terminal() {
@@ -188,10 +188,14 @@ fn read_password() -> anyhow::Result<String> {
     };
     if password.is_empty() {
         return Err(anyhow!(
-            "no password: set TOLLGATE_USER_PASSWORD, type it at the prompt or pipe it on stdin"
+            "no password: set {env}, type it at the prompt or pipe it on stdin"
         ));
     }
     Ok(password)
+}
+
+fn read_password() -> anyhow::Result<String> {
+    read_password_from("TOLLGATE_USER_PASSWORD")
 }
 
 pub async fn users(args: &AdminArgs, command: UsersCommand) -> anyhow::Result<()> {

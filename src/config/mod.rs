@@ -118,6 +118,10 @@ impl Environment {
 pub struct AdminConfig {
     pub listen: SocketAddr,
     pub token_env: String,
+    /// How long a console sign-in lasts.
+    pub session_ttl: Duration,
+    /// Custom operator roles, beside the built-in ones.
+    pub roles: BTreeMap<String, crate::admin_access::Permissions>,
 }
 
 #[derive(Debug, Clone)]

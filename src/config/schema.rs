@@ -244,10 +244,52 @@ fn read_admin(r: &mut Reader<'_>, top: &Object<'_>) -> AdminConfig {
     let mut admin = AdminConfig {
         listen: ([127, 0, 0, 1], 9090).into(),
         token_env: "TOLLGATE_ADMIN_TOKEN".into(),
+        session_ttl: Duration::from_secs(12 * 3600),
+        roles: BTreeMap::new(),
     };
-    if let Some(object) = section(r, top, "admin", &["listen", "token_env"]) {
+    const KEYS: &[&str] = &["listen", "token_env", "session_ttl", "roles"];
+    if let Some(object) = section(r, top, "admin", KEYS) {
         admin.listen = r.field(&object, "listen", admin.listen, Reader::socket_addr);
         admin.token_env = r.field(&object, "token_env", admin.token_env, env_name);
+        admin.session_ttl = r.field(&object, "session_ttl", admin.session_ttl, Reader::duration);
+        let roles = r.field(&object, "roles", Vec::new(), |r, value, path| {
+            r.named(value, path, |r, name, value, path| {
+                if crate::admin_access::built_in_role(name).is_some() {
+                    r.error(
+                        path,
+                        format!("\"{name}\" is a built-in role; choose another name"),
+                    );
+                    return None;
+                }
+                if !is_permission_name(name) {
+                    r.error(
+                        path,
+                        format!("\"{name}\" is not a role name (letters, digits and :._-)"),
+                    );
+                    return None;
+                }
+                let names = r.list(value, path, |r, value, path| {
+                    let name = r.string(value, path)?;
+                    let permission = crate::admin_access::Permission::parse(&name);
+                    if permission.is_none() {
+                        let known = crate::admin_access::Permissions::all().names().join(", ");
+                        r.error(
+                            path,
+                            format!(
+                                "unknown admin permission \"{name}\" (the permissions are {known})"
+                            ),
+                        );
+                    }
+                    permission
+                })?;
+                Some(
+                    names
+                        .into_iter()
+                        .collect::<crate::admin_access::Permissions>(),
+                )
+            })
+        });
+        admin.roles = roles.into_iter().collect();
     }
     admin
 }

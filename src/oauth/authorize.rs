@@ -7,13 +7,14 @@ use super::params::{OAuthError, Params};
 use super::OAuthServer;
 use crate::auth::api_key;
 use crate::auth::base62;
+use crate::auth::password::verify_password;
 use crate::clock;
 use crate::store::records::{ClientRecord, Grant};
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use subtle::ConstantTimeEq;
 
 const CSRF_COOKIE: &str = "tg_csrf";
@@ -265,31 +266,6 @@ pub async fn submit(
     redirect(&with_query(&request.redirect_uri, &params))
 }
 
-/// argon2id verification; with no hash, a dummy one is checked so timing reveals nothing.
-pub fn verify_password(password: &str, hash: Option<&str>) -> bool {
-    use argon2::password_hash::{PasswordHash, PasswordVerifier};
-    static DUMMY: OnceLock<String> = OnceLock::new();
-    let dummy = DUMMY.get_or_init(|| hash_password(&base62::random(16)).unwrap_or_default());
-    let real = hash.is_some();
-    let hash = hash.unwrap_or(dummy);
-    let Ok(parsed) = PasswordHash::new(hash) else {
-        return false;
-    };
-    let ok = argon2::Argon2::default()
-        .verify_password(password.as_bytes(), &parsed)
-        .is_ok();
-    ok && real
-}
-
-/// An argon2id hash in PHC format, with a fresh salt.
-pub fn hash_password(password: &str) -> Result<String, argon2::password_hash::Error> {
-    use argon2::password_hash::{PasswordHasher, SaltString};
-    let salt = SaltString::encode_b64(base62::random(16).as_bytes())?;
-    Ok(argon2::Argon2::default()
-        .hash_password(password.as_bytes(), &salt)?
-        .to_string())
-}
-
 fn csrf_cookie(headers: &HeaderMap) -> Option<String> {
     headers
         .get_all(header::COOKIE)
@@ -380,15 +356,6 @@ fn form(request: &AuthRequest, csrf: &str, error: Option<&str>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn passwords_verify_against_argon2id_hashes() {
-        let hash = hash_password("correct horse").unwrap();
-        assert!(hash.starts_with("$argon2id$"));
-        assert!(verify_password("correct horse", Some(&hash)));
-        assert!(!verify_password("wrong", Some(&hash)));
-        assert!(!verify_password("correct horse", None));
-    }
 
     #[test]
     fn redirects_keep_the_registered_query() {

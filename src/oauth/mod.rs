@@ -67,6 +67,10 @@ impl OAuthServer {
             &["grant"],
         )
         .expect("static metric definition");
+        // Known label values are exported at 0 before first use.
+        for grant in ["client_credentials", "authorization_code", "refresh_token"] {
+            tokens_issued.with_label_values(&[grant]);
+        }
         metrics.register(Box::new(tokens_issued.clone()));
         OAuthServer {
             audience: config

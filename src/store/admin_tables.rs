@@ -1,7 +1,7 @@
 //! The audit log and idempotency records of the admin API.
 
 use super::keys::Args;
-use super::records::{AuditEntry, Timestamp};
+use super::records::{Actor, AuditEntry, Timestamp};
 use super::{Store, StoreError, StoreResult};
 use sqlx::Row;
 
@@ -21,7 +21,7 @@ pub enum Idempotent {
 }
 
 /// Which audit entries a listing shows: each field left out matches everything; `from`
-/// is inclusive and `to` exclusive (Unix milliseconds).
+/// is inclusive and `to` exclusive (Unix milliseconds). `actor` is an actor's id or kind.
 #[derive(Debug, Clone, Default)]
 pub struct AuditFilter {
     pub actor: Option<String>,
@@ -41,11 +41,12 @@ impl Store {
     ) -> StoreResult<Vec<AuditEntry>> {
         let mut args = Args::default();
         let mut clauses = vec![format!("id < {}", args.int(before_id.unwrap_or(i64::MAX)))];
-        for (column, value) in [
-            ("actor", &filter.actor),
-            ("action", &filter.action),
-            ("target", &filter.target),
-        ] {
+        if let Some(actor) = &filter.actor {
+            // An actor's id (op_..., tok_...), or a kind (bootstrap, system).
+            let value = args.text(actor.clone());
+            clauses.push(format!("(actor_id = {value} OR actor_kind = {value})"));
+        }
+        for (column, value) in [("action", &filter.action), ("target", &filter.target)] {
             if let Some(value) = value {
                 clauses.push(format!("{column} = {}", args.text(value.clone())));
             }
@@ -69,7 +70,7 @@ impl Store {
                 Ok(AuditEntry {
                     id: row.try_get("id")?,
                     at: Timestamp(row.try_get("at")?),
-                    actor: row.try_get("actor")?,
+                    actor: Actor::from_stored(&row.try_get::<String, _>("actor")?),
                     action: row.try_get("action")?,
                     target: row.try_get("target")?,
                     before: parse(row.try_get("before")?),

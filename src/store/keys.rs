@@ -2,7 +2,8 @@
 //! incremental "changes since version N" that snapshots are built from.
 
 use super::records::{
-    ClientRecord, KeyRecord, KeyRow, KeyStatus, KeyType, Policy, Secrets, StoredList, Timestamp,
+    Actor, ClientRecord, KeyRecord, KeyRow, KeyStatus, KeyType, Policy, Secrets, StoredList,
+    Timestamp,
 };
 use super::{Store, StoreError, StoreResult};
 use crate::auth::api_key::Digest;
@@ -301,7 +302,7 @@ impl Store {
     pub async fn insert_key(
         &self,
         record: &KeyRecord,
-        actor: &str,
+        actor: &Actor,
         now: i64,
     ) -> StoreResult<KeyRecord> {
         let (mut tx, version) = self.begin_write(now).await?;
@@ -394,7 +395,7 @@ impl Store {
         before: &KeyRecord,
         after: &KeyRecord,
         action: &str,
-        actor: &str,
+        actor: &Actor,
         retired: &[Digest],
         now: i64,
     ) -> StoreResult<KeyRecord> {
@@ -492,7 +493,7 @@ impl Store {
             audit(
                 &mut tx,
                 now,
-                "config",
+                &Actor::system("config"),
                 "policy.seed",
                 "policy",
                 None,
@@ -509,7 +510,7 @@ impl Store {
         &self,
         before: (Policy, i64),
         after: Policy,
-        actor: &str,
+        actor: &Actor,
         now: i64,
     ) -> StoreResult<i64> {
         let (mut tx, version) = self.begin_write(now).await?;
@@ -704,20 +705,25 @@ fn policy_from_row(row: &AnyRow) -> StoreResult<Policy> {
 pub(super) async fn audit(
     tx: &mut Transaction<'static, Any>,
     now: i64,
-    actor: &str,
+    actor: &Actor,
     action: &str,
     target: &str,
     before: Option<String>,
     after: Option<String>,
 ) -> StoreResult<()> {
-    sqlx::query("INSERT INTO audit (at, actor, action, target, before, after) VALUES ($1, $2, $3, $4, $5, $6)")
-        .bind(now)
-        .bind(actor.to_string())
-        .bind(action.to_string())
-        .bind(target.to_string())
-        .bind(before)
-        .bind(after)
-        .execute(&mut **tx)
-        .await?;
+    sqlx::query(
+        "INSERT INTO audit (at, actor, action, target, before, after, actor_kind, actor_id) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(now)
+    .bind(to_json(actor))
+    .bind(action.to_string())
+    .bind(target.to_string())
+    .bind(before)
+    .bind(after)
+    .bind(actor.kind.clone())
+    .bind(actor.id.clone())
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }

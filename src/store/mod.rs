@@ -5,6 +5,7 @@ mod admin_tables;
 mod dialect;
 mod keys;
 mod oauth_tables;
+mod operator_tables;
 pub mod records;
 pub mod snapshot;
 pub mod sync;
@@ -34,6 +35,9 @@ pub enum StoreError {
     /// A uniqueness constraint failed.
     #[error("duplicate")]
     Duplicate,
+    /// The change would leave no enabled owner.
+    #[error("the last enabled owner")]
+    LastOwner,
 }
 
 impl From<sqlx::Error> for StoreError {

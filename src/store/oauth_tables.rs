@@ -2,7 +2,7 @@
 //! tokens, and revoked grants.
 
 use super::keys::audit;
-use super::records::{ClientRecord, ClientType, Grant, Timestamp, UserRecord};
+use super::records::{Actor, ClientRecord, ClientType, Grant, Timestamp, UserRecord};
 use super::{Store, StoreError, StoreResult};
 use crate::auth::api_key::Digest;
 use sqlx::any::AnyRow;
@@ -90,7 +90,7 @@ impl Store {
     pub async fn insert_client(
         &self,
         client: &ClientRecord,
-        actor: &str,
+        actor: &Actor,
         now: i64,
     ) -> StoreResult<ClientRecord> {
         let (mut tx, version) = self.begin_write(now).await?;
@@ -159,7 +159,7 @@ impl Store {
     pub async fn delete_client(
         &self,
         before: &ClientRecord,
-        actor: &str,
+        actor: &Actor,
         now: i64,
     ) -> StoreResult<ClientRecord> {
         let (mut tx, version) = self.begin_write(now).await?;
@@ -195,7 +195,7 @@ impl Store {
     pub async fn insert_user(
         &self,
         user: &UserRecord,
-        actor: &str,
+        actor: &Actor,
         now: i64,
     ) -> StoreResult<UserRecord> {
         let (mut tx, version) = self.begin_write(now).await?;
@@ -274,7 +274,7 @@ impl Store {
         before: &UserRecord,
         after: &UserRecord,
         end_grants: Option<i64>,
-        actor: &str,
+        actor: &Actor,
         now: i64,
     ) -> StoreResult<UserRecord> {
         let (mut tx, version) = self.begin_write(now).await?;

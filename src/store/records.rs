@@ -201,12 +201,66 @@ impl Serialize for Policy {
     }
 }
 
+/// Who made a change, as every audit entry names them (SPEC section 10).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Actor {
+    /// `operator`, `token`, `bootstrap` or `system`.
+    pub kind: String,
+    pub id: Option<String>,
+    pub name: String,
+}
+
+impl Actor {
+    pub fn operator(id: &str, name: &str) -> Actor {
+        Actor {
+            kind: "operator".into(),
+            id: Some(id.into()),
+            name: name.into(),
+        }
+    }
+
+    pub fn token(id: &str, name: &str) -> Actor {
+        Actor {
+            kind: "token".into(),
+            id: Some(id.into()),
+            name: name.into(),
+        }
+    }
+
+    /// The bootstrap token of `admin.token_env`.
+    pub fn bootstrap() -> Actor {
+        Actor {
+            kind: "bootstrap".into(),
+            id: None,
+            name: "bootstrap token".into(),
+        }
+    }
+
+    /// tollgate itself: `name` says which part (`sign-in`, `bootstrap`, `demo`...).
+    pub fn system(name: &str) -> Actor {
+        Actor {
+            kind: "system".into(),
+            id: None,
+            name: name.into(),
+        }
+    }
+
+    /// An actor as stored; entries written before actors were recorded name a string.
+    pub fn from_stored(text: &str) -> Actor {
+        serde_json::from_str(text).unwrap_or_else(|_| Actor {
+            kind: "bootstrap".into(),
+            id: None,
+            name: text.into(),
+        })
+    }
+}
+
 /// One change, as the audit log keeps it.
 #[derive(Debug, Clone, Serialize)]
 pub struct AuditEntry {
     pub id: i64,
     pub at: Timestamp,
-    pub actor: String,
+    pub actor: Actor,
     pub action: String,
     pub target: String,
     pub before: Option<serde_json::Value>,
@@ -270,6 +324,55 @@ pub struct UserRecord {
     pub password_hash: String,
     #[serde(skip)]
     pub version: i64,
+}
+
+/// A member of the workbench: someone who signs in to the console and the admin API.
+#[derive(Debug, Clone, Serialize)]
+pub struct OperatorRecord {
+    pub id: String,
+    pub email: String,
+    pub name: String,
+    /// A built-in role or one of `admin.roles`.
+    pub role: String,
+    pub disabled: bool,
+    pub created_at: Timestamp,
+    pub password_changed_at: Option<Timestamp>,
+    /// argon2id, PHC string format.
+    #[serde(skip)]
+    pub password_hash: String,
+    #[serde(skip)]
+    pub version: i64,
+}
+
+/// An admin token, for automation: digest-only, shown once.
+#[derive(Debug, Clone, Serialize)]
+pub struct AdminTokenRecord {
+    pub id: String,
+    pub name: String,
+    /// The first characters, for recognising a token.
+    pub start: String,
+    /// The permissions given, when no role is.
+    pub permissions: Vec<String>,
+    pub role: Option<String>,
+    pub expires_at: Option<Timestamp>,
+    pub created_at: Timestamp,
+    pub created_by: Actor,
+    pub revoked_at: Option<Timestamp>,
+    pub last_used_at: Option<Timestamp>,
+    #[serde(skip)]
+    pub digest: Digest,
+    #[serde(skip)]
+    pub version: i64,
+}
+
+/// A console sign-in, as the store keeps it (the id and CSRF token only as digests).
+#[derive(Debug, Clone)]
+pub struct SessionRecord {
+    pub operator_id: String,
+    pub csrf_digest: Digest,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub ended_at: Option<i64>,
 }
 
 /// What an authorization code or refresh token was issued for.

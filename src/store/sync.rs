@@ -99,6 +99,9 @@ impl SyncMetrics {
             &["type"],
         )
         .expect("static metric definition");
+        for result in ["ok", "error"] {
+            syncs.with_label_values(&[result]);
+        }
         metrics.register(Box::new(syncs.clone()));
         metrics.register(Box::new(store_up.clone()));
         metrics.register(Box::new(age.clone()));
