@@ -126,9 +126,9 @@ pub fn serve(config: Config, options: ServeOptions) -> anyhow::Result<()> {
         .ok()
         .filter(|t| !t.is_empty());
     if token.is_none() {
-        tracing::warn!(
+        tracing::info!(
             variable = %config.admin.token_env,
-            "no operator token is set: the admin API will refuse every request"
+            "the bootstrap token is off (its variable is unset): the admin API takes operator sessions and admin tokens"
         );
     }
     let (admin_requests, signins) = AdminState::metrics(&metrics);
