@@ -4,7 +4,7 @@
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: run test build check fmt bench micro soak fuzz
+.PHONY: run test build check fmt bench micro soak fuzz screenshots
 
 run:
 	@.ci/deps.sh build
@@ -25,6 +25,11 @@ test:
 
 check:
 	$(CARGO) run --quiet -- check --config config/tollgate.yaml
+
+# The console's screenshots in docs/console/, taken by its browser test.
+screenshots:
+	@.ci/deps.sh test
+	TOLLGATE_SCREENSHOTS=docs $(CARGO) test --test console -- the_console_runs_the_whole_key_lifecycle_in_a_browser
 
 fmt:
 	$(CARGO) fmt --all

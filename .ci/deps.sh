@@ -111,6 +111,13 @@ need_schemathesis() {
   "$venv/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
 }
 
+# Debian's Chromium and chromedriver, for the console tests in a real browser.
+need_browser() {
+  if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then return; fi
+  echo "installing chromium and chromium-driver"
+  apt_install chromium chromium-driver fonts-dejavu-core
+}
+
 case "${1:-build}" in
   build) need_build ;;
   test)
@@ -120,6 +127,7 @@ case "${1:-build}" in
     need_redis
     need_promtool
     need_schemathesis
+    need_browser
     ;;
   bench)
     need_build

@@ -191,7 +191,11 @@ pub fn serve(config: Config, options: ServeOptions) -> anyhow::Result<()> {
     }
     let sockets = server.add_service(sockets);
     server.add_service(data_plane).add_dependency(&sockets);
-    let admin_service = router_service("admin", config.admin.listen, admin::router(admin_state));
+    // The console is served beside the admin API, and makes its requests to it.
+    let api = admin::router(admin_state);
+    let console = Arc::new(crate::console::Console::new(&config, api.clone()));
+    let admin_routes = api.merge(crate::console::router(console));
+    let admin_service = router_service("admin", config.admin.listen, admin_routes);
     server.add_service(admin_service).add_dependency(&sockets);
     let metrics_service = router_service("metrics", config.metrics.listen, metrics_router(metrics));
     server.add_service(metrics_service).add_dependency(&sockets);

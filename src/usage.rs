@@ -143,6 +143,7 @@ impl UsageRecorder {
                 .into_iter()
                 .map(|(key_id, at)| (key_id.to_string(), at))
                 .collect(),
+            hour: now.div_euclid(3_600_000),
         }
     }
 

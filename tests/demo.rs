@@ -137,11 +137,12 @@ fn the_demo_starts_answers_and_stops_on_ctrl_c() {
     // The tour prints a demo owner who can sign in.
     let password = out
         .lines()
-        .find(|l| l.trim_start().starts_with("operator  demo@tollgate.local"))
-        .and_then(|l| l.split("password: ").nth(1))
+        .find(|l| l.trim_start().starts_with("console   http://"))
+        .and_then(|l| l.split("demo@tollgate.local, password ").nth(1))
         .and_then(|rest| rest.split_whitespace().next())
-        .expect("the tour prints the demo owner")
+        .expect("the tour prints the console and the demo owner")
         .to_string();
+    assert!(out.contains(&format!("http://{admin}/console/")), "{out}");
     let body = format!("{{\"email\": \"demo@tollgate.local\", \"password\": \"{password}\"}}");
     let signed_in = raw(
         admin,

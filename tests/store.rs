@@ -167,6 +167,7 @@ async fn exercise(url: StoreUrl) {
     let id = made[0].0.id.clone();
     for (count, at) in [(3, 7000), (4, 6500)] {
         let batch = UsageBatch {
+            hour: 0,
             counts: vec![
                 (id.clone(), 20_000, "allowed", count),
                 (id.clone(), 20_000, "ip_not_allowed", 1),

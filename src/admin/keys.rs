@@ -50,6 +50,7 @@ pub async fn create(
 #[derive(Debug, serde::Deserialize)]
 pub struct KeyListFilter {
     status: Option<String>,
+    name: Option<String>,
     #[serde(rename = "type")]
     key_type: Option<String>,
 }
@@ -90,6 +91,7 @@ async fn list_keys(state: &AdminState, params: ListParams, filter: KeyListFilter
     let filter = KeyFilter {
         status,
         key_type,
+        name: filter.name.as_deref(),
         now: state.now(),
     };
     let store = state.store()?;
@@ -244,6 +246,30 @@ pub async fn revoke(
 #[derive(Debug, serde::Deserialize)]
 pub struct UsageParams {
     days: Option<String>,
+    hours: Option<String>,
+}
+
+/// A number query parameter within `range`, or `default` when left out.
+fn bounded(
+    name: &str,
+    value: Option<&str>,
+    range: std::ops::RangeInclusive<i64>,
+    default: i64,
+) -> Result<i64, AdminError> {
+    match value {
+        None => Ok(default),
+        Some(text) => text
+            .parse::<i64>()
+            .ok()
+            .filter(|n| range.contains(n))
+            .ok_or_else(|| {
+                AdminError::InvalidRequest(format!(
+                    "{name} must be a number from {} to {}",
+                    range.start(),
+                    range.end()
+                ))
+            }),
+    }
 }
 
 pub async fn usage(
@@ -252,23 +278,17 @@ pub async fn usage(
     Query(params): Query<UsageParams>,
 ) -> Response {
     let answer = async {
-        let days = match params.days.as_deref() {
-            None => 30,
-            Some(text) => text
-                .parse::<i64>()
-                .ok()
-                .filter(|days| (1..=366).contains(days))
-                .ok_or_else(|| {
-                    AdminError::InvalidRequest("days must be a number from 1 to 366".into())
-                })?,
-        };
+        let days = bounded("days", params.days.as_deref(), 1..=366, 30)?;
+        let hours = bounded("hours", params.hours.as_deref(), 1..=720, 48)?;
         let key = find(&state, &id).await?;
         let store = state.store()?;
         let first_day = crate::clock::day_of(state.now()) - days + 1;
         let by_day = state.call(store.usage_of(&id, first_day)).await?;
+        let first_hour = state.now().div_euclid(3_600_000) - hours + 1;
+        let by_hour = state.call(store.hourly_usage_of(&id, first_hour)).await?;
         Ok((
             StatusCode::OK,
-            json!({"key_id": key.id, "last_used_at": key.last_used_at, "days": by_day}),
+            json!({"key_id": key.id, "last_used_at": key.last_used_at, "days": by_day, "hours": by_hour}),
         ))
     };
     respond(answer.await)

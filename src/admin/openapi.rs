@@ -20,6 +20,7 @@ fn query_parameter(name: &str) -> Value {
     let schema = match name {
         "limit" => json!({"type": "integer", "minimum": 1, "maximum": 500, "default": 50}),
         "days" => json!({"type": "integer", "minimum": 1, "maximum": 366, "default": 30}),
+        "hours" => json!({"type": "integer", "minimum": 1, "maximum": 720, "default": 48}),
         "status" => json!({"enum": ["active", "expiring", "expired", "revoked"]}),
         "type" => json!({"enum": ["fine_grained", "legacy"]}),
         "from" | "to" => json!({"type": "string", "format": "date-time"}),
@@ -27,6 +28,7 @@ fn query_parameter(name: &str) -> Value {
     };
     let description = match name {
         "cursor" => "Where the previous page ended: its next_cursor.",
+        "name" => "Keys whose name holds this, ignoring case.",
         "actor" => "An actor's id, or a kind (operator, token, bootstrap, system).",
         "from" => "At or after this time.",
         "to" => "Before this time.",
@@ -170,10 +172,12 @@ fn schemas() -> Value {
             "ip_allowlist": names.clone()}},
         "Policy": {"type": "object", "additionalProperties": false, "properties": {
             "block_legacy_keys": {"type": "boolean"}, "max_key_lifetime": {"type": ["string", "null"], "examples": ["90d"]}}},
-        "Usage": {"type": "object", "required": ["key_id", "last_used_at", "days"], "properties": {
+        "Usage": {"type": "object", "required": ["key_id", "last_used_at", "days", "hours"], "properties": {
             "key_id": {"type": "string"}, "last_used_at": maybe_time.clone(),
             "days": {"type": "array", "items": {"type": "object", "required": ["date", "outcomes", "total"], "properties": {
-                "date": {"type": "string"}, "outcomes": {"type": "object"}, "total": {"type": "integer"}}}}}}
+                "date": {"type": "string"}, "outcomes": {"type": "object"}, "total": {"type": "integer"}}}},
+            "hours": {"type": "array", "items": {"type": "object", "required": ["hour", "outcomes", "total"], "properties": {
+                "hour": {"type": "string", "format": "date-time"}, "outcomes": {"type": "object"}, "total": {"type": "integer"}}}}}}
     });
     let more = json!({
         "AuditEntry": {"type": "object", "required": ["id", "at", "actor", "action", "target"], "properties": {

@@ -203,7 +203,7 @@ fn print_tour(args: &DemoArgs, made: &Made, token: &str) {
 tollgate demo
   gateway   http://{gw}    (echo API behind it on {upstream})
   admin     http://{admin}   bootstrap token: {token}
-  operator  {owner}   password: {password}   (an owner: signs in at POST /admin/v1/session)
+  console   http://{admin}/console/   sign in as {owner}, password {password}
   metrics   http://{metrics}/metrics
 
 A key was created for you: accounts:read only, usable from 127.0.0.1 only.
@@ -238,6 +238,9 @@ Manage keys with the CLI (in another terminal):
   tollgate keys list
   tollgate keys create --name partner --permission accounts:read --expires-in 30d
   tollgate keys usage <id>
+
+Open the console to see the key, its usage, and to create, rotate and revoke keys:
+  http://{admin}/console/   (sign in as {owner}, password {password})
 
 Ctrl-C stops the demo.
 "#,

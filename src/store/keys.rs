@@ -18,9 +18,11 @@ const KEY_COLUMNS: &str = "id, client_id, name, key_type, permissions, role, env
 
 /// Which keys a listing shows.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct KeyFilter {
+pub struct KeyFilter<'a> {
     pub status: Option<KeyStatus>,
     pub key_type: Option<KeyType>,
+    /// Keys whose name holds this, ignoring case.
+    pub name: Option<&'a str>,
     /// The time statuses are judged at.
     pub now: i64,
 }
@@ -255,7 +257,7 @@ impl Store {
     /// type `filter` asks for.
     pub async fn list_keys(
         &self,
-        filter: KeyFilter,
+        filter: KeyFilter<'_>,
         after: Option<(i64, String)>,
         limit: i64,
     ) -> StoreResult<Vec<KeyRecord>> {
@@ -283,6 +285,21 @@ impl Store {
                 args.int(soon)
             ),
         });
+        if let Some(name) = filter.name {
+            // LIKE on both stores, with its wildcards in the search escaped.
+            let escaped: String = name
+                .to_lowercase()
+                .chars()
+                .flat_map(|c| match c {
+                    '%' | '_' | '\\' => vec!['\\', c],
+                    c => vec![c],
+                })
+                .collect();
+            clauses.push(format!(
+                "LOWER(name) LIKE {} ESCAPE '\\'",
+                args.text(format!("%{escaped}%"))
+            ));
+        }
         if let Some(key_type) = filter.key_type {
             clauses.push(format!(
                 "key_type = {}",

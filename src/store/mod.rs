@@ -15,7 +15,7 @@ pub use admin_tables::{AuditFilter, Idempotent};
 pub use dialect::{Dialect, CHANGES_CHANNEL};
 pub use keys::{KeyChanges, KeyFilter};
 pub use oauth_tables::Redeemed;
-pub use usage_table::UsageBatch;
+pub use usage_table::{UsageBatch, UsageHour};
 
 use crate::config::StoreUrl;
 use sqlx::any::{AnyPoolOptions, AnyRow};

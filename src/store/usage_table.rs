@@ -1,4 +1,5 @@
-//! Per-day usage counts by outcome, and `last_used_at`, written in batches.
+//! Usage counts by outcome, per UTC day and per UTC hour, and `last_used_at`, written in
+//! batches.
 
 use super::dialect::Dialect;
 use super::records::UsageDay;
@@ -6,11 +7,28 @@ use super::{Store, StoreResult};
 use sqlx::Row;
 use std::collections::BTreeMap;
 
-/// One batch of counts: `(key id, day, outcome, count)` and `(key id, last used ms)`.
+/// One batch of counts: `(key id, day, outcome, count)` and `(key id, last used ms)`, and
+/// the UTC hour (hours since the epoch) its counts are attributed to.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct UsageBatch {
     pub counts: Vec<(String, i64, &'static str, i64)>,
     pub last_used: Vec<(String, i64)>,
+    pub hour: i64,
+}
+
+/// Hourly counts are kept this long (in hours).
+pub const HOURLY_RETENTION: i64 = 90 * 24;
+
+/// The last hour hourly rows were pruned in, so pruning costs one statement an hour.
+static PRUNED_HOUR: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+
+/// Requests of one key in one UTC hour, by outcome.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct UsageHour {
+    /// The hour's start, RFC 3339.
+    pub hour: String,
+    pub outcomes: BTreeMap<String, i64>,
+    pub total: i64,
 }
 
 impl UsageBatch {
@@ -65,6 +83,28 @@ impl Store {
                     .bind(*count);
             }
             query.execute(&mut *tx).await?;
+            let sql = format!(
+                "INSERT INTO usage_hourly (key_id, hour, outcome, count) VALUES {} \
+                 ON CONFLICT (key_id, hour, outcome) DO UPDATE SET count = usage_hourly.count + excluded.count",
+                placeholders(self.dialect(), chunk.len(), 4)
+            );
+            let mut query = sqlx::query(&sql);
+            for (key_id, _, outcome, count) in chunk {
+                query = query
+                    .bind(key_id.clone())
+                    .bind(batch.hour)
+                    .bind(outcome.to_string())
+                    .bind(*count);
+            }
+            query.execute(&mut *tx).await?;
+        }
+        let pruned = PRUNED_HOUR.load(std::sync::atomic::Ordering::Relaxed);
+        if !batch.counts.is_empty() && pruned != batch.hour {
+            sqlx::query("DELETE FROM usage_hourly WHERE hour < $1")
+                .bind(batch.hour - HOURLY_RETENTION)
+                .execute(&mut *tx)
+                .await?;
+            PRUNED_HOUR.store(batch.hour, std::sync::atomic::Ordering::Relaxed);
         }
         for chunk in batch.last_used.chunks(ROWS_PER_STATEMENT) {
             let sql = format!(
@@ -81,6 +121,40 @@ impl Store {
         }
         tx.commit().await?;
         Ok(())
+    }
+
+    /// Usage of one key by hour from `first_hour` on, newest hour first.
+    pub async fn hourly_usage_of(
+        &self,
+        key_id: &str,
+        first_hour: i64,
+    ) -> StoreResult<Vec<UsageHour>> {
+        let rows = sqlx::query(
+            "SELECT hour, outcome, count FROM usage_hourly WHERE key_id = $1 AND hour >= $2",
+        )
+        .bind(key_id.to_string())
+        .bind(first_hour)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut hours: BTreeMap<i64, BTreeMap<String, i64>> = BTreeMap::new();
+        for row in rows {
+            let hour: i64 = row.try_get("hour")?;
+            let count: i64 = row.try_get("count")?;
+            *hours
+                .entry(hour)
+                .or_default()
+                .entry(row.try_get("outcome")?)
+                .or_default() += count;
+        }
+        Ok(hours
+            .into_iter()
+            .rev()
+            .map(|(hour, outcomes)| UsageHour {
+                hour: crate::clock::rfc3339(hour * 3_600_000),
+                total: outcomes.values().sum(),
+                outcomes,
+            })
+            .collect())
     }
 
     /// Usage of one key from `first_day` on, newest day first.
