@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building and testing tollgate need, when missing. Safe to run again.
 #   .ci/deps.sh build   cmake (pingora builds zlib-ng with it)
-#   .ci/deps.sh test    the above, plus PostgreSQL and Redis running on loopback
+#   .ci/deps.sh test    the above, plus PostgreSQL and Redis running on loopback, and the
+#                       browser, nginx and Caddy the tests drive
 set -euo pipefail
 
 SUDO=""
@@ -118,6 +119,19 @@ need_browser() {
   apt_install chromium chromium-driver fonts-dejavu-core
 }
 
+# Debian's nginx (with auth_request) and Caddy, for the forward-auth tests that run the
+# configurations shipped in deploy/forward-auth/.
+need_forward_auth_proxies() {
+  if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
+    echo "installing nginx-light"
+    apt_install nginx-light
+  fi
+  if ! command -v caddy >/dev/null 2>&1; then
+    echo "installing caddy"
+    apt_install caddy
+  fi
+}
+
 case "${1:-build}" in
   build) need_build ;;
   test)
@@ -128,6 +142,7 @@ case "${1:-build}" in
     need_promtool
     need_schemathesis
     need_browser
+    need_forward_auth_proxies
     ;;
   bench)
     need_build

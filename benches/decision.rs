@@ -18,7 +18,7 @@ use std::time::Duration;
 use tollgate::auth::api_key::{self, Digest};
 use tollgate::auth::jwt::TokenVerifier;
 use tollgate::config::{Config, Environment};
-use tollgate::decision::{Gatekeeper, RequestFacts};
+use tollgate::gate::{Facts, Gate};
 use tollgate::policy::ip_allowlist::Allowlist;
 use tollgate::policy::permissions::Catalog;
 use tollgate::policy::rate_limit::local::LocalLimiter;
@@ -178,7 +178,7 @@ fn jwt(c: &mut Criterion) {
     let config = Config::parse(CONFIG).unwrap_or_else(|e| panic!("{e}"));
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let keys = Arc::new(
-        tollgate::oauth::signing::SigningKeys::load(&[dir.path().join("signing.pem")])
+        tollgate::auth::signing::SigningKeys::load(&[dir.path().join("signing.pem")])
             .unwrap_or_else(|e| panic!("{e}")),
     );
     let catalog = Catalog::new(&config.permissions);
@@ -310,49 +310,44 @@ fn whole_decision(c: &mut Criterion) {
     let catalog = Catalog::new(&config.permissions);
     let routes = RouteTable::new(&config, &catalog);
     let (snapshot, secrets) = snapshot(&config, 10_000);
-    let gatekeeper = Gatekeeper {
+    let gate = Gate {
         routes: &routes,
         catalog: &catalog,
         snapshot: &snapshot,
         key_prefix: "tg",
         environment: Environment::Live,
         stale: false,
-        now: tollgate::clock::now_ms(),
+        rate_limits: &config.rate_limits,
     };
+    let now = tollgate::clock::now_ms();
     let mut group = c.benchmark_group("decide");
     let mut i = 0usize;
     group.bench_function("valid key, allowlist, permission", |b| {
         b.iter(|| {
             i = (i + 1) % secrets.len();
-            let facts = RequestFacts {
+            let facts = Facts {
                 method: &Method::GET,
                 path: "/v1/accounts/42",
                 api_key: Some(secrets[i].as_bytes()),
                 authorization: None,
                 client_ip: IpAddr::from([127, 0, 0, 1]),
-                token: None,
             };
-            black_box(matches!(
-                gatekeeper.decide(&facts),
-                tollgate::decision::Decision::Forward { .. }
-            ))
+            let admission = gate.finish(gate.begin(&facts), None, now);
+            black_box(admission.refusal.is_none())
         })
     });
     group.bench_function("invalid key (unknown digest)", |b| {
         let stranger = api_key::mint("tg", Environment::Live).secret;
         b.iter(|| {
-            let facts = RequestFacts {
+            let facts = Facts {
                 method: &Method::GET,
                 path: "/v1/accounts/42",
                 api_key: Some(stranger.as_bytes()),
                 authorization: None,
                 client_ip: IpAddr::from([127, 0, 0, 1]),
-                token: None,
             };
-            black_box(matches!(
-                gatekeeper.decide(&facts),
-                tollgate::decision::Decision::Refuse { .. }
-            ))
+            let admission = gate.finish(gate.begin(&facts), None, now);
+            black_box(admission.refusal.is_some())
         })
     });
     group.finish();

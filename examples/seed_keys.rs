@@ -6,8 +6,8 @@
 
 use std::io::Write;
 use tollgate::auth::api_key::{self, Digest};
+use tollgate::auth::signing::SigningKeys;
 use tollgate::config::{Config, Environment};
-use tollgate::oauth::signing::SigningKeys;
 use tollgate::store::records::{KeyRecord, KeyType, Secrets, Timestamp};
 use tollgate::store::Store;
 

@@ -2,9 +2,8 @@
 //! takes arbitrary bytes to a parser that faces the network or an operator, and checks
 //! the invariants that must hold whatever the input.
 
+use crate::auth::credential::{bearer_token, presented};
 use crate::config::{Config, Environment};
-use crate::decision::{bearer_token, presented, RequestFacts};
-use http::Method;
 use std::net::IpAddr;
 
 /// The key parser: never panics; whatever passes is exactly a well-formed key.
@@ -24,15 +23,9 @@ pub fn auth_headers(data: &[u8]) {
         assert!(!token.is_empty() && token.iter().all(u8::is_ascii_graphic));
     }
     for anonymous in [false, true] {
-        let facts = RequestFacts {
-            method: &Method::GET,
-            path: "/",
-            api_key: (!api_key.is_empty()).then_some(api_key),
-            authorization: (!authorization.is_empty()).then_some(authorization),
-            client_ip: IpAddr::from([127, 0, 0, 1]),
-            token: None,
-        };
-        let _ = presented(&facts, "tg", anonymous);
+        let api_key = (!api_key.is_empty()).then_some(api_key);
+        let authorization = (!authorization.is_empty()).then_some(authorization);
+        let _ = presented(api_key, authorization, "tg", anonymous);
     }
 }
 
@@ -44,7 +37,7 @@ MC4CAQAwBQYDK2VwBCIEIIF9IXDC/5P/krKXeaG8lAR2cLHc4xRPqurkFVKFkIoY
 ";
 
 struct JwtFixture {
-    keys: std::sync::Arc<crate::oauth::signing::SigningKeys>,
+    keys: std::sync::Arc<crate::auth::signing::SigningKeys>,
     verifier: crate::auth::jwt::TokenVerifier,
 }
 
@@ -57,7 +50,7 @@ fn jwt_fixture() -> Option<&'static JwtFixture> {
             std::fs::create_dir_all(&dir).ok()?;
             let path = dir.join("signing.pem");
             std::fs::write(&path, FUZZ_SIGNING_KEY).ok()?;
-            let keys = Arc::new(crate::oauth::signing::SigningKeys::load(&[path]).ok()?);
+            let keys = Arc::new(crate::auth::signing::SigningKeys::load(&[path]).ok()?);
             let config = Config::parse(
                 "permissions: [accounts:read]\noauth: { issuer: \"https://fuzz.test\" }",
             )

@@ -56,3 +56,27 @@ pub fn in_flight() -> usize {
 pub fn drained() -> bool {
     in_flight() == 0 && FINALIZERS.load(Ordering::Acquire) == 0
 }
+
+/// Whether the gateway can serve: every component that must load first (the snapshot,
+/// the persisted daily quotas) has said so.
+#[derive(Debug)]
+pub struct Readiness(AtomicUsize);
+
+impl Readiness {
+    /// Ready once `components` calls of [`Readiness::set_ready`] have been made.
+    pub fn new(components: usize) -> Self {
+        Readiness(AtomicUsize::new(components))
+    }
+
+    pub fn set_ready(&self) {
+        let _ = self
+            .0
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |left| {
+                left.checked_sub(1)
+            });
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.0.load(Ordering::Acquire) == 0
+    }
+}

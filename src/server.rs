@@ -3,30 +3,34 @@
 
 use crate::access_log::AccessLogger;
 use crate::admin::key_rules::KeyRules;
-use crate::admin::{self, AdminState, Readiness};
+use crate::admin::{self, AdminState};
 use crate::auth::jwks::IssuerKeys;
 use crate::auth::jwt::TokenVerifier;
+use crate::auth::signing::SigningKeys;
+use crate::checkpoint::Checkpoint;
 use crate::config::Config;
 use crate::config::Environment;
 use crate::config::LimitBackend;
 use crate::lifecycle;
+use crate::lifecycle::Readiness;
 use crate::listener::{RouterApp, Sockets, Wanted};
 use crate::metrics::Metrics;
-use crate::oauth::signing::SigningKeys;
 use crate::oauth::{self, OAuthServer};
 use crate::policy::permissions::Catalog;
-use crate::policy::rate_limit::keeper::QuotaKeeper;
 use crate::policy::rate_limit::local::LocalLimiter;
 use crate::policy::rate_limit::redis::RedisLimiter;
 use crate::policy::rate_limit::{LimitMetrics, Limiter};
 use crate::proxy::app::GatewayApp;
-use crate::proxy::head_guard::{GuardSettings, GuardSettingsRef, HeadLimits};
+use crate::proxy::head_guard::{GuardSettings, GuardSettingsRef};
+use crate::proxy::head_syntax::HeadLimits;
 use crate::proxy::upstreams::Upstreams;
 use crate::proxy::Gateway;
 use crate::routes::RouteTable;
 use crate::store::sync::{SyncMetrics, SyncService, Syncer};
 use crate::store::Store;
-use crate::usage::{UsageFlusher, UsageRecorder};
+use crate::tasks::quota_keeper::QuotaKeeper;
+use crate::tasks::usage_flush::UsageFlusher;
+use crate::usage::UsageRecorder;
 use anyhow::Context;
 use async_trait::async_trait;
 use axum::routing::get;
@@ -104,23 +108,26 @@ pub fn serve(config: Config, options: ServeOptions) -> anyhow::Result<()> {
         .collect();
     let resolved =
         crate::metrics::ResolvedMetrics::new(metrics.clone(), &route_names, &upstream_names);
-    let gateway = Gateway {
+    let checkpoint = Arc::new(Checkpoint {
         routes,
         catalog,
-        upstreams,
-        trusted_proxies: config.trusted_proxies.clone(),
         key_prefix: config.key_prefix.clone(),
         environment: config.environment,
         snapshot: syncer.snapshot.clone(),
-        usage: usage.clone(),
         verifier,
         limiter: limiter.clone(),
         limit_metrics,
         rate_limits: config.rate_limits.clone(),
         policy_headers: Default::default(),
-        oauth: oauth::router(oauth),
-        access_log: access_log.clone(),
+        usage: usage.clone(),
         metrics: resolved,
+        access_log: access_log.clone(),
+    });
+    let gateway = Gateway {
+        checkpoint: checkpoint.clone(),
+        upstreams,
+        trusted_proxies: config.trusted_proxies.clone(),
+        oauth: oauth::router(oauth),
     };
     let token = std::env::var(&config.admin.token_env)
         .ok()
@@ -199,6 +206,15 @@ pub fn serve(config: Config, options: ServeOptions) -> anyhow::Result<()> {
     server.add_service(admin_service).add_dependency(&sockets);
     let metrics_service = router_service("metrics", config.metrics.listen, metrics_router(metrics));
     server.add_service(metrics_service).add_dependency(&sockets);
+    if let Some(forward_auth) = &config.forward_auth {
+        let state = crate::forward_auth::ForwardAuth {
+            checkpoint,
+            trusted_proxies: config.trusted_proxies.clone(),
+        };
+        let router = crate::forward_auth::router(Arc::new(state));
+        let service = router_service("forward auth", forward_auth.listen, router);
+        server.add_service(service).add_dependency(&sockets);
+    }
     for health_check in health_checks {
         server.add_service(health_check);
     }
@@ -221,7 +237,8 @@ pub fn serve(config: Config, options: ServeOptions) -> anyhow::Result<()> {
         access_log,
         options.remove_on_exit,
     );
-    tracing::info!(listen = ?config.listen, admin = %config.admin.listen, metrics = %config.metrics.listen, "tollgate serving");
+    let forward_auth = config.forward_auth.as_ref().map(|f| f.listen.to_string());
+    tracing::info!(listen = ?config.listen, admin = %config.admin.listen, metrics = %config.metrics.listen, forward_auth = forward_auth.as_deref().unwrap_or("off"), "tollgate serving");
     server.run(RunArgs {
         shutdown_signal: Box::new(Signals),
     });
@@ -272,6 +289,12 @@ fn wanted_listeners(config: &Config) -> Vec<Wanted> {
         setting: "metrics.listen",
         addr: config.metrics.listen,
     });
+    if let Some(forward_auth) = &config.forward_auth {
+        wanted.push(Wanted {
+            setting: "forward_auth.listen",
+            addr: forward_auth.listen,
+        });
+    }
     wanted
 }
 

@@ -2,6 +2,7 @@
 //! batches. A restart loses at most one batch interval; a clean stop loses nothing.
 
 use crate::clock;
+use crate::denial::Denial;
 use crate::store::Store;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -42,6 +43,20 @@ const OUTCOMES: [Outcome; 7] = [
 ];
 
 impl Outcome {
+    /// What a refusal of a known key counts as; `None` for a refusal that says nothing
+    /// about the key (an unknown key, a malformed request).
+    pub fn of(denial: &Denial) -> Option<Outcome> {
+        match denial {
+            Denial::KeyRevoked => Some(Outcome::KeyRevoked),
+            Denial::KeyExpired => Some(Outcome::KeyExpired),
+            Denial::IpNotAllowed => Some(Outcome::IpNotAllowed),
+            Denial::InsufficientPermission { .. } => Some(Outcome::InsufficientPermission),
+            Denial::RateLimited => Some(Outcome::RateLimited),
+            Denial::QuotaExceeded => Some(Outcome::QuotaExceeded),
+            _ => None,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Outcome::Allowed => "allowed",
@@ -183,54 +198,6 @@ impl UsageRecorder {
                 tracing::warn!("usage flush timed out; will retry");
                 self.restore(batch);
             }
-        }
-    }
-}
-
-/// Flushes usage every [`FLUSH_EVERY`], and once more after the last request on shutdown.
-pub struct UsageFlusher {
-    pub recorder: Arc<UsageRecorder>,
-    pub syncer: Arc<crate::store::sync::Syncer>,
-    finalizer: Mutex<Option<crate::lifecycle::Finalizer>>,
-}
-
-impl UsageFlusher {
-    pub fn new(recorder: Arc<UsageRecorder>, syncer: Arc<crate::store::sync::Syncer>) -> Self {
-        UsageFlusher {
-            recorder,
-            syncer,
-            finalizer: Mutex::new(Some(crate::lifecycle::Finalizer::register())),
-        }
-    }
-
-    async fn flush(&self, exact: bool) {
-        if let Some(store) = self.syncer.store() {
-            self.recorder
-                .flush(store, self.syncer.deadline(), exact)
-                .await;
-        }
-    }
-}
-
-#[async_trait::async_trait]
-impl pingora::services::background::BackgroundService for UsageFlusher {
-    async fn start(&self, mut shutdown: pingora::server::ShutdownWatch) {
-        loop {
-            tokio::select! {
-                _ = tokio::time::sleep(FLUSH_EVERY) => self.flush(false).await,
-                _ = shutdown.changed() => break,
-            }
-        }
-        // Requests still draining may count; the last flush comes after them.
-        for _ in 0..3000 {
-            if crate::lifecycle::in_flight() == 0 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        self.flush(true).await;
-        if let Ok(mut finalizer) = self.finalizer.lock() {
-            finalizer.take();
         }
     }
 }

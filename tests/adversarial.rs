@@ -374,6 +374,19 @@ fn oauth_bodies_over_64_kib_get_413_on_every_endpoint() {
         assert!(streamed.closed, "{path}");
     }
     assert!(up.recorder.requests().is_empty());
+    // The access log records them as what they were, not as allowed.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let too_large = || {
+        gw.stdout()
+            .lines()
+            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+            .filter(|line| line["route"] == "oauth" && line["outcome"] == "body_too_large")
+            .count()
+    };
+    while too_large() < 8 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(too_large(), 8, "{}", gw.stdout());
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -421,4 +434,73 @@ async fn hostile_input_leaves_no_secret_in_logs_or_metrics() {
     for (place, text) in [("logs", &logs), ("metrics", &scrape)] {
         assert!(!text.contains(body), "the key leaked into the {place}");
     }
+}
+
+/// SPEC 12: a header name with `_` is ignored (dropped before forwarding, never read), and
+/// a framing header spelled with one is refused, alone or pipelined.
+#[tokio::test(flavor = "multi_thread")]
+async fn underscored_header_names_are_dropped_and_underscored_framing_is_refused() {
+    let up = upstream();
+    let gw = gateway(&up, "10.0.0.0/8");
+    let (_, key) = key(&gw, &[]).await;
+
+    let smuggle = "POST /v1/accounts HTTP/1.1\r\nHost: t\r\nTransfer_Encoding: chunked\r\nContent-Length: 4\r\n\r\nabcd";
+    let refused = raw(gw.addr, smuggle.as_bytes());
+    assert_eq!(
+        (refused.status, refused.code().as_str()),
+        (400, "invalid_request")
+    );
+    let alone = "POST /v1/accounts HTTP/1.1\r\nHost: t\r\ncontent_length: 4\r\n\r\nabcd";
+    let refused = raw(gw.addr, alone.as_bytes());
+    assert_eq!(
+        (refused.status, refused.code().as_str()),
+        (400, "invalid_request")
+    );
+
+    // Pipelined behind an allowed request, the second head is refused on its own.
+    let mut stream = TcpStream::connect(gw.addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let both = format!(
+        "GET /v1/accounts/1 HTTP/1.1\r\nHost: t\r\nX-API-Key: {key}\r\n\r\nPOST /v1/accounts HTTP/1.1\r\nHost: t\r\nX-API-Key: {key}\r\nTransfer_Encoding: chunked\r\nContent-Length: 4\r\n\r\nabcd"
+    );
+    stream.write_all(both.as_bytes()).unwrap();
+    let responses = read_pipelined(&mut stream, 2);
+    assert_eq!(responses.len(), 2);
+    assert_eq!(responses[0].status, 200);
+    assert_eq!(
+        (responses[1].status, responses[1].code().as_str()),
+        (400, "invalid_request")
+    );
+
+    // A key under an underscored name is no credential.
+    let sneaky = format!(
+        "GET /v1/accounts/2 HTTP/1.1\r\nHost: t\r\nX_API_Key: {key}\r\nConnection: close\r\n\r\n"
+    );
+    let answer = raw(gw.addr, sneaky.as_bytes());
+    assert_eq!(
+        (answer.status, answer.code().as_str()),
+        (401, "missing_credentials")
+    );
+
+    // Any other underscored name is dropped before forwarding; its dashed twin is kept.
+    let custom = format!(
+        "GET /v1/accounts/3 HTTP/1.1\r\nHost: t\r\nX-API-Key: {key}\r\nX_Custom: under\r\nX-Custom: dash\r\nX_Tollgate_Subject: key_forged\r\nConnection: close\r\n\r\n"
+    );
+    assert_eq!(raw(gw.addr, custom.as_bytes()).status, 200);
+    let seen: Vec<_> = up.recorder.requests();
+    assert_eq!(
+        seen.iter().map(|r| r.uri.as_str()).collect::<Vec<_>>(),
+        ["/v1/accounts/1", "/v1/accounts/3"],
+        "nothing refused reached the upstream"
+    );
+    let last = seen.last().unwrap();
+    assert_eq!(last.header("x-custom"), ["dash"]);
+    assert!(
+        last.headers.iter().all(|(name, _)| !name.contains('_')),
+        "{:?}",
+        last.headers
+    );
+    assert_ne!(last.header("x-tollgate-subject"), ["key_forged"]);
 }

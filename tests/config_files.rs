@@ -46,6 +46,7 @@ fn the_reference_config_sets_every_option() {
         "admin:",
         "token_env:",
         "metrics:",
+        "forward_auth:",
         "store:",
         "url:",
         "sync_interval:",
@@ -216,6 +217,35 @@ fn an_empty_file_is_all_defaults() {
 fn admin_and_metrics_never_share_the_data_plane_port() {
     let errors = Config::parse("listen: 0.0.0.0:9090\n").unwrap_err().0;
     assert_eq!(errors[0].path, "admin.listen");
+}
+
+#[test]
+fn forward_auth_is_off_unless_set_and_needs_its_own_address() {
+    assert!(Config::parse("threads: 1\n")
+        .unwrap()
+        .forward_auth
+        .is_none());
+    let on = Config::parse("forward_auth: { listen: 127.0.0.1:8081 }\n").unwrap();
+    assert_eq!(on.forward_auth.unwrap().listen.port(), 8081);
+    let cases = [
+        ("forward_auth: {}\n", "forward_auth.listen"),
+        (
+            "forward_auth: { listen: 127.0.0.1:8081, path: /x }\n",
+            "forward_auth.path",
+        ),
+        (
+            "forward_auth: { listen: 127.0.0.1:9090 }\n",
+            "forward_auth.listen",
+        ),
+        (
+            "listen: 0.0.0.0:8081\nforward_auth: { listen: 127.0.0.1:8081 }\n",
+            "forward_auth.listen",
+        ),
+    ];
+    for (text, path) in cases {
+        let errors = Config::parse(text).unwrap_err().0;
+        assert!(errors.iter().any(|e| e.path == path), "{text}: {errors:?}");
+    }
 }
 
 #[test]

@@ -60,7 +60,7 @@ async fn browser(driver: &Driver, profile: &std::path::Path, script: bool) -> Cl
         "args": [
             "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
             "--disable-quic", "--no-first-run", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync", "--window-size=1280,900",
+            "--disable-component-update", "--disable-sync", "--window-size=1280,1800",
             "--hide-scrollbars", format!("--user-data-dir={}", profile.display()),
         ],
     });
@@ -173,7 +173,7 @@ async fn screenshot(client: &Client, name: &str) {
         .await
         .unwrap();
     let png = client.screenshot().await.unwrap();
-    client.set_window_size(1280, 900).await.unwrap();
+    client.set_window_size(1280, 1800).await.unwrap();
     let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let folder = if std::env::var("TOLLGATE_SCREENSHOTS").as_deref() == Ok("docs") {
         root.join("docs/console")
@@ -501,7 +501,7 @@ async fn the_console_runs_the_whole_key_lifecycle_in_a_browser() {
         width.as_i64().unwrap() <= 360,
         "the page is {width} px wide at 360"
     );
-    client.set_window_size(1280, 900).await.unwrap();
+    client.set_window_size(1280, 1800).await.unwrap();
     sign_out(&client).await;
 
     // A viewer is offered no New API key, and a forged POST is refused by the server.

@@ -155,8 +155,8 @@ async fn an_upgrade_takes_every_socket_over_and_logs_no_error() {
     while !gone(old_pid) {
         assert!(Instant::now() < deadline, "the old process never exited");
         // A new connection each time: whichever process accepts it answers.
-        let (status, _) = Admin::of(&old).get("/keys").await;
-        assert_eq!(status, 200, "the admin API answers throughout");
+        let (status, body) = Admin::of(&old).get("/keys").await;
+        assert_eq!(status, 200, "the admin API answers throughout: {body}");
         std::thread::sleep(Duration::from_millis(100));
     }
     let admin = Admin::of(&old);

@@ -15,6 +15,8 @@ upstream on cpu0, cases interleaved over several rounds, proxy CPU per request f
     key, rate limits and metrics on
   6 tollgate, cached JWT access tokens
   7 tollgate, 100% invalid keys (a credential-stuffing flood)
+  8 tollgate forward auth: the case-5 keys asked of `/verify/v1/accounts` on the same
+    process's forward-auth listener (the decision alone, no upstream), beside case 5
 
 Writes benches/results/<date>.md and prints it. Environment: BENCH_ROUNDS (3),
 BENCH_SECONDS (10), BENCH_KEYS (1000000), BENCH_KNOWN (10000).
@@ -49,6 +51,7 @@ P_TG, P_TG_ADMIN, P_TG_METRICS = 18004, 18104, 18204
 P_TG_SMALL, P_TG_SMALL_ADMIN, P_TG_SMALL_METRICS = 18005, 18105, 18205
 P_STATUS = 18090
 P_BARE = 18006
+P_TG_FORWARD = 18304
 POOL_PORTS = list(range(18011, 18019))
 P_NGINX_POOL, P_TG_POOL, P_TG_POOL_ADMIN, P_TG_POOL_METRICS = 18020, 18021, 18121, 18221
 
@@ -281,7 +284,8 @@ def main():
     wait_port(P_UPSTREAM)
 
     # Tollgate with 1M keys, seeded directly into its SQLite store.
-    big = tollgate_config("tollgate", P_TG, P_TG_ADMIN, P_TG_METRICS, "big", [P_UPSTREAM])
+    big = tollgate_config("tollgate", P_TG, P_TG_ADMIN, P_TG_METRICS, "big", [P_UPSTREAM],
+                          extra=f"forward_auth: {{ listen: 127.0.0.1:{P_TG_FORWARD} }}\n")
     data = os.path.join(WORK, "big")
     log(f"seeding {KEYS} keys")
     began = time.time()
@@ -328,6 +332,8 @@ def main():
         ("5 tollgate API keys", tollgate, P_TG, script, {"CREDENTIALS": keys_file}, "/"),
         ("6 tollgate cached JWT", tollgate, P_TG, script, {"CREDENTIALS": tokens_file, "HEADER": "Authorization"}, "/"),
         ("7 tollgate invalid keys", tollgate, P_TG, script, {"CREDENTIALS": invalid_file}, "/"),
+        ("8 tollgate forward auth, API keys", tollgate, P_TG_FORWARD, script,
+         {"CREDENTIALS": keys_file, "REQUEST_PATH": "/verify/v1/accounts"}, "/"),
     ]
     results = {name: [] for name, *_ in cases}
     for round_ in range(ROUNDS):
@@ -446,6 +452,8 @@ def main():
               f"| auth overhead, case 5 − case 4 | {case5['cpu_us'] - rows['4 tollgate anonymous']['cpu_us']:.2f} µs |",
               f"| case 6 / case 5 | {rows['6 tollgate cached JWT']['cpu_us'] / case5['cpu_us']:.2f}× |",
               f"| case 7 / case 5 | {rows['7 tollgate invalid keys']['cpu_us'] / case5['cpu_us']:.2f}× |",
+              f"| forward-auth decision (case 8) vs inline request (case 5), CPU per request | "
+              f"{rows['8 tollgate forward auth, API keys']['cpu_us']:.2f} µs vs {case5['cpu_us']:.2f} µs |",
               f"| {KEYS} keys vs 1k keys (case 5) | {case5['cpu_us'] - small_row['cpu_us']:+.2f} µs/req |",
               f"| RSS growth per million keys | {(case5['rss'] - small_row['rss']) * 1_000_000 / max(KEYS - 1000, 1):.0f} MiB |",
               f"| cold start to first 200 with {KEYS} keys | {cold_start:.2f} s (nginx map load: {nginx_start:.2f} s) |",

@@ -4,6 +4,7 @@
 //! a permission), the OpenAPI document is written from it, and the check of every request
 //! (credential, permission, CSRF, query) reads it.
 
+use super::endpoint::{Access, Doc, Endpoint};
 use super::principal::{authenticate, Principal};
 use super::{keys, me, oauth_apps, operators, policy, tokens, AdminError, AdminState};
 use crate::admin_access::Permission;
@@ -11,53 +12,8 @@ use axum::body::Body;
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, patch, post, put, MethodRouter};
+use axum::routing::{delete, get, patch, post, put};
 use std::sync::Arc;
-
-/// Who may call an endpoint.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Access {
-    /// Anyone: signing in, and this API's description.
-    Public,
-    /// Any signed-in operator or valid token (`GET /me`, signing out).
-    SignedIn,
-    /// Callers holding this permission.
-    Needs(Permission),
-}
-
-/// What the OpenAPI document says of an endpoint.
-#[derive(Debug, Clone, Copy)]
-pub struct Doc {
-    pub summary: &'static str,
-    /// The request body's schema, in `components/schemas`.
-    pub body: Option<&'static str>,
-    /// The success status and its body's schema.
-    pub ok: (u16, &'static str),
-    /// Honours `Idempotency-Key`.
-    pub idempotent: bool,
-}
-
-pub struct Endpoint {
-    pub method: &'static str,
-    /// Under `/admin/v1`, with `{id}` for path parameters.
-    pub path: &'static str,
-    pub access: Access,
-    /// The query parameters it takes; any other is `400 invalid_request`.
-    pub query: &'static [&'static str],
-    pub handler: fn() -> MethodRouter<Arc<AdminState>>,
-    pub doc: Doc,
-}
-
-impl Endpoint {
-    /// The permission label of `tollgate_admin_requests_total` and `x-required-permission`.
-    pub fn permission_label(&self) -> &'static str {
-        match self.access {
-            Access::Needs(permission) => permission.as_str(),
-            Access::SignedIn => "signed_in",
-            Access::Public => "none",
-        }
-    }
-}
 
 const PAGE: &[&str] = &["limit", "cursor"];
 
@@ -352,7 +308,7 @@ pub const ENDPOINTS: &[Endpoint] = &[
         path: "/openapi.json",
         access: Public,
         query: &[],
-        handler: || get(|| async { axum::Json(super::openapi::document()) }),
+        handler: || get(|| async { axum::Json(super::openapi::document(ENDPOINTS)) }),
         doc: doc("This document", None, (200, "OpenApi")),
     },
 ];
@@ -458,6 +414,7 @@ pub async fn checked(
     let Some(endpoint) = path.and_then(|p| find(request.method().as_str(), p.as_str())) else {
         return next.run(request).await;
     };
+    state.syncer.wait_open(state.syncer.deadline()).await;
     let admitted = async {
         check_query(endpoint, request.uri().query())?;
         if endpoint.access == Access::Public {

@@ -1,6 +1,7 @@
 //! The admin listener: the control plane of SPEC sections 6 and 10 under `/admin/v1`, each
 //! endpoint behind the permission its table entry names, plus health and readiness.
 
+pub mod endpoint;
 pub mod endpoints;
 mod error;
 mod idempotency;
@@ -19,6 +20,7 @@ pub use error::AdminError;
 pub use operators::new_operator;
 
 use crate::clock;
+use crate::lifecycle::Readiness;
 use crate::store::records::Policy;
 use crate::store::sync::Syncer;
 use crate::store::{Store, StoreResult};
@@ -32,34 +34,9 @@ use key_rules::KeyRules;
 use serde::de::DeserializeOwned;
 use serde_json::json;
 use std::future::Future;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 const MAX_BODY: usize = 64 * 1024;
-
-/// Whether the gateway can serve: every component that must load first (the snapshot,
-/// the persisted daily quotas) has said so.
-#[derive(Debug)]
-pub struct Readiness(AtomicUsize);
-
-impl Readiness {
-    /// Ready once `components` calls of [`Readiness::set_ready`] have been made.
-    pub fn new(components: usize) -> Self {
-        Readiness(AtomicUsize::new(components))
-    }
-
-    pub fn set_ready(&self) {
-        let _ = self
-            .0
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |left| {
-                left.checked_sub(1)
-            });
-    }
-
-    pub fn is_ready(&self) -> bool {
-        self.0.load(Ordering::Acquire) == 0
-    }
-}
 
 pub struct AdminState {
     pub syncer: Arc<Syncer>,

@@ -77,7 +77,7 @@ pub async fn authenticate(
 ) -> Result<Principal, AdminError> {
     let bearer = headers
         .get(axum::http::header::AUTHORIZATION)
-        .and_then(|value| crate::decision::bearer_token(value.as_bytes()));
+        .and_then(|value| crate::auth::credential::bearer_token(value.as_bytes()));
     if let Some(presented) = bearer {
         if let Some(bootstrap) = &state.token {
             if bool::from(bootstrap.as_bytes().ct_eq(presented)) {

@@ -2,8 +2,8 @@
 //! at most one refetch at a time, and not more often than the cooldown; a failing
 //! endpoint keeps the last good keys.
 
+use crate::auth::signing::VerifyingKey;
 use crate::config::ExternalIssuer;
-use crate::oauth::signing::VerifyingKey;
 use arc_swap::ArcSwap;
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, JwkSet, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey};

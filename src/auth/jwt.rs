@@ -3,9 +3,9 @@
 //! their `exp`, so a repeated token costs one hash and one lookup.
 
 use super::jwks::IssuerKeys;
+use crate::auth::signing::SigningKeys;
 use crate::config::OAuthConfig;
 use crate::denial::Denial;
-use crate::oauth::signing::SigningKeys;
 use crate::policy::permissions::{Catalog, PermissionSet};
 use base64::Engine;
 use jsonwebtoken::Validation;

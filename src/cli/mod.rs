@@ -243,7 +243,7 @@ fn keygen(out: &std::path::Path) -> anyhow::Result<()> {
             out.display()
         );
     }
-    let keys = crate::oauth::signing::SigningKeys::load(&[out.to_path_buf()])?;
+    let keys = crate::auth::signing::SigningKeys::load(&[out.to_path_buf()])?;
     let kid = keys.jwks()["keys"][0]["kid"]
         .as_str()
         .unwrap_or_default()

@@ -68,6 +68,8 @@ pub struct Config {
     pub key_prefix: String,
     pub admin: AdminConfig,
     pub metrics: MetricsConfig,
+    /// The forward-auth listener, when configured.
+    pub forward_auth: Option<ForwardAuthConfig>,
     pub store: StoreConfig,
     pub trusted_proxies: Vec<IpNet>,
     pub infrastructure_ips: Vec<IpNet>,
@@ -122,6 +124,12 @@ pub struct AdminConfig {
     pub session_ttl: Duration,
     /// Custom operator roles, beside the built-in ones.
     pub roles: BTreeMap<String, crate::admin_access::Permissions>,
+}
+
+/// Forward authentication for nginx, Caddy, Traefik and Envoy (SPEC section 12).
+#[derive(Debug, Clone)]
+pub struct ForwardAuthConfig {
+    pub listen: SocketAddr,
 }
 
 #[derive(Debug, Clone)]

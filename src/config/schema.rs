@@ -16,6 +16,7 @@ const TOP_KEYS: &[&str] = &[
     "key_prefix",
     "admin",
     "metrics",
+    "forward_auth",
     "store",
     "trusted_proxies",
     "infrastructure_ips",
@@ -152,6 +153,7 @@ fn read_config(r: &mut Reader<'_>, value: &Value) -> Option<Config> {
     });
     let admin = read_admin(r, &top);
     let metrics = read_metrics(r, &top);
+    let forward_auth = read_forward_auth(r, &top);
     let store = read_store(r, &top);
     let trusted_proxies = r.field(&top, "trusted_proxies", Vec::new(), |r, v, p| {
         r.list(v, p, Reader::cidr)
@@ -185,10 +187,20 @@ fn read_config(r: &mut Reader<'_>, value: &Value) -> Option<Config> {
         .unwrap_or_default();
     let routes = read_routes(r, &top, &known, &declared_upstreams);
 
-    for (name, addr) in [
+    let mut others = vec![
         ("admin.listen", admin.listen),
         ("metrics.listen", metrics.listen),
-    ] {
+    ];
+    if let Some(forward_auth) = &forward_auth {
+        if [admin.listen, metrics.listen].contains(&forward_auth.listen) {
+            r.error(
+                "forward_auth.listen",
+                "must differ from admin.listen and metrics.listen",
+            );
+        }
+        others.push(("forward_auth.listen", forward_auth.listen));
+    }
+    for (name, addr) in others {
         if listen
             .iter()
             .any(|data| data.port() == addr.port() && overlaps(data, &addr))
@@ -210,6 +222,7 @@ fn read_config(r: &mut Reader<'_>, value: &Value) -> Option<Config> {
         key_prefix,
         admin,
         metrics,
+        forward_auth,
         store,
         trusted_proxies,
         infrastructure_ips,
@@ -307,6 +320,21 @@ fn env_name(r: &mut Reader<'_>, value: &Value, path: &str) -> Option<String> {
         return None;
     }
     Some(name)
+}
+
+/// `forward_auth` is off unless the section is present (SPEC section 12).
+fn read_forward_auth(r: &mut Reader<'_>, top: &Object<'_>) -> Option<ForwardAuthConfig> {
+    let object = section(r, top, "forward_auth", &["listen"])?;
+    if object.get("listen").is_none() {
+        r.error(
+            "forward_auth.listen",
+            "is required when forward_auth is set",
+        );
+        return None;
+    }
+    let unset: std::net::SocketAddr = ([127, 0, 0, 1], 8081).into();
+    let listen = r.field(&object, "listen", unset, Reader::socket_addr);
+    Some(ForwardAuthConfig { listen })
 }
 
 fn read_metrics(r: &mut Reader<'_>, top: &Object<'_>) -> MetricsConfig {

@@ -159,7 +159,7 @@ async fn check(server: &OAuthServer, params: &Params) -> Result<AuthRequest, Ref
     request.code_challenge = challenge.to_string();
     request.scope = match server.narrow(params.get("scope"), &request.app.scopes) {
         Ok(scope) => scope,
-        Err(error) => return Err(error_redirect(&request, error.error, &error.description)),
+        Err(error) => return Err(error_redirect(&request, error.code(), error.description())),
     };
     Ok(request)
 }
@@ -168,7 +168,8 @@ pub async fn page(State(server): State<Arc<OAuthServer>>, RawQuery(query): RawQu
     let params = match Params::from_query(query.as_deref()) {
         Ok(params) => params,
         Err(error) => {
-            return Refusal::Page(StatusCode::BAD_REQUEST, error.description).into_response()
+            return Refusal::Page(StatusCode::BAD_REQUEST, error.description().to_string())
+                .into_response()
         }
     };
     match check(&server, &params).await {
@@ -189,7 +190,8 @@ pub async fn submit(
     let params = match Params::from_body(&HeaderMap::new(), &body) {
         Ok(params) => params,
         Err(error) => {
-            return Refusal::Page(StatusCode::BAD_REQUEST, error.description).into_response()
+            return Refusal::Page(StatusCode::BAD_REQUEST, error.description().to_string())
+                .into_response()
         }
     };
     let request = match check(&server, &params).await {

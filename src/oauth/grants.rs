@@ -65,7 +65,7 @@ impl OAuthServer {
         };
         let token = self.keys.sign(&claims).map_err(|error| {
             tracing::error!(%error, "cannot sign an access token");
-            OAuthError::new("server_error", "cannot sign the token")
+            OAuthError::ServerError("cannot sign the token".into())
         })?;
         Ok((token, ttl))
     }
@@ -111,17 +111,16 @@ impl OAuthServer {
         let mut wanted = Vec::new();
         for scope in requested.split_whitespace() {
             if !allowed.iter().any(|a| a == scope) {
-                return Err(OAuthError::new(
-                    "invalid_scope",
-                    format!("scope \"{scope}\" is not granted to this client"),
-                ));
+                return Err(OAuthError::InvalidScope(format!(
+                    "scope \"{scope}\" is not granted to this client"
+                )));
             }
             wanted.push(scope.to_string());
         }
         let set = self
             .catalog
             .set(&wanted)
-            .map_err(|s| OAuthError::new("invalid_scope", format!("unknown scope \"{s}\"")))?;
+            .map_err(|s| OAuthError::InvalidScope(format!("unknown scope \"{s}\"")))?;
         Ok(self
             .catalog
             .names(&set)
@@ -183,10 +182,9 @@ async fn token_grant(
         "client_credentials" => client_credentials(server, client, &params, ip, now),
         "authorization_code" => authorization_code(server, client, &params, now).await,
         "refresh_token" => refresh_token(server, client, &params, now).await,
-        other => Err(OAuthError::new(
-            "unsupported_grant_type",
-            format!("grant_type \"{other}\" is not supported"),
-        )),
+        other => Err(OAuthError::UnsupportedGrantType(format!(
+            "grant_type \"{other}\" is not supported"
+        ))),
     }
 }
 
@@ -198,15 +196,13 @@ fn client_credentials(
     now: i64,
 ) -> Result<Response, OAuthError> {
     let Client::Key(key) = client else {
-        return Err(OAuthError::new(
-            "unauthorized_client",
-            "apps use the authorization_code grant; client_credentials is for API keys",
+        return Err(OAuthError::UnauthorizedClient(
+            "apps use the authorization_code grant; client_credentials is for API keys".into(),
         ));
     };
     if !key.allowlist.allows(ip) {
-        return Err(OAuthError::new(
-            "unauthorized_client",
-            "this key may not be used from this address",
+        return Err(OAuthError::UnauthorizedClient(
+            "this key may not be used from this address".into(),
         ));
     }
     let allowed: Vec<String> = server
@@ -246,9 +242,8 @@ async fn authorization_code(
     now: i64,
 ) -> Result<Response, OAuthError> {
     let Client::App(app) = client else {
-        return Err(OAuthError::new(
-            "unauthorized_client",
-            "API keys use the client_credentials grant",
+        return Err(OAuthError::UnauthorizedClient(
+            "API keys use the client_credentials grant".into(),
         ));
     };
     let code = params.require("code")?;
@@ -320,9 +315,8 @@ async fn refresh_token(
     now: i64,
 ) -> Result<Response, OAuthError> {
     let Client::App(app) = client else {
-        return Err(OAuthError::new(
-            "unauthorized_client",
-            "client-credentials tokens are not refreshed; ask for a new one",
+        return Err(OAuthError::UnauthorizedClient(
+            "client-credentials tokens are not refreshed; ask for a new one".into(),
         ));
     };
     let presented = params.require("refresh_token")?;
@@ -473,17 +467,7 @@ async fn introspect_token(
 /// The data plane's own check of a token against the snapshot, reused.
 fn still_valid(server: &OAuthServer, token: &Arc<VerifiedToken>, now: i64) -> bool {
     let snapshot = server.syncer.snapshot.load();
-    let routes = crate::routes::RouteTable::default();
-    let gatekeeper = crate::decision::Gatekeeper {
-        routes: &routes,
-        catalog: &server.catalog,
-        snapshot: &snapshot,
-        key_prefix: &server.key_prefix,
-        environment: server.environment,
-        stale: false,
-        now,
-    };
-    gatekeeper.resolve_token(token).is_ok()
+    crate::gate::resolve_token(&snapshot, &server.catalog, token, now).is_ok()
 }
 
 #[cfg(test)]

@@ -5,9 +5,9 @@ pub mod authorize;
 mod client_auth;
 mod grants;
 mod params;
-pub mod signing;
 
 use crate::auth::jwt::TokenVerifier;
+use crate::auth::signing::SigningKeys;
 use crate::config::{Config, Environment, OAuthConfig};
 use crate::policy::permissions::Catalog;
 use crate::store::sync::Syncer;
@@ -18,7 +18,6 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use prometheus::{IntCounterVec, Opts};
 use serde_json::json;
-use signing::SigningKeys;
 use std::net::IpAddr;
 use std::sync::Arc;
 

@@ -7,44 +7,71 @@ use axum::Json;
 use base64::Engine;
 use std::collections::HashMap;
 
-/// An RFC 6749 section 5.2 error.
+/// An error of RFC 6749 (section 5.2 at the token endpoint, 4.1.2.1 at authorize), one
+/// variant per code, each with the description sent beside it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OAuthError {
-    pub error: &'static str,
-    pub description: String,
+pub enum OAuthError {
+    InvalidRequest(String),
+    InvalidClient(String),
+    InvalidGrant(String),
+    UnauthorizedClient(String),
+    UnsupportedGrantType(String),
+    InvalidScope(String),
+    ServerError(String),
+    /// The store cannot be reached: the client may try again shortly.
+    TemporarilyUnavailable,
 }
 
 impl OAuthError {
-    pub fn new(error: &'static str, description: impl Into<String>) -> Self {
-        OAuthError {
-            error,
-            description: description.into(),
-        }
-    }
-
     pub fn invalid_request(description: impl Into<String>) -> Self {
-        Self::new("invalid_request", description)
+        OAuthError::InvalidRequest(description.into())
     }
 
     pub fn invalid_client(description: impl Into<String>) -> Self {
-        Self::new("invalid_client", description)
+        OAuthError::InvalidClient(description.into())
     }
 
     pub fn invalid_grant(description: impl Into<String>) -> Self {
-        Self::new("invalid_grant", description)
+        OAuthError::InvalidGrant(description.into())
     }
 
     pub fn unavailable() -> Self {
-        Self::new(
-            "temporarily_unavailable",
-            "the store is unavailable; try again shortly",
-        )
+        OAuthError::TemporarilyUnavailable
+    }
+
+    /// The `error` code of the RFC.
+    pub fn code(&self) -> &'static str {
+        match self {
+            OAuthError::InvalidRequest(_) => "invalid_request",
+            OAuthError::InvalidClient(_) => "invalid_client",
+            OAuthError::InvalidGrant(_) => "invalid_grant",
+            OAuthError::UnauthorizedClient(_) => "unauthorized_client",
+            OAuthError::UnsupportedGrantType(_) => "unsupported_grant_type",
+            OAuthError::InvalidScope(_) => "invalid_scope",
+            OAuthError::ServerError(_) => "server_error",
+            OAuthError::TemporarilyUnavailable => "temporarily_unavailable",
+        }
+    }
+
+    /// The `error_description`.
+    pub fn description(&self) -> &str {
+        match self {
+            OAuthError::InvalidRequest(text)
+            | OAuthError::InvalidClient(text)
+            | OAuthError::InvalidGrant(text)
+            | OAuthError::UnauthorizedClient(text)
+            | OAuthError::UnsupportedGrantType(text)
+            | OAuthError::InvalidScope(text)
+            | OAuthError::ServerError(text) => text,
+            OAuthError::TemporarilyUnavailable => "the store is unavailable; try again shortly",
+        }
     }
 
     fn status(&self) -> StatusCode {
-        match self.error {
-            "invalid_client" => StatusCode::UNAUTHORIZED,
-            "temporarily_unavailable" => StatusCode::SERVICE_UNAVAILABLE,
+        match self {
+            OAuthError::InvalidClient(_) => StatusCode::UNAUTHORIZED,
+            OAuthError::TemporarilyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            OAuthError::ServerError(_) => StatusCode::INTERNAL_SERVER_ERROR,
             _ => StatusCode::BAD_REQUEST,
         }
     }
@@ -59,9 +86,10 @@ impl From<crate::store::StoreError> for OAuthError {
 
 impl IntoResponse for OAuthError {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({"error": self.error, "error_description": self.description});
+        let body =
+            serde_json::json!({"error": self.code(), "error_description": self.description()});
         let mut response = no_store((self.status(), Json(body)).into_response());
-        if self.error == "invalid_client" {
+        if matches!(self, OAuthError::InvalidClient(_)) {
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
                 HeaderValue::from_static("Basic realm=\"tollgate\""),

@@ -2,7 +2,8 @@
 //! (at most 64 KiB, else 413), the answer written back with the request id and the
 //! caller's rate-limit headers.
 
-use super::{respond, RequestCtx};
+use super::context::RequestCtx;
+use super::respond;
 use crate::denial::Denial;
 use crate::oauth::{ClientIp, MAX_BODY};
 use pingora::http::ResponseHeader;
@@ -10,7 +11,11 @@ use pingora::proxy::Session;
 use pingora::{Error, ErrorType, Result};
 use tower::ServiceExt;
 
-pub async fn serve(session: &mut Session, ctx: &RequestCtx, router: &axum::Router) -> Result<()> {
+pub async fn serve(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    router: &axum::Router,
+) -> Result<()> {
     let declared = session
         .req_header()
         .headers
@@ -40,7 +45,9 @@ pub async fn serve(session: &mut Session, ctx: &RequestCtx, router: &axum::Route
             )
         })?;
     *request.headers_mut() = head.headers.clone();
-    request.extensions_mut().insert(ClientIp(ctx.client_ip));
+    request
+        .extensions_mut()
+        .insert(ClientIp(ctx.connection.client_ip));
     let response = match router.clone().oneshot(request).await {
         Ok(response) => response,
         Err(never) => match never {},
@@ -54,12 +61,7 @@ pub async fn serve(session: &mut Session, ctx: &RequestCtx, router: &axum::Route
         header.append_header(name.clone(), value.clone())?;
     }
     header.insert_header(http::header::CONTENT_LENGTH, body.len())?;
-    header.insert_header("x-request-id", ctx.request_id.as_str())?;
-    if let Some((verdict, policy)) = &ctx.limits {
-        for (name, value) in crate::policy::rate_limit::headers::headers(verdict, policy) {
-            header.insert_header(name, value)?;
-        }
-    }
+    respond::annotate(&mut header, ctx)?;
     session
         .write_response_header(Box::new(header), false)
         .await?;

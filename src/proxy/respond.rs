@@ -1,37 +1,27 @@
-//! Turns a [`Denial`] into the JSON error response of SPEC section 4.
+//! The one place a refusal becomes bytes: the JSON error of SPEC section 4 with the request
+//! id, the caller's limit headers and the grace headers, the outcome recorded for the
+//! access log, and the connection closed when an unread body could follow.
 
-use super::RequestCtx;
-use crate::denial::{error_body, Denial};
-use crate::store::snapshot::Grace;
-use bytes::Bytes;
+use super::context::RequestCtx;
+use crate::denial::Denial;
+use crate::reply;
 use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 use pingora::Result;
 
 /// Writes the refusal. A request that may carry an unread body closes the connection,
 /// so bytes of that body can never be read as a second request.
-pub async fn refuse(session: &mut Session, ctx: &RequestCtx, denial: &Denial) -> Result<()> {
-    let body = Bytes::from(error_body(denial, &ctx.request_id));
-    let mut response = ResponseHeader::build(denial.status(), Some(6))?;
-    response.insert_header(http::header::CONTENT_TYPE, "application/json")?;
-    response.insert_header(http::header::CONTENT_LENGTH, body.len())?;
-    response.insert_header(http::header::CACHE_CONTROL, "no-store")?;
-    response.insert_header("x-request-id", ctx.request_id.as_str())?;
-    if let Some((verdict, policy)) = &ctx.limits {
-        for (name, value) in crate::policy::rate_limit::headers::headers(verdict, policy) {
-            response.insert_header(name, value)?;
-        }
-    }
-    if let Some(grace) = &ctx.grace {
-        deprecation(&mut response, grace)?;
-    }
-    if denial.status() == 401 {
-        let challenge = if denial.credential_refused() {
-            "Bearer realm=\"tollgate\", error=\"invalid_token\""
-        } else {
-            "Bearer realm=\"tollgate\""
-        };
-        response.insert_header(http::header::WWW_AUTHENTICATE, challenge)?;
+pub async fn refuse(session: &mut Session, ctx: &mut RequestCtx, denial: &Denial) -> Result<()> {
+    ctx.admission.outcome = Some(denial.code());
+    let refusal = reply::refusal(
+        denial,
+        &ctx.request_id,
+        ctx.limits.as_ref(),
+        ctx.admission.grace.as_ref(),
+    );
+    let mut response = ResponseHeader::build(refusal.status, Some(refusal.headers.len()))?;
+    for (name, value) in refusal.headers {
+        response.insert_header(name, value)?;
     }
     if may_have_body(session) {
         session.set_keepalive(None);
@@ -39,16 +29,19 @@ pub async fn refuse(session: &mut Session, ctx: &RequestCtx, denial: &Denial) ->
     session
         .write_response_header(Box::new(response), false)
         .await?;
-    session.write_response_body(Some(body), true).await
+    session.write_response_body(Some(refusal.body), true).await
 }
 
-/// A request made with a key's previous secret, during its grace period: `Deprecation`
-/// (RFC 9745) dates the rotation and `Sunset` (RFC 8594) the end of the grace, so an
-/// integration can see that it must switch to the new secret.
-pub fn deprecation(response: &mut ResponseHeader, grace: &Grace) -> Result<()> {
-    response.insert_header("deprecation", format!("@{}", grace.since.div_euclid(1000)))?;
-    response.insert_header("sunset", crate::clock::http_date(grace.until))?;
-    Ok(())
+/// The headers every answer that is not a refusal gets too: the limits, the grace and
+/// the request id.
+pub fn annotate(response: &mut ResponseHeader, ctx: &RequestCtx) -> Result<()> {
+    for (name, value) in reply::limit(ctx.limits.as_ref()) {
+        response.insert_header(name, value)?;
+    }
+    for (name, value) in reply::deprecation(ctx.admission.grace.as_ref()) {
+        response.insert_header(name, value)?;
+    }
+    response.insert_header("x-request-id", ctx.request_id.as_str())
 }
 
 fn may_have_body(session: &Session) -> bool {

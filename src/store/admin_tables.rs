@@ -1,9 +1,10 @@
-//! The audit log and idempotency records of the admin API.
+//! The audit log (written inside each change's transaction) and the idempotency records
+//! of the admin API.
 
-use super::keys::Args;
 use super::records::{Actor, AuditEntry, Timestamp};
+use super::statement::{to_json, Args};
 use super::{Store, StoreError, StoreResult};
-use sqlx::Row;
+use sqlx::{Any, Row, Transaction};
 
 /// What a stored idempotency record says about a repeated request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -160,4 +161,31 @@ impl Store {
             .await?;
         Ok(())
     }
+}
+
+/// Writes one audit entry inside the transaction of the change it records.
+pub(super) async fn audit(
+    tx: &mut Transaction<'static, Any>,
+    now: i64,
+    actor: &Actor,
+    action: &str,
+    target: &str,
+    before: Option<String>,
+    after: Option<String>,
+) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO audit (at, actor, action, target, before, after, actor_kind, actor_id) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(now)
+    .bind(to_json(actor))
+    .bind(action.to_string())
+    .bind(target.to_string())
+    .bind(before)
+    .bind(after)
+    .bind(actor.kind.clone())
+    .bind(actor.id.clone())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }

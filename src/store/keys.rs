@@ -1,18 +1,19 @@
-//! Key and policy rows: reads, versioned writes with their audit entries, and the
-//! incremental "changes since version N" that snapshots are built from.
+//! Key and policy rows: reads, and versioned writes with their audit entries.
 
+use super::admin_tables::audit;
 use super::records::{
-    Actor, ClientRecord, KeyRecord, KeyRow, KeyStatus, KeyType, Policy, Secrets, StoredList,
-    Timestamp,
+    Actor, KeyRecord, KeyRow, KeyStatus, KeyType, Policy, Secrets, StoredList, Timestamp,
 };
+use super::statement::{to_json, Args};
 use super::{Store, StoreError, StoreResult};
 use crate::auth::api_key::Digest;
 use sqlx::any::AnyRow;
-use sqlx::{Any, Row, Transaction};
+use sqlx::Row;
 use std::borrow::Cow;
 use std::time::Duration;
 
-const KEY_COLUMNS: &str = "id, client_id, name, key_type, permissions, role, environment, start, \
+pub(super) const KEY_COLUMNS: &str =
+    "id, client_id, name, key_type, permissions, role, environment, start, \
     digest, grace_digest, grace_until, secret_version, ip_allowlist, allow_infrastructure_ips, \
     expires_at, created_at, rotated_at, revoked_at, last_used_at, rate_limit, metadata, version";
 
@@ -25,67 +26,6 @@ pub struct KeyFilter<'a> {
     pub name: Option<&'a str>,
     /// The time statuses are judged at.
     pub now: i64,
-}
-
-/// The arguments of a statement built from optional filters: each is numbered as it is
-/// added, then bound in that order.
-#[derive(Default)]
-pub(super) struct Args(Vec<Arg>);
-
-enum Arg {
-    Int(i64),
-    Text(String),
-}
-
-impl Args {
-    /// Adds an integer; returns its placeholder.
-    pub(super) fn int(&mut self, value: i64) -> String {
-        self.0.push(Arg::Int(value));
-        format!("${}", self.0.len())
-    }
-
-    pub(super) fn text(&mut self, value: String) -> String {
-        self.0.push(Arg::Text(value));
-        format!("${}", self.0.len())
-    }
-
-    pub(super) fn bind<'q>(
-        self,
-        mut query: sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>>,
-    ) -> sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>> {
-        for arg in self.0 {
-            query = match arg {
-                Arg::Int(value) => query.bind(value),
-                Arg::Text(value) => query.bind(value),
-            };
-        }
-        query
-    }
-}
-
-/// Everything that changed after a version, up to `version`.
-#[derive(Debug, Default)]
-pub struct KeyChanges {
-    pub version: i64,
-    pub keys: Vec<KeyRecord>,
-    /// Digests of secrets replaced by rotation, with their key id.
-    pub retired: Vec<(Digest, String)>,
-    pub policy: Option<Policy>,
-    pub clients: Vec<ClientRecord>,
-    /// `(user id, disabled)`.
-    pub users: Vec<(String, bool)>,
-    pub revoked_grants: Vec<String>,
-}
-
-impl KeyChanges {
-    pub fn is_empty(&self) -> bool {
-        self.keys.is_empty()
-            && self.retired.is_empty()
-            && self.policy.is_none()
-            && self.clients.is_empty()
-            && self.users.is_empty()
-            && self.revoked_grants.is_empty()
-    }
 }
 
 fn json_list(text: &str) -> Vec<String> {
@@ -102,12 +42,12 @@ fn bad_digest() -> StoreError {
     StoreError::Unavailable("a stored digest is not 32 bytes".into())
 }
 
-fn digest_of(bytes: Vec<u8>) -> StoreResult<Digest> {
+pub(super) fn digest_of(bytes: Vec<u8>) -> StoreResult<Digest> {
     let array: [u8; 32] = bytes.try_into().map_err(|_| bad_digest())?;
     Ok(Digest(array))
 }
 
-fn key_from_row(row: &AnyRow) -> StoreResult<KeyRecord> {
+pub(super) fn key_from_row(row: &AnyRow) -> StoreResult<KeyRecord> {
     let key_type: String = row.try_get("key_type")?;
     let grace_digest: Option<Vec<u8>> = row.try_get("grace_digest")?;
     let rate_limit: Option<String> = row.try_get("rate_limit")?;
@@ -145,7 +85,7 @@ fn key_from_row(row: &AnyRow) -> StoreResult<KeyRecord> {
 
 /// One page of keys for a full load: the JSON text the database aggregated
 /// ([`Dialect::key_page_sql`](super::Dialect::key_page_sql)).
-pub struct KeyPage(Option<String>);
+pub struct KeyPage(pub(super) Option<String>);
 
 /// One key of a page, in column order, borrowed from the page's text.
 #[derive(serde::Deserialize)]
@@ -237,10 +177,6 @@ impl<'a> PageRow<'a> {
             version,
         })
     }
-}
-
-fn to_json<T: serde::Serialize>(value: &T) -> String {
-    serde_json::to_string(value).unwrap_or_else(|_| "null".into())
 }
 
 impl Store {
@@ -557,190 +493,16 @@ impl Store {
         self.finish_write(tx, version).await?;
         Ok(version)
     }
-
-    /// Every key, retired digest and policy written after `since`.
-    /// The latest committed change version.
-    pub async fn latest_version(&self) -> StoreResult<i64> {
-        let upto: Option<i64> = sqlx::query("SELECT MAX(id) FROM changes")
-            .fetch_one(&self.pool)
-            .await?
-            .try_get(0)?;
-        Ok(upto.unwrap_or(0))
-    }
-
-    /// One page of the keys written up to `upto`, in `(version, id)` order after `after`:
-    /// a full load reads the table this way, so it never holds every row at once.
-    pub async fn key_page(
-        &self,
-        upto: i64,
-        after: Option<(i64, String)>,
-        limit: i64,
-    ) -> StoreResult<KeyPage> {
-        let (version, id) = after.unwrap_or((i64::MIN, String::new()));
-        let text: Option<String> = sqlx::query(self.dialect().key_page_sql())
-            .bind(upto)
-            .bind(version)
-            .bind(id)
-            .bind(limit)
-            .fetch_one(&self.pool)
-            .await?
-            .try_get(0)?;
-        Ok(KeyPage(text))
-    }
-
-    /// How many keys the store holds (to size a full load).
-    pub async fn key_count(&self) -> StoreResult<i64> {
-        Ok(sqlx::query("SELECT COUNT(*) FROM keys")
-            .fetch_one(&self.pool)
-            .await?
-            .try_get(0)?)
-    }
-
-    pub async fn changes_since(&self, since: i64) -> StoreResult<KeyChanges> {
-        self.changes_between(since, None, true).await
-    }
-
-    /// Everything but keys after `since` and up to `upto` (the rest of a full load).
-    pub async fn other_changes(&self, since: i64, upto: i64) -> StoreResult<KeyChanges> {
-        self.changes_between(since, Some(upto), false).await
-    }
-
-    async fn changes_between(
-        &self,
-        since: i64,
-        upto: Option<i64>,
-        with_keys: bool,
-    ) -> StoreResult<KeyChanges> {
-        let mut conn = self.pool.acquire().await?;
-        let upto = match upto {
-            Some(upto) => upto,
-            None => {
-                let latest: Option<i64> = sqlx::query("SELECT MAX(id) FROM changes")
-                    .fetch_one(&mut *conn)
-                    .await?
-                    .try_get(0)?;
-                latest.unwrap_or(0)
-            }
-        };
-        if upto <= since {
-            return Ok(KeyChanges {
-                version: since,
-                ..KeyChanges::default()
-            });
-        }
-        let keys = if with_keys {
-            let rows = sqlx::query(&format!(
-                "SELECT {KEY_COLUMNS} FROM keys WHERE version > $1 AND version <= $2"
-            ))
-            .bind(since)
-            .bind(upto)
-            .fetch_all(&mut *conn)
-            .await?;
-            rows.iter()
-                .map(key_from_row)
-                .collect::<StoreResult<Vec<_>>>()?
-        } else {
-            Vec::new()
-        };
-        let rows = sqlx::query(
-            "SELECT digest, key_id FROM retired_digests WHERE version > $1 AND version <= $2",
-        )
-        .bind(since)
-        .bind(upto)
-        .fetch_all(&mut *conn)
-        .await?;
-        let mut retired = Vec::with_capacity(rows.len());
-        for row in rows {
-            retired.push((digest_of(row.try_get(0)?)?, row.try_get(1)?));
-        }
-        let policy = sqlx::query(
-            "SELECT block_legacy_keys, max_key_lifetime_ms, version FROM policy \
-             WHERE id = 1 AND version > $1 AND version <= $2",
-        )
-        .bind(since)
-        .bind(upto)
-        .fetch_optional(&mut *conn)
-        .await?
-        .map(|row| policy_from_row(&row))
-        .transpose()?;
-        let rows = sqlx::query(
-            "SELECT client_id, name, client_type, secret_digest, redirect_uris, scopes, created_at, deleted_at, \
-             version FROM oauth_clients WHERE version > $1 AND version <= $2",
-        )
-        .bind(since)
-        .bind(upto)
-        .fetch_all(&mut *conn)
-        .await?;
-        let clients = rows
-            .iter()
-            .map(super::oauth_tables::client_from_row)
-            .collect::<StoreResult<Vec<_>>>()?;
-        let rows =
-            sqlx::query("SELECT id, disabled FROM users WHERE version > $1 AND version <= $2")
-                .bind(since)
-                .bind(upto)
-                .fetch_all(&mut *conn)
-                .await?;
-        let mut users = Vec::with_capacity(rows.len());
-        for row in rows {
-            users.push((row.try_get(0)?, row.try_get::<i64, _>(1)? != 0));
-        }
-        let rows =
-            sqlx::query("SELECT grant_id FROM revoked_grants WHERE version > $1 AND version <= $2")
-                .bind(since)
-                .bind(upto)
-                .fetch_all(&mut *conn)
-                .await?;
-        let revoked_grants = rows
-            .iter()
-            .map(|row| row.try_get(0))
-            .collect::<Result<Vec<String>, _>>()?;
-        Ok(KeyChanges {
-            version: upto,
-            keys,
-            retired,
-            policy,
-            clients,
-            users,
-            revoked_grants,
-        })
-    }
 }
 
 fn lifetime_ms(policy: &Policy) -> Option<i64> {
     policy.max_key_lifetime.map(|d| d.as_millis() as i64)
 }
 
-fn policy_from_row(row: &AnyRow) -> StoreResult<Policy> {
+pub(super) fn policy_from_row(row: &AnyRow) -> StoreResult<Policy> {
     let lifetime: Option<i64> = row.try_get("max_key_lifetime_ms")?;
     Ok(Policy {
         block_legacy_keys: row.try_get::<i64, _>("block_legacy_keys")? != 0,
         max_key_lifetime: lifetime.map(|ms| Duration::from_millis(ms.max(0) as u64)),
     })
-}
-
-pub(super) async fn audit(
-    tx: &mut Transaction<'static, Any>,
-    now: i64,
-    actor: &Actor,
-    action: &str,
-    target: &str,
-    before: Option<String>,
-    after: Option<String>,
-) -> StoreResult<()> {
-    sqlx::query(
-        "INSERT INTO audit (at, actor, action, target, before, after, actor_kind, actor_id) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-    )
-    .bind(now)
-    .bind(to_json(actor))
-    .bind(action.to_string())
-    .bind(target.to_string())
-    .bind(before)
-    .bind(after)
-    .bind(actor.kind.clone())
-    .bind(actor.id.clone())
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
 }

@@ -2,18 +2,21 @@
 //! for what differs between the embedded SQLite file and a PostgreSQL shared by replicas.
 
 mod admin_tables;
+mod changes;
 mod dialect;
 mod keys;
 mod oauth_tables;
 mod operator_tables;
 pub mod records;
 pub mod snapshot;
+mod statement;
 pub mod sync;
 mod usage_table;
 
 pub use admin_tables::{AuditFilter, Idempotent};
+pub use changes::KeyChanges;
 pub use dialect::{Dialect, CHANGES_CHANNEL};
-pub use keys::{KeyChanges, KeyFilter};
+pub use keys::KeyFilter;
 pub use oauth_tables::Redeemed;
 pub use usage_table::{UsageBatch, UsageHour};
 

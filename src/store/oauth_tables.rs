@@ -1,8 +1,9 @@
 //! Rows of the authorization server: apps, users, single-use codes, rotating refresh
 //! tokens, and revoked grants.
 
-use super::keys::audit;
+use super::admin_tables::audit;
 use super::records::{Actor, ClientRecord, ClientType, Grant, Timestamp, UserRecord};
+use super::statement::to_json;
 use super::{Store, StoreError, StoreResult};
 use crate::auth::api_key::Digest;
 use sqlx::any::AnyRow;
@@ -22,10 +23,6 @@ pub enum Redeemed {
     Fresh(Grant),
     /// Already used: a replay. The grant is returned so its family can be revoked.
     Replayed(Grant),
-}
-
-fn to_json<T: serde::Serialize>(value: &T) -> String {
-    serde_json::to_string(value).unwrap_or_else(|_| "null".into())
 }
 
 fn digest_of(bytes: Option<Vec<u8>>) -> Option<Digest> {

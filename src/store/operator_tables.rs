@@ -2,8 +2,9 @@
 //! with their audit entries. Admin tokens and sessions are read on every admin request
 //! from the store itself, so a revocation or a sign-out holds on every replica at once.
 
-use super::keys::audit;
+use super::admin_tables::audit;
 use super::records::{Actor, AdminTokenRecord, OperatorRecord, SessionRecord, Timestamp};
+use super::statement::to_json;
 use super::{Store, StoreError, StoreResult};
 use crate::auth::api_key::Digest;
 use sqlx::any::AnyRow;
@@ -13,10 +14,6 @@ const OPERATOR_COLUMNS: &str =
     "id, email, name, password_hash, role, disabled, created_at, password_changed_at, version";
 const TOKEN_COLUMNS: &str = "id, name, digest, start, permissions, role, expires_at, created_at, \
     created_by, revoked_at, last_used_at, version";
-
-fn to_json<T: serde::Serialize>(value: &T) -> String {
-    serde_json::to_string(value).unwrap_or_else(|_| "null".into())
-}
 
 /// How emails are compared: case-insensitively.
 pub fn email_key(email: &str) -> String {

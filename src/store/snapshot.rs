@@ -2,7 +2,8 @@
 //! policy. A large shared base plus a small overlay of recent changes, so a sync with a
 //! million keys copies only what changed.
 
-use super::keys::{stored_allowlist, KeyChanges};
+use super::changes::KeyChanges;
+use super::keys::stored_allowlist;
 use super::records::{KeyRow, KeyType, Policy, Secrets, StoredList};
 use crate::auth::api_key::{Digest, DigestBuildHasher};
 use crate::config::{parse_cidr, Config, Environment, Tier};

@@ -5,9 +5,9 @@
 use super::records::{KeyType, Policy};
 use super::snapshot::{Snapshot, SnapshotBuilder};
 use super::{Store, StoreError};
-use crate::admin::Readiness;
 use crate::clock;
 use crate::config::{Config, PolicyConfig, StoreUrl};
+use crate::lifecycle::Readiness;
 use arc_swap::{ArcSwap, Guard};
 use async_trait::async_trait;
 use pingora::server::ShutdownWatch;
@@ -148,6 +148,16 @@ impl Syncer {
     /// The store, once connected.
     pub fn store(&self) -> Option<&Store> {
         self.store.get()
+    }
+
+    /// Waits, at most `within`, for the store to be open. A process that has just taken
+    /// the sockets over opens its own connection a moment after: its first admin requests
+    /// wait for it instead of answering 503.
+    pub async fn wait_open(&self, within: Duration) {
+        let deadline = std::time::Instant::now() + within;
+        while self.store.get().is_none() && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
     /// A store operation must not hang the caller on a frozen database.

@@ -3,7 +3,6 @@
 //! Counting happens in [`local`] (in-process) or [`redis`] (shared by every replica).
 
 pub mod headers;
-pub mod keeper;
 pub mod local;
 pub mod redis;
 

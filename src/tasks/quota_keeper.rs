@@ -1,10 +1,10 @@
 //! Keeps the local limiter's daily counts in the store (restored at start, saved every
 //! 5 s and on shutdown) and forgets idle callers.
 
-use super::{CallerKey, Limiter, DAY_MS};
-use crate::admin::Readiness;
 use crate::clock;
 use crate::lifecycle::Finalizer;
+use crate::lifecycle::Readiness;
+use crate::policy::rate_limit::{CallerKey, Limiter, DAY_MS};
 use crate::store::sync::Syncer;
 use crate::store::{Store, StoreError};
 use async_trait::async_trait;

@@ -1,0 +1,184 @@
+//! The change feed: everything written after version N, read in one pass, which
+//! snapshots are built from incrementally.
+
+use super::keys::{digest_of, key_from_row, policy_from_row, KeyPage, KEY_COLUMNS};
+use super::oauth_tables::client_from_row;
+use super::records::{ClientRecord, KeyRecord, Policy};
+use super::{Store, StoreResult};
+use crate::auth::api_key::Digest;
+use sqlx::Row;
+
+/// Everything that changed after a version, up to `version`.
+#[derive(Debug, Default)]
+pub struct KeyChanges {
+    pub version: i64,
+    pub keys: Vec<KeyRecord>,
+    /// Digests of secrets replaced by rotation, with their key id.
+    pub retired: Vec<(Digest, String)>,
+    pub policy: Option<Policy>,
+    pub clients: Vec<ClientRecord>,
+    /// `(user id, disabled)`.
+    pub users: Vec<(String, bool)>,
+    pub revoked_grants: Vec<String>,
+}
+
+impl KeyChanges {
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+            && self.retired.is_empty()
+            && self.policy.is_none()
+            && self.clients.is_empty()
+            && self.users.is_empty()
+            && self.revoked_grants.is_empty()
+    }
+}
+
+impl Store {
+    /// Every key, retired digest and policy written after `since`.
+    /// The latest committed change version.
+    pub async fn latest_version(&self) -> StoreResult<i64> {
+        let upto: Option<i64> = sqlx::query("SELECT MAX(id) FROM changes")
+            .fetch_one(&self.pool)
+            .await?
+            .try_get(0)?;
+        Ok(upto.unwrap_or(0))
+    }
+
+    /// One page of the keys written up to `upto`, in `(version, id)` order after `after`:
+    /// a full load reads the table this way, so it never holds every row at once.
+    pub async fn key_page(
+        &self,
+        upto: i64,
+        after: Option<(i64, String)>,
+        limit: i64,
+    ) -> StoreResult<KeyPage> {
+        let (version, id) = after.unwrap_or((i64::MIN, String::new()));
+        let text: Option<String> = sqlx::query(self.dialect().key_page_sql())
+            .bind(upto)
+            .bind(version)
+            .bind(id)
+            .bind(limit)
+            .fetch_one(&self.pool)
+            .await?
+            .try_get(0)?;
+        Ok(KeyPage(text))
+    }
+
+    /// How many keys the store holds (to size a full load).
+    pub async fn key_count(&self) -> StoreResult<i64> {
+        Ok(sqlx::query("SELECT COUNT(*) FROM keys")
+            .fetch_one(&self.pool)
+            .await?
+            .try_get(0)?)
+    }
+
+    pub async fn changes_since(&self, since: i64) -> StoreResult<KeyChanges> {
+        self.changes_between(since, None, true).await
+    }
+
+    /// Everything but keys after `since` and up to `upto` (the rest of a full load).
+    pub async fn other_changes(&self, since: i64, upto: i64) -> StoreResult<KeyChanges> {
+        self.changes_between(since, Some(upto), false).await
+    }
+
+    async fn changes_between(
+        &self,
+        since: i64,
+        upto: Option<i64>,
+        with_keys: bool,
+    ) -> StoreResult<KeyChanges> {
+        let mut conn = self.pool.acquire().await?;
+        let upto = match upto {
+            Some(upto) => upto,
+            None => {
+                let latest: Option<i64> = sqlx::query("SELECT MAX(id) FROM changes")
+                    .fetch_one(&mut *conn)
+                    .await?
+                    .try_get(0)?;
+                latest.unwrap_or(0)
+            }
+        };
+        if upto <= since {
+            return Ok(KeyChanges {
+                version: since,
+                ..KeyChanges::default()
+            });
+        }
+        let keys = if with_keys {
+            let rows = sqlx::query(&format!(
+                "SELECT {KEY_COLUMNS} FROM keys WHERE version > $1 AND version <= $2"
+            ))
+            .bind(since)
+            .bind(upto)
+            .fetch_all(&mut *conn)
+            .await?;
+            rows.iter()
+                .map(key_from_row)
+                .collect::<StoreResult<Vec<_>>>()?
+        } else {
+            Vec::new()
+        };
+        let rows = sqlx::query(
+            "SELECT digest, key_id FROM retired_digests WHERE version > $1 AND version <= $2",
+        )
+        .bind(since)
+        .bind(upto)
+        .fetch_all(&mut *conn)
+        .await?;
+        let mut retired = Vec::with_capacity(rows.len());
+        for row in rows {
+            retired.push((digest_of(row.try_get(0)?)?, row.try_get(1)?));
+        }
+        let policy = sqlx::query(
+            "SELECT block_legacy_keys, max_key_lifetime_ms, version FROM policy \
+             WHERE id = 1 AND version > $1 AND version <= $2",
+        )
+        .bind(since)
+        .bind(upto)
+        .fetch_optional(&mut *conn)
+        .await?
+        .map(|row| policy_from_row(&row))
+        .transpose()?;
+        let rows = sqlx::query(
+            "SELECT client_id, name, client_type, secret_digest, redirect_uris, scopes, created_at, deleted_at, \
+             version FROM oauth_clients WHERE version > $1 AND version <= $2",
+        )
+        .bind(since)
+        .bind(upto)
+        .fetch_all(&mut *conn)
+        .await?;
+        let clients = rows
+            .iter()
+            .map(client_from_row)
+            .collect::<StoreResult<Vec<_>>>()?;
+        let rows =
+            sqlx::query("SELECT id, disabled FROM users WHERE version > $1 AND version <= $2")
+                .bind(since)
+                .bind(upto)
+                .fetch_all(&mut *conn)
+                .await?;
+        let mut users = Vec::with_capacity(rows.len());
+        for row in rows {
+            users.push((row.try_get(0)?, row.try_get::<i64, _>(1)? != 0));
+        }
+        let rows =
+            sqlx::query("SELECT grant_id FROM revoked_grants WHERE version > $1 AND version <= $2")
+                .bind(since)
+                .bind(upto)
+                .fetch_all(&mut *conn)
+                .await?;
+        let revoked_grants = rows
+            .iter()
+            .map(|row| row.try_get(0))
+            .collect::<Result<Vec<String>, _>>()?;
+        Ok(KeyChanges {
+            version: upto,
+            keys,
+            retired,
+            policy,
+            clients,
+            users,
+            revoked_grants,
+        })
+    }
+}

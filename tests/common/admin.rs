@@ -1,0 +1,61 @@
+//! The admin API, as an operator calls it.
+
+use super::gateway::{Gateway, ADMIN_TOKEN};
+use std::time::Duration;
+
+/// The admin API, as an operator calls it.
+pub struct Admin {
+    pub base: String,
+    pub http: reqwest::Client,
+}
+
+impl Admin {
+    pub fn of(gateway: &Gateway) -> Admin {
+        Admin {
+            base: format!("http://{}/admin/v1", gateway.admin),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(20))
+                .build()
+                .expect("client"),
+        }
+    }
+
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(ADMIN_TOKEN);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("admin request");
+        let status = response.status().as_u16();
+        (
+            status,
+            response.json().await.unwrap_or(serde_json::Value::Null),
+        )
+    }
+
+    pub async fn post(&self, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+        self.call(reqwest::Method::POST, path, Some(body)).await
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, serde_json::Value) {
+        self.call(reqwest::Method::GET, path, None).await
+    }
+
+    /// Creates a key and returns (id, secret), panicking unless it is 201.
+    pub async fn create_key(&self, body: serde_json::Value) -> (String, String) {
+        let (status, key) = self.post("/keys", body).await;
+        assert_eq!(status, 201, "{key}");
+        (
+            key["id"].as_str().expect("id").to_string(),
+            key["key"].as_str().expect("key").to_string(),
+        )
+    }
+}
