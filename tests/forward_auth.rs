@@ -10,7 +10,7 @@ use common::*;
 use serde_json::{json, Value};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 fn config(up: &Upstream) -> String {
@@ -99,53 +99,64 @@ impl Drop for Proxy {
     }
 }
 
-fn log_file(dir: &Path) -> (Stdio, Stdio) {
-    let file = std::fs::File::create(dir.join("log")).unwrap();
-    (file.try_clone().unwrap().into(), file.into())
+/// The shipped file `file`, with the example addresses replaced, written to a folder of
+/// its own where the proxy also logs.
+fn prepared(
+    file: &str,
+    forward_auth: SocketAddr,
+    up: &Upstream,
+    listen: (&str, String),
+) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let replacements = [
+        ("127.0.0.1:8081", forward_auth.to_string()),
+        ("127.0.0.1:3000", up.addr.to_string()),
+        (listen.0, listen.1),
+    ];
+    let path = dir.path().join(file);
+    std::fs::write(&path, shipped(file, &replacements)).unwrap();
+    (dir, path)
 }
 
-fn nginx(forward_auth: SocketAddr, up: &Upstream) -> Proxy {
-    let port = free_port();
-    let dir = tempfile::tempdir().unwrap();
-    let conf = shipped(
-        "nginx.conf",
-        &[
-            ("127.0.0.1:8081", forward_auth.to_string()),
-            ("127.0.0.1:3000", up.addr.to_string()),
-            ("listen 8080;", format!("listen 127.0.0.1:{port};")),
-        ],
-    );
-    let conf_path = dir.path().join("nginx.conf");
-    std::fs::write(&conf_path, conf).unwrap();
-    let prefix = dir.path().display().to_string();
-    let globals = format!("daemon off; pid {prefix}/nginx.pid; error_log {prefix}/log;");
-    let test = Command::new(nginx_binary())
-        .args(["-t", "-q", "-p", &prefix, "-c"])
-        .arg(&conf_path)
-        .args(["-g", &globals])
-        .output()
-        .unwrap();
-    assert!(
-        test.status.success(),
-        "nginx -t: {}",
-        String::from_utf8_lossy(&test.stderr)
-    );
-    let (out, err) = log_file(dir.path());
-    let child = Command::new(nginx_binary())
-        .args(["-p", &prefix, "-c"])
-        .arg(&conf_path)
-        .args(["-g", &globals])
-        .stdout(out)
-        .stderr(err)
+/// Starts `command`, logging to the folder, and waits for its port.
+fn run(name: &'static str, mut command: Command, dir: tempfile::TempDir, port: u16) -> Proxy {
+    let file = std::fs::File::create(dir.path().join("log")).unwrap();
+    let child = command
+        .stdout(file.try_clone().unwrap())
+        .stderr(file)
         .spawn()
         .unwrap();
     Proxy {
         child,
         port,
         dir,
-        name: "nginx",
+        name,
     }
     .wait()
+}
+
+fn nginx(forward_auth: SocketAddr, up: &Upstream) -> Proxy {
+    let port = free_port();
+    let listen = ("listen 8080;", format!("listen 127.0.0.1:{port};"));
+    let (dir, conf) = prepared("nginx.conf", forward_auth, up, listen);
+    let prefix = dir.path().display().to_string();
+    let globals = format!("daemon off; pid {prefix}/nginx.pid; error_log {prefix}/log;");
+    let nginx = |extra: &[&str]| {
+        let mut command = Command::new(nginx_binary());
+        command
+            .args(extra)
+            .args(["-p", &prefix, "-c"])
+            .arg(&conf)
+            .args(["-g", &globals]);
+        command
+    };
+    let test = nginx(&["-t", "-q"]).output().unwrap();
+    assert!(
+        test.status.success(),
+        "nginx -t: {}",
+        String::from_utf8_lossy(&test.stderr)
+    );
+    run("nginx", nginx(&[]), dir, port)
 }
 
 fn nginx_binary() -> PathBuf {
@@ -158,35 +169,16 @@ fn nginx_binary() -> PathBuf {
 
 fn caddy(forward_auth: SocketAddr, up: &Upstream) -> Proxy {
     let port = free_port();
-    let dir = tempfile::tempdir().unwrap();
-    let conf = shipped(
-        "Caddyfile",
-        &[
-            ("127.0.0.1:8081", forward_auth.to_string()),
-            ("127.0.0.1:3000", up.addr.to_string()),
-            (":8080 {", format!("http://127.0.0.1:{port} {{")),
-        ],
-    );
-    let conf_path = dir.path().join("Caddyfile");
-    std::fs::write(&conf_path, conf).unwrap();
-    let (out, err) = log_file(dir.path());
-    let child = Command::new("caddy")
+    let listen = (":8080 {", format!("http://127.0.0.1:{port} {{"));
+    let (dir, conf) = prepared("Caddyfile", forward_auth, up, listen);
+    let mut command = Command::new("caddy");
+    command
         .args(["run", "--adapter", "caddyfile", "--config"])
-        .arg(&conf_path)
+        .arg(&conf)
         .env("HOME", dir.path())
         .env("XDG_DATA_HOME", dir.path())
-        .env("XDG_CONFIG_HOME", dir.path())
-        .stdout(out)
-        .stderr(err)
-        .spawn()
-        .unwrap();
-    Proxy {
-        child,
-        port,
-        dir,
-        name: "caddy",
-    }
-    .wait()
+        .env("XDG_CONFIG_HOME", dir.path());
+    run("caddy", command, dir, port)
 }
 
 struct Answer {
