@@ -163,10 +163,10 @@ impl Checkpoint {
         if !self.access_log.enabled() {
             return;
         }
-        let millis = |d: Duration| (d.as_secs_f64() * 1e6).round() / 1e3;
+        let micros = |d: Duration| d.as_micros().min(u128::from(u64::MAX)) as u64;
         let identity = request.caller.and_then(crate::gate::Caller::identity);
         self.access_log.log(&crate::access_log::Entry {
-            ts: crate::clock::rfc3339_millis(crate::clock::now_ms()),
+            ts: crate::clock::now_ms(),
             request_id: request.request_id,
             route: match request.served {
                 Served::Unmatched => "unmatched",
@@ -180,14 +180,14 @@ impl Checkpoint {
             key_id: request.key_id,
             client_id: identity.map(|(_, client_id, _)| client_id),
             outcome: request.outcome,
-            client: request.client_ip.to_string(),
+            client: request.client_ip,
             upstream: request.upstream.map(|(name, _, _)| name),
             upstream_status: request.upstream.map(|(_, status, _)| status),
-            duration_ms: millis(elapsed),
-            auth_ms: millis(request.auth_time),
-            upstream_ms: request
+            duration_us: micros(elapsed),
+            auth_us: micros(request.auth_time),
+            upstream_us: request
                 .upstream
-                .map(|(_, _, started)| millis(started.elapsed())),
+                .map(|(_, _, started)| micros(started.elapsed())),
         });
     }
 }

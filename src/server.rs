@@ -97,7 +97,7 @@ pub fn serve(config: Config, options: ServeOptions) -> anyhow::Result<()> {
     let limit_metrics = LimitMetrics::new(&metrics);
     let limiter = Arc::new(build_limiter(&config, &limit_metrics));
     let access_log = Arc::new(
-        AccessLogger::start(&config.access_log)
+        AccessLogger::start(&config.access_log, &metrics)
             .context("access_log: cannot open the destination")?,
     );
     let route_names: Vec<Arc<str>> = routes.iter().map(|route| route.name.clone()).collect();

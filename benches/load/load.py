@@ -15,6 +15,9 @@ upstream on cpu0, cases interleaved over several rounds, proxy CPU per request f
     key, rate limits and metrics on
   6 tollgate, cached JWT access tokens
   7 tollgate, 100% invalid keys (a credential-stuffing flood)
+  2L nginx proxy_pass with a JSON access log to a file, and
+  5L tollgate API keys with the default access log (stdout, redirected to a file): the
+     cost of logging, each against its own case without a log
   8 tollgate forward auth: the case-5 keys asked of `/verify/v1/accounts` on the same
     process's forward-auth listener (the decision alone, no upstream), beside case 5
 
@@ -52,6 +55,8 @@ P_TG_SMALL, P_TG_SMALL_ADMIN, P_TG_SMALL_METRICS = 18005, 18105, 18205
 P_STATUS = 18090
 P_BARE = 18006
 P_TG_FORWARD = 18304
+P_NGINX_LOG = 18008
+P_TG_LOG, P_TG_LOG_ADMIN, P_TG_LOG_METRICS = 18007, 18107, 18207
 POOL_PORTS = list(range(18011, 18019))
 P_NGINX_POOL, P_TG_POOL, P_TG_POOL_ADMIN, P_TG_POOL_METRICS = 18020, 18021, 18121, 18221
 
@@ -204,18 +209,20 @@ def nginx(name, body, cpus, workers=1):
     return start(["nginx", "-c", conf, "-p", WORK], cpus, name)
 
 
-def tollgate_config(name, port, admin, metrics, store, upstream_targets, threads=1, extra=""):
+def tollgate_config(name, port, admin, metrics, store, upstream_targets, threads=1, extra="",
+                    access_log="off", db=None):
     targets = ", ".join(f'"127.0.0.1:{p}"' for p in upstream_targets)
     path = os.path.join(WORK, name + ".yaml")
+    db = db or f"{WORK}/{name}.db"
     open(path, "w").write(f"""
 listen: 127.0.0.1:{port}
 threads: {threads}
-access_log: off
+access_log: {access_log}
 grace_period: 5s
 upgrade_sock: {WORK}/{name}.sock
 admin: {{ listen: 127.0.0.1:{admin} }}
 metrics: {{ listen: 127.0.0.1:{metrics} }}
-store: {{ url: "sqlite://{WORK}/{name}.db" }}
+store: {{ url: "sqlite://{db}" }}
 oauth: {{ issuer: "http://127.0.0.1:{port}", signing_key_path: {WORK}/{name}.pem }}
 rate_limits:
   tiers:
@@ -303,6 +310,11 @@ def main():
     proxy_common = f"proxy_http_version 1.1; proxy_set_header Connection \"\"; proxy_pass http://up;"
     upstream_block = f"upstream up {{ server 127.0.0.1:{P_UPSTREAM}; keepalive 64; }}"
     nginx_plain = nginx("nginx-plain", f"{upstream_block} server {{ listen 127.0.0.1:{P_NGINX}; location / {{ {proxy_common} }} }}", "1")
+    json_log = ("log_format json escape=json '{\"ts\":\"$time_iso8601\",\"request_id\":\"$request_id\",\"method\":\"$request_method\","
+                "\"path\":\"$uri\",\"status\":$status,\"client\":\"$remote_addr\",\"upstream\":\"$upstream_addr\","
+                "\"upstream_status\":\"$upstream_status\",\"duration\":$request_time,\"upstream_ms\":\"$upstream_response_time\"}';")
+    nginx_logged = nginx("nginx-logged", f"""{upstream_block} {json_log}
+  server {{ listen 127.0.0.1:{P_NGINX_LOG}; access_log {WORK}/nginx-access.log json; location / {{ {proxy_common} }} }}""", "1")
     began = time.time()
     nginx_keys = nginx("nginx-keycheck", f"""
   {upstream_block}
@@ -321,27 +333,45 @@ def main():
     tollgate, began = start_tollgate(big, P_TG, P_TG_ADMIN, "tollgate")
     cold_start = first_200(P_TG, known_keys[0], began)
     log(f"tollgate ready with {KEYS} keys; first 200 after {cold_start:.2f}s")
+    # The same keys and settings with the default access log: stdout, here into a file.
+    logged = tollgate_config("tollgate-logged", P_TG_LOG, P_TG_LOG_ADMIN, P_TG_LOG_METRICS, "big", [P_UPSTREAM],
+                             access_log="stdout", db=f"{WORK}/tollgate.db")
+    tollgate_logged, _ = start_tollgate(logged, P_TG_LOG, P_TG_LOG_ADMIN, "tollgate-logged")
+    wait_port(P_NGINX_LOG)
 
     script = os.path.join(ROOT, "benches", "load", "keys.lua")
     cases = [
         ("1 upstream directly", upstream, P_UPSTREAM, None, None, "/"),
         ("2 nginx proxy_pass", nginx_plain, P_NGINX, None, None, "/"),
+        ("2L nginx proxy_pass, JSON access log to a file", nginx_logged, P_NGINX_LOG, None, None, "/"),
         ("3 nginx key map + limit_req", nginx_keys, P_NGINX_KEYS, script, {"CREDENTIALS": keys_file}, "/"),
         ("3b pingora, bare proxy (no tollgate logic)", bare, P_BARE, None, None, "/"),
         ("4 tollgate anonymous", tollgate, P_TG, None, None, "/anon"),
         ("5 tollgate API keys", tollgate, P_TG, script, {"CREDENTIALS": keys_file}, "/"),
+        ("5L tollgate API keys, default access log (stdout to a file)", tollgate_logged, P_TG_LOG, script,
+         {"CREDENTIALS": keys_file}, "/"),
         ("6 tollgate cached JWT", tollgate, P_TG, script, {"CREDENTIALS": tokens_file, "HEADER": "Authorization"}, "/"),
         ("7 tollgate invalid keys", tollgate, P_TG, script, {"CREDENTIALS": invalid_file}, "/"),
         ("8 tollgate forward auth, API keys", tollgate, P_TG_FORWARD, script,
          {"CREDENTIALS": keys_file, "REQUEST_PATH": "/verify/v1/accounts"}, "/"),
     ]
+    # Everything under test shares cpu1: the tollgates not under test are paused (SIGSTOP),
+    # so their timers and their 400 MiB of keys each do not disturb the figures of others.
+    def only(process):
+        for tg in (tollgate, tollgate_logged):
+            os.killpg(tg.pid, signal.SIGCONT if tg is process else signal.SIGSTOP)
+        time.sleep(0.2)
+
     results = {name: [] for name, *_ in cases}
     for round_ in range(ROUNDS):
         for name, process, port, lua, env, path in cases:
+            only(process)
             result = measure(process, port, script=lua, env=env, path=path, refused=name.startswith("7"))
             results[name].append(result)
             log(f"round {round_ + 1} {name}: {result['cpu_us']:.2f} us/req, {result['rps']:.0f} req/s, bad {result['bad']}")
     rows = {name: median_row(values) for name, values in results.items()}
+    only(tollgate)
+    os.killpg(tollgate_logged.pid, signal.SIGKILL)
 
     # Added latency at c=1, everything on one core.
     def pin(process, cpus):
@@ -450,6 +480,10 @@ def main():
     case5 = rows["5 tollgate API keys"]
     lines += ["", "| figure | measured |", "|---|---|",
               f"| auth overhead, case 5 − case 4 | {case5['cpu_us'] - rows['4 tollgate anonymous']['cpu_us']:.2f} µs |",
+              f"| access log on minus off, CPU per request: tollgate (case 5L − 5), nginx (case 2L − 2) | "
+              f"{rows['5L tollgate API keys, default access log (stdout to a file)']['cpu_us'] - case5['cpu_us']:+.2f} µs, "
+              f"{rows['2L nginx proxy_pass, JSON access log to a file']['cpu_us'] - plain['cpu_us']:+.2f} µs |",
+              f"| logs on: case 5L / case 2L | {rows['5L tollgate API keys, default access log (stdout to a file)']['cpu_us'] / rows['2L nginx proxy_pass, JSON access log to a file']['cpu_us']:.2f}× |",
               f"| case 6 / case 5 | {rows['6 tollgate cached JWT']['cpu_us'] / case5['cpu_us']:.2f}× |",
               f"| case 7 / case 5 | {rows['7 tollgate invalid keys']['cpu_us'] / case5['cpu_us']:.2f}× |",
               f"| forward-auth decision (case 8) vs inline request (case 5), CPU per request | "
