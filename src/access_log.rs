@@ -273,18 +273,18 @@ impl AccessLogger {
         let Some(shared) = &self.shared else { return };
         BUFFERS.with(|buffers| {
             let mut buffers = buffers.borrow_mut();
-            let pending = match buffers.iter().find(|(id, _)| *id == shared.id) {
-                Some((_, pending)) => pending.clone(),
+            let index = match buffers.iter().position(|(id, _)| *id == shared.id) {
+                Some(index) => index,
                 None => {
                     let pending = Pending::default();
                     if let Ok(mut all) = shared.buffers.lock() {
                         all.push(pending.clone());
                     }
-                    buffers.push((shared.id, pending.clone()));
-                    pending
+                    buffers.push((shared.id, pending));
+                    buffers.len() - 1
                 }
             };
-            let Ok(mut pending) = pending.lock() else {
+            let Ok(mut pending) = buffers[index].1.lock() else {
                 return;
             };
             if pending.len() >= MAX_PENDING {

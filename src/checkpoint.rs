@@ -43,9 +43,45 @@ pub struct Checked<'r> {
     pub limits: Limits,
     /// Time spent in the gate (authentication and authorization), not in the limiter.
     pub auth_time: Duration,
+    /// The normalised path, when it differs from the one sent (the one to forward).
+    pub normalized: Option<String>,
 }
 
 impl Checkpoint {
+    /// Decides a request as it arrived, on the data plane or through forward auth: its
+    /// path normalised (one that cannot be is refused before routing), its credential
+    /// headers read, then [`Checkpoint::check`].
+    pub async fn judge(
+        &self,
+        method: &http::Method,
+        path: &str,
+        headers: &http::HeaderMap,
+        client_ip: IpAddr,
+        now: i64,
+    ) -> Checked<'_> {
+        let normalized = match crate::path::normalize(path) {
+            Ok(normalized) => normalized,
+            Err(error) => {
+                let denial = Denial::BadRequest(error.reason());
+                return self.refuse(denial, client_ip, now).await;
+            }
+        };
+        let facts = Facts {
+            method,
+            path: &normalized,
+            api_key: headers.get("x-api-key").map(|v| v.as_bytes()),
+            authorization: headers
+                .get(http::header::AUTHORIZATION)
+                .map(|v| v.as_bytes()),
+            client_ip,
+        };
+        let mut checked = self.check(&facts, now).await;
+        if normalized != path {
+            checked.normalized = Some(normalized.into_owned());
+        }
+        checked
+    }
+
     /// Decides a request: route and credential, the token verified when the route is
     /// known, the gate, the limiter (counting only an admitted request), the usage count.
     pub async fn check(&self, facts: &Facts<'_>, now: i64) -> Checked<'_> {
@@ -117,6 +153,7 @@ impl Checkpoint {
             answer,
             limits: (verdict, policy),
             auth_time,
+            normalized: None,
         }
     }
 }

@@ -9,14 +9,13 @@ pub mod original;
 use crate::checkpoint::{Checked, Checkpoint, Finished, Served};
 use crate::clock;
 use crate::denial::Denial;
-use crate::gate::{Decision, Facts};
-use crate::path::normalize;
+use crate::gate::Decision;
 use crate::policy::client_addr::client_ip;
 use crate::reply::{self, text, Headers};
 use axum::body::Body;
 use axum::extract::{ConnectInfo, State};
 use axum::response::Response;
-use http::{HeaderMap, HeaderValue, Method, Request};
+use http::{HeaderValue, Method, Request};
 use ipnet::IpNet;
 use original::{original, Endpoint};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -71,7 +70,9 @@ async fn answer(State(state): State<Arc<ForwardAuth>>, request: Request<Body>) -
         Ok(original) => {
             asked.method = original.method;
             asked.path = original.path;
-            check(checkpoint, headers, &asked, now).await
+            (checkpoint)
+                .judge(&asked.method, &asked.path, headers, client, now)
+                .await
         }
     };
     let nginx = endpoint == Some(Endpoint::Nginx);
@@ -92,32 +93,6 @@ async fn answer(State(state): State<Arc<ForwardAuth>>, request: Request<Body>) -
         auth_time: checked.auth_time,
     });
     response
-}
-
-/// The gate's facts from the original request, as the data plane reads them.
-async fn check<'c>(
-    checkpoint: &'c Checkpoint,
-    headers: &HeaderMap,
-    asked: &Asked,
-    now: i64,
-) -> Checked<'c> {
-    let path = match normalize(&asked.path) {
-        Ok(path) => path,
-        Err(error) => {
-            let denial = Denial::BadRequest(error.reason());
-            return checkpoint.refuse(denial, asked.client_ip, now).await;
-        }
-    };
-    let facts = Facts {
-        method: &asked.method,
-        path: &path,
-        api_key: headers.get("x-api-key").map(|v| v.as_bytes()),
-        authorization: headers
-            .get(http::header::AUTHORIZATION)
-            .map(|v| v.as_bytes()),
-        client_ip: asked.client_ip,
-    };
-    checkpoint.check(&facts, now).await
 }
 
 const IDENTITY: [&str; 3] = [

@@ -17,9 +17,8 @@ pub use context::RequestCtx;
 use crate::checkpoint::{Checked, Checkpoint, Finished, Served};
 use crate::clock;
 use crate::denial::Denial;
-use crate::gate::{Decision, Facts};
+use crate::gate::Decision;
 use crate::oauth;
-use crate::path::normalize;
 use crate::policy::client_addr::client_ip;
 use async_trait::async_trait;
 use head_syntax::{check_head, HeadLimits};
@@ -48,35 +47,6 @@ pub fn request_id(header: &RequestHeader) -> String {
 }
 
 impl Gateway {
-    /// The request's facts, handed to the checkpoint. A path that cannot be normalised is
-    /// refused before routing.
-    async fn check(&self, session: &Session, ctx: &mut RequestCtx, now: i64) -> Checked<'_> {
-        let request = session.req_header();
-        let client_ip = ctx.connection.client_ip;
-        let path = match normalize(request.uri.path()) {
-            Ok(path) => path,
-            Err(error) => {
-                let denial = Denial::BadRequest(error.reason());
-                return self.checkpoint.refuse(denial, client_ip, now).await;
-            }
-        };
-        let facts = Facts {
-            method: &request.method,
-            path: &path,
-            api_key: request.headers.get("x-api-key").map(|v| v.as_bytes()),
-            authorization: request
-                .headers
-                .get(http::header::AUTHORIZATION)
-                .map(|v| v.as_bytes()),
-            client_ip,
-        };
-        let checked = self.checkpoint.check(&facts, now).await;
-        if path != request.uri.path() {
-            ctx.upstream.forward_path = Some(path.into_owned());
-        }
-        checked
-    }
-
     /// The OAuth endpoints: counted against the caller's address in the anonymous tier,
     /// then answered by the authorization server.
     async fn serve_oauth(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
@@ -172,12 +142,24 @@ impl ProxyHttp for Gateway {
         if oauth::PATHS.contains(&session.req_header().uri.path()) {
             return self.serve_oauth(session, ctx).await;
         }
+        let request = session.req_header();
+        let (method, path) = (&request.method, request.uri.path());
         let Checked {
             answer,
             limits,
             auth_time,
-        } = self.check(session, ctx, clock::now_ms()).await;
+            normalized,
+        } = (self.checkpoint)
+            .judge(
+                method,
+                path,
+                &request.headers,
+                ctx.connection.client_ip,
+                clock::now_ms(),
+            )
+            .await;
         ctx.timing.auth = auth_time;
+        ctx.upstream.forward_path = normalized;
         ctx.limits = Some(limits);
         ctx.admission.route = answer.route.map(|route| route.index);
         ctx.admission.key_id = answer.key.as_ref().map(|key| key.id.clone());
