@@ -51,6 +51,7 @@ fn the_reference_config_sets_every_option() {
         "url:",
         "sync_interval:",
         "max_staleness:",
+        "snapshot_file:",
         "trusted_proxies:",
         "infrastructure_ips:",
         "policy:",

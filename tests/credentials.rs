@@ -685,3 +685,235 @@ async fn only_id(admin: &Admin, name: &str) -> String {
         .unwrap()
         .to_string()
 }
+
+/// Stops `gw` cleanly (SIGTERM) and hands it back, stopped, for a later start.
+async fn stopped(mut gw: Gateway) -> Gateway {
+    tokio::task::spawn_blocking(move || {
+        assert_eq!(gw.signal_and_wait("TERM", Duration::from_secs(10)), Some(0));
+        gw
+    })
+    .await
+    .unwrap()
+}
+
+/// Waits until `gw`'s log has said `line` `times` times.
+async fn logged(gw: &Gateway, line: &str, times: usize) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while gw.stderr().matches(line).count() < times {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never logged {line:?} {times} times:\n{}",
+            gw.stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The `snapshot loaded` lines of `gw`'s log.
+fn loads(gw: &Gateway) -> Vec<String> {
+    gw.stderr()
+        .lines()
+        .filter(|line| line.contains("snapshot loaded"))
+        .map(str::to_string)
+        .collect()
+}
+
+on_both_backends!(a_restart_builds_from_the_snapshot_file_and_refuses_keys_revoked_while_down);
+async fn a_restart_builds_from_the_snapshot_file_and_refuses_keys_revoked_while_down(
+    backend: Backend,
+) {
+    let up = upstream();
+    let config = credentials_config(&up, &backend.url(), "live");
+    let gw = Gateway::start(&config);
+    let file = match backend {
+        Backend::Sqlite => gw.dir.path().join("data/tollgate.db.snapshot"),
+        Backend::Postgres(_) => gw.dir.path().join("tollgate.snapshot"),
+    };
+    // The first start has no file: it loads from the store and writes one.
+    logged(&gw, "snapshot file written", 1).await;
+    assert!(loads(&gw)[0].contains("from=\"store\""), "{}", gw.stderr());
+    let admin = Admin::of(&gw);
+    let (_, kept_secret) = admin
+        .create_key(json!({"name": "kept", "permissions": ["accounts:read"]}))
+        .await;
+    let (gone, gone_secret) = admin
+        .create_key(json!({"name": "gone", "permissions": ["accounts:read"]}))
+        .await;
+
+    // A restart builds from the file and catches up on the two keys created since, then
+    // rewrites the file, which now holds them.
+    let mut gw = stopped(gw).await;
+    let gw = tokio::task::spawn_blocking(move || {
+        gw.spawn();
+        gw
+    })
+    .await
+    .unwrap();
+    assert!(loads(&gw)[1].contains("from=\"file\""), "{}", gw.stderr());
+    logged(&gw, "snapshot file written", 2).await;
+    let written = std::fs::read(&file).unwrap();
+    assert!(
+        !String::from_utf8_lossy(&written).contains(&kept_secret[8..]),
+        "the file holds digests, never a secret"
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "only the owner reads the file");
+    }
+    let gw = stopped(gw).await;
+
+    // While it is down, another process on the same store revokes a key.
+    let url = match &backend {
+        Backend::Sqlite => format!("sqlite://{}/data/tollgate.db", gw.dir.path().display()),
+        Backend::Postgres(db) => db.url.clone(),
+    };
+    let other = Gateway::start(&credentials_config(&up, &url, "live").replace(
+        "max_staleness: 5m }",
+        "max_staleness: 5m, snapshot_file: off }",
+    ));
+    let (status, _) = Admin::of(&other)
+        .post(&format!("/keys/{gone}/revoke"), json!({}))
+        .await;
+    assert_eq!(status, 200);
+    let other = stopped(other).await;
+    assert!(
+        !other.stderr().contains("snapshot file written"),
+        "snapshot_file: off writes none"
+    );
+    assert_eq!(
+        std::fs::read(&file).unwrap(),
+        written,
+        "the file is untouched"
+    );
+
+    // Started again from the file: from its very first answer the revoked key is refused,
+    // before /readyz turns 200 and after.
+    let mut gw = gw;
+    let gw = tokio::task::spawn_blocking(move || {
+        gw.spawn_unready();
+        gw
+    })
+    .await
+    .unwrap();
+    let local = client_from("127.0.0.1");
+    let proxied = gw.url("/v1/accounts");
+    let mut answers = std::collections::BTreeMap::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let ready = http_get(gw.admin, "/readyz").unwrap().status == 200;
+        let answer = call(
+            &local,
+            Method::GET,
+            &proxied,
+            &[("X-API-Key", &gone_secret)],
+        )
+        .await;
+        assert!(
+            answer == (401, "key_revoked".into()) || answer == (503, "store_unavailable".into()),
+            "a key revoked while down answered {answer:?}"
+        );
+        *answers.entry(answer).or_insert(0) += 1;
+        if ready {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{}", gw.stderr());
+    }
+    assert!(loads(&gw)[2].contains("from=\"file\""), "{}", gw.stderr());
+    assert_eq!(
+        call(
+            &local,
+            Method::GET,
+            &proxied,
+            &[("X-API-Key", &gone_secret)]
+        )
+        .await,
+        (401, "key_revoked".into()),
+        "{answers:?}"
+    );
+    assert_eq!(
+        call(
+            &local,
+            Method::GET,
+            &proxied,
+            &[("X-API-Key", &kept_secret)]
+        )
+        .await,
+        (200, String::new())
+    );
+
+    // A damaged file is set aside with a log line: the start loads from the store.
+    logged(&gw, "snapshot file written", 3).await;
+    let mut gw = stopped(gw).await;
+    let mut damaged = std::fs::read(&file).unwrap();
+    let middle = damaged.len() / 2;
+    damaged[middle] ^= 0xff;
+    std::fs::write(&file, &damaged).unwrap();
+    let gw = tokio::task::spawn_blocking(move || {
+        gw.spawn();
+        gw
+    })
+    .await
+    .unwrap();
+    assert!(
+        gw.stderr().contains("the snapshot file is not used"),
+        "{}",
+        gw.stderr()
+    );
+    assert!(loads(&gw)[3].contains("from=\"store\""), "{}", gw.stderr());
+    assert_eq!(
+        call(
+            &local,
+            Method::GET,
+            &proxied,
+            &[("X-API-Key", &gone_secret)]
+        )
+        .await,
+        (401, "key_revoked".into())
+    );
+    assert_eq!(
+        call(
+            &local,
+            Method::GET,
+            &proxied,
+            &[("X-API-Key", &kept_secret)]
+        )
+        .await,
+        (200, String::new())
+    );
+    logged(&gw, "snapshot file written", 4).await;
+    let good = std::fs::read(&file).unwrap();
+    assert_ne!(good, damaged, "a sound file replaced the damaged one");
+
+    if let Backend::Sqlite = backend {
+        // The store is replaced by a new one: the file, from the old one, is not used.
+        let mut gw = stopped(gw).await;
+        for name in ["tollgate.db", "tollgate.db-wal", "tollgate.db-shm"] {
+            let _ = std::fs::remove_file(gw.dir.path().join("data").join(name));
+        }
+        let gw = tokio::task::spawn_blocking(move || {
+            gw.spawn();
+            gw
+        })
+        .await
+        .unwrap();
+        assert!(
+            gw.stderr().contains("written from another store"),
+            "{}",
+            gw.stderr()
+        );
+        assert!(loads(&gw)[4].contains("from=\"store\""), "{}", gw.stderr());
+        assert_eq!(
+            call(
+                &local,
+                Method::GET,
+                &proxied,
+                &[("X-API-Key", &kept_secret)]
+            )
+            .await,
+            (401, "invalid_api_key".into()),
+            "a key of the old store is unknown to the new one"
+        );
+    }
+}

@@ -150,6 +150,9 @@ pub struct StoreConfig {
     pub url: StoreUrl,
     pub sync_interval: Duration,
     pub max_staleness: Duration,
+    /// The local snapshot file a restart builds from (`None`: `off`). By default beside the
+    /// SQLite file, or beside `upgrade_sock` with PostgreSQL.
+    pub snapshot_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

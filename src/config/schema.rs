@@ -154,7 +154,7 @@ fn read_config(r: &mut Reader<'_>, value: &Value) -> Option<Config> {
     let admin = read_admin(r, &top);
     let metrics = read_metrics(r, &top);
     let forward_auth = read_forward_auth(r, &top);
-    let store = read_store(r, &top);
+    let store = read_store(r, &top, &upgrade_sock);
     let trusted_proxies = r.field(&top, "trusted_proxies", Vec::new(), |r, v, p| {
         r.list(v, p, Reader::cidr)
     });
@@ -347,17 +347,38 @@ fn read_metrics(r: &mut Reader<'_>, top: &Object<'_>) -> MetricsConfig {
     metrics
 }
 
-fn read_store(r: &mut Reader<'_>, top: &Object<'_>) -> StoreConfig {
+fn read_store(r: &mut Reader<'_>, top: &Object<'_>, upgrade_sock: &std::path::Path) -> StoreConfig {
     let mut store = StoreConfig {
         url: StoreUrl::Sqlite("data/tollgate.db".into()),
         sync_interval: Duration::from_secs(1),
         max_staleness: Duration::from_secs(300),
+        snapshot_file: None,
     };
-    const KEYS: &[&str] = &["url", "url_env", "sync_interval", "max_staleness"];
+    const KEYS: &[&str] = &[
+        "url",
+        "url_env",
+        "sync_interval",
+        "max_staleness",
+        "snapshot_file",
+    ];
+    let mut snapshot_file = SnapshotFile::Default;
     if let Some(object) = section(r, top, "store", KEYS) {
         let parse =
             |url: &str| parse_store_url(url).ok_or("expected sqlite://PATH or postgres://...");
         store.url = value_or_env(r, &object, "url", parse).unwrap_or(store.url);
+        snapshot_file = r.field(
+            &object,
+            "snapshot_file",
+            snapshot_file,
+            |r, value, path| match r.string(value, path)?.as_str() {
+                "off" => Some(SnapshotFile::Off),
+                "" => {
+                    r.error(path, "expected off or a file path");
+                    None
+                }
+                file => Some(SnapshotFile::At(file.into())),
+            },
+        );
         store.sync_interval = r.field(
             &object,
             "sync_interval",
@@ -377,7 +398,26 @@ fn read_store(r: &mut Reader<'_>, top: &Object<'_>) -> StoreConfig {
             );
         }
     }
+    store.snapshot_file = match snapshot_file {
+        SnapshotFile::Off => None,
+        SnapshotFile::At(path) => Some(path),
+        SnapshotFile::Default => Some(match &store.url {
+            StoreUrl::Sqlite(db) => {
+                let mut name = db.as_os_str().to_os_string();
+                name.push(".snapshot");
+                PathBuf::from(name)
+            }
+            StoreUrl::Postgres(_) => upgrade_sock.with_file_name("tollgate.snapshot"),
+        }),
+    };
     store
+}
+
+/// `store.snapshot_file` as written.
+enum SnapshotFile {
+    Default,
+    Off,
+    At(PathBuf),
 }
 
 /// `sqlite://data/x.db` (relative), `sqlite:///var/lib/x.db` (absolute), `postgres://...`.

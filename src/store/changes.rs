@@ -2,8 +2,7 @@
 //! snapshots are built from incrementally.
 
 use super::keys::{digest_of, key_from_row, policy_from_row, KeyPage, KEY_COLUMNS};
-use super::oauth_tables::client_from_row;
-use super::records::{ClientRecord, KeyRecord, Policy};
+use super::records::{KeyRecord, Policy};
 use super::{Store, StoreResult};
 use crate::auth::api_key::Digest;
 use sqlx::Row;
@@ -16,10 +15,18 @@ pub struct KeyChanges {
     /// Digests of secrets replaced by rotation, with their key id.
     pub retired: Vec<(Digest, String)>,
     pub policy: Option<Policy>,
-    pub clients: Vec<ClientRecord>,
+    pub clients: Vec<AppChange>,
     /// `(user id, disabled)`.
     pub users: Vec<(String, bool)>,
     pub revoked_grants: Vec<String>,
+}
+
+/// What the data plane needs of an OAuth app that changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppChange {
+    pub client_id: String,
+    pub scopes: Vec<String>,
+    pub deleted: bool,
 }
 
 impl KeyChanges {
@@ -62,6 +69,19 @@ impl Store {
             .await?
             .try_get(0)?;
         Ok(KeyPage(text))
+    }
+
+    /// When change `version` was made: with its id, what tells this store from another
+    /// (a snapshot file names both). `None` when there is no such change.
+    pub async fn change_at(&self, version: i64) -> StoreResult<Option<i64>> {
+        let row = sqlx::query("SELECT at FROM changes WHERE id = $1")
+            .bind(version)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(match row {
+            Some(row) => Some(row.try_get(0)?),
+            None => None,
+        })
     }
 
     /// How many keys the store holds (to size a full load).
@@ -140,17 +160,20 @@ impl Store {
         .map(|row| policy_from_row(&row))
         .transpose()?;
         let rows = sqlx::query(
-            "SELECT client_id, name, client_type, secret_digest, redirect_uris, scopes, created_at, deleted_at, \
-             version FROM oauth_clients WHERE version > $1 AND version <= $2",
+            "SELECT client_id, scopes, deleted_at FROM oauth_clients WHERE version > $1 AND version <= $2",
         )
         .bind(since)
         .bind(upto)
         .fetch_all(&mut *conn)
         .await?;
-        let clients = rows
-            .iter()
-            .map(client_from_row)
-            .collect::<StoreResult<Vec<_>>>()?;
+        let mut clients = Vec::with_capacity(rows.len());
+        for row in rows {
+            clients.push(AppChange {
+                client_id: row.try_get(0)?,
+                scopes: serde_json::from_str(&row.try_get::<String, _>(1)?).unwrap_or_default(),
+                deleted: row.try_get::<Option<i64>, _>(2)?.is_some(),
+            });
+        }
         let rows =
             sqlx::query("SELECT id, disabled FROM users WHERE version > $1 AND version <= $2")
                 .bind(since)

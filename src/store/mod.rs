@@ -9,6 +9,7 @@ mod oauth_tables;
 mod operator_tables;
 pub mod records;
 pub mod snapshot;
+pub mod snapshot_file;
 mod statement;
 pub mod sync;
 mod usage_table;

@@ -502,7 +502,7 @@ impl SnapshotBuilder {
                 let known = app.scopes.iter().filter(|s| self.catalog.contains(s));
                 let info = AppInfo {
                     scopes: self.catalog.set(known).unwrap_or_default(),
-                    deleted: app.deleted_at.is_some(),
+                    deleted: app.deleted,
                 };
                 oauth.apps.insert(app.client_id.clone(), Arc::new(info));
             }

@@ -4,6 +4,7 @@
 
 use super::records::{KeyType, Policy};
 use super::snapshot::{Snapshot, SnapshotBuilder};
+use super::snapshot_file::{FileWriter, Fingerprint, SnapshotFile};
 use super::{Store, StoreError};
 use crate::clock;
 use crate::config::{Config, PolicyConfig, StoreUrl};
@@ -13,6 +14,7 @@ use async_trait::async_trait;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 use prometheus::{IntCounterVec, IntGauge, IntGaugeVec, Opts};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -127,7 +129,14 @@ pub struct Syncer {
     /// The first snapshot is loaded.
     loaded: std::sync::atomic::AtomicBool,
     metrics: SyncMetrics,
+    /// Where the local snapshot file is kept, if anywhere.
+    file: Option<PathBuf>,
+    /// Rung when the file is older than the snapshot: it is rewritten in the background.
+    file_stale: tokio::sync::Notify,
 }
+
+/// Rows per page, reading the store or the snapshot file.
+const PAGE: usize = 20_000;
 
 impl Syncer {
     pub fn new(config: &Config, readiness: Arc<Readiness>, metrics: SyncMetrics) -> Self {
@@ -142,6 +151,8 @@ impl Syncer {
             readiness,
             loaded: std::sync::atomic::AtomicBool::new(false),
             metrics,
+            file: config.store.snapshot_file.clone(),
+            file_stale: tokio::sync::Notify::new(),
         }
     }
 
@@ -188,7 +199,10 @@ impl Syncer {
             return Err(error);
         }
         let began = std::time::Instant::now();
-        self.sync_with(store).await?;
+        let from_file = self.start_from_file(store).await?;
+        if !from_file {
+            self.sync_with(store).await?;
+        }
         if !self.loaded.swap(true, Ordering::AcqRel) {
             self.readiness.set_ready();
             let snapshot = self.snapshot.load();
@@ -197,10 +211,163 @@ impl Syncer {
                 keys = snapshot.active_keys(KeyType::FineGrained)
                     + snapshot.active_keys(KeyType::Legacy),
                 millis = began.elapsed().as_millis() as u64,
+                from = if from_file { "file" } else { "store" },
                 "snapshot loaded"
             );
         }
         Ok(())
+    }
+
+    /// Builds the first snapshot from the local file when there is a usable one, and
+    /// catches it up with everything the store changed since, before anything is served
+    /// from it: a key revoked while the process was down is refused from the first
+    /// request. `Ok(false)` when there is no usable file (a full load follows); a store
+    /// error during the catch-up is an error, as it would be for a full load.
+    async fn start_from_file(&self, store: &Store) -> Result<bool, StoreError> {
+        let Some(path) = &self.file else {
+            return Ok(false);
+        };
+        if self.snapshot.load().version != 0 {
+            return Ok(false);
+        }
+        let file = match SnapshotFile::read(path) {
+            Ok(Some(file)) => file,
+            Ok(None) => return Ok(false),
+            Err(error) => {
+                tracing::warn!(file = %path.display(), %error, "the snapshot file is not used; loading from the store");
+                return Ok(false);
+            }
+        };
+        let at = tokio::time::timeout(self.deadline(), store.change_at(file.fingerprint.version))
+            .await
+            .unwrap_or_else(|_| Err(StoreError::Unavailable("load timed out".into())))?;
+        if at != Some(file.fingerprint.change_at) {
+            tracing::warn!(
+                file = %path.display(),
+                version = file.fingerprint.version,
+                "the snapshot file was written from another store (or one rebuilt since); loading from the store"
+            );
+            return Ok(false);
+        }
+        let mut builder = self.builder.lock().await;
+        let mut load = builder.start_full(usize::try_from(file.keys).unwrap_or(0));
+        let rest = match file.decode(|rows| builder.add_keys(&mut load, rows)) {
+            Ok(rest) => rest,
+            Err(error) => {
+                tracing::warn!(file = %path.display(), %error, "the snapshot file is not used; loading from the store");
+                return Ok(false);
+            }
+        };
+        let loaded = builder.finish_full(load, self.snapshot.load().policy, rest);
+        let changes = tokio::time::timeout(self.deadline(), store.changes_since(loaded.version))
+            .await
+            .unwrap_or_else(|_| Err(StoreError::Unavailable("sync timed out".into())));
+        let changes = match changes {
+            Ok(changes) => changes,
+            Err(error) => {
+                self.metrics.syncs.with_label_values(&["error"]).inc();
+                self.metrics.store_up.set(0);
+                return Err(error);
+            }
+        };
+        let caught_up = changes.keys.len() + changes.retired.len();
+        let current = if changes.is_empty() {
+            loaded
+        } else {
+            builder.apply(&loaded, changes)
+        };
+        self.snapshot.current.store(Arc::new(current));
+        self.snapshot
+            .last_success
+            .store(clock::now_ms(), Ordering::Relaxed);
+        self.metrics.syncs.with_label_values(&["ok"]).inc();
+        self.metrics.store_up.set(1);
+        if caught_up > 0 {
+            self.file_stale.notify_one();
+        }
+        Ok(true)
+    }
+
+    /// Rewrites the snapshot file from the store whenever it falls behind (after a start
+    /// from it that had changes to catch up on), without touching the snapshot served.
+    async fn keep_file(&self, mut shutdown: ShutdownWatch) {
+        let Some(path) = &self.file else {
+            return;
+        };
+        loop {
+            tokio::select! {
+                _ = self.file_stale.notified() => {}
+                _ = shutdown.changed() => return,
+            }
+            let Some(store) = self.store() else { continue };
+            if let Err(error) = self.write_file(store, path).await {
+                tracing::warn!(file = %path.display(), %error, "cannot rewrite the snapshot file");
+            }
+        }
+    }
+
+    /// Reads every key from the store into a new snapshot file.
+    async fn write_file(&self, store: &Store, path: &std::path::Path) -> Result<(), StoreError> {
+        let upto = self.timed(store.latest_version()).await?;
+        let mut writer = Some(FileWriter::create(path).map_err(file_failed)?);
+        let mut after = None;
+        loop {
+            let page = self
+                .timed(store.key_page(upto, after.take(), PAGE as i64))
+                .await?;
+            let rows = page.rows()?;
+            write_rows(&mut writer, path, &rows);
+            match rows.last() {
+                Some(last) if rows.len() == PAGE => {
+                    after = Some((last.version, last.id.to_string()))
+                }
+                _ => break,
+            }
+        }
+        let rest = self.timed(store.other_changes(0, upto)).await?;
+        self.finish_file(store, writer, upto, &rest, path).await;
+        Ok(())
+    }
+
+    /// Puts a file written up to `upto` in place, or says why not.
+    async fn finish_file(
+        &self,
+        store: &Store,
+        writer: Option<FileWriter>,
+        upto: i64,
+        rest: &super::changes::KeyChanges,
+        path: &std::path::Path,
+    ) {
+        let Some(writer) = writer else { return };
+        let change_at = match self.timed(store.change_at(upto)).await {
+            Ok(Some(at)) => at,
+            _ => {
+                writer.abandon();
+                return;
+            }
+        };
+        let fingerprint = Fingerprint {
+            version: upto,
+            change_at,
+        };
+        let keys = writer.keys();
+        match writer.finish(fingerprint, rest) {
+            Ok(()) => {
+                tracing::info!(file = %path.display(), version = upto, keys, "snapshot file written")
+            }
+            Err(error) => {
+                tracing::warn!(file = %path.display(), %error, "cannot write the snapshot file")
+            }
+        }
+    }
+
+    async fn timed<T>(
+        &self,
+        operation: impl std::future::Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        tokio::time::timeout(self.deadline(), operation)
+            .await
+            .unwrap_or_else(|_| Err(StoreError::Unavailable("load timed out".into())))
     }
 
     async fn sync_with(&self, store: &Store) -> Result<(), StoreError> {
@@ -237,35 +404,36 @@ impl Syncer {
     }
 
     /// Reads every key page by page (each page under the deadline, so a large store loads
-    /// however long it takes while a dead one still fails fast), then the rest.
+    /// however long it takes while a dead one still fails fast), then the rest. The rows
+    /// also go to a new snapshot file, for the next start.
     async fn load_full(
         &self,
         store: &Store,
         builder: &mut SnapshotBuilder,
         policy: Policy,
     ) -> Result<Snapshot, StoreError> {
-        const PAGE: i64 = 20_000;
-        let timed = |error: &'static str| StoreError::Unavailable(error.into());
-        let upto = tokio::time::timeout(self.deadline(), store.latest_version())
-            .await
-            .map_err(|_| timed("load timed out"))??;
-        let expected = tokio::time::timeout(self.deadline(), store.key_count())
-            .await
-            .map_err(|_| timed("load timed out"))??;
+        let upto = self.timed(store.latest_version()).await?;
+        let expected = self.timed(store.key_count()).await?;
         let mut load = builder.start_full(usize::try_from(expected).unwrap_or(0));
-        let fetch = |after: Option<(i64, String)>| async move {
-            tokio::time::timeout(self.deadline(), store.key_page(upto, after, PAGE))
-                .await
-                .map_err(|_| timed("load timed out"))?
-        };
+        let path = self.file.as_deref();
+        let mut writer = path.and_then(|path| match FileWriter::create(path) {
+            Ok(writer) => Some(writer),
+            Err(error) => {
+                tracing::warn!(file = %path.display(), %error, "cannot write the snapshot file");
+                None
+            }
+        });
+        let fetch =
+            |after: Option<(i64, String)>| self.timed(store.key_page(upto, after, PAGE as i64));
         // While one page is turned into credentials, the store reads the next.
         let mut page = fetch(None).await?;
         loop {
             let rows = page.rows()?;
+            if let Some(path) = path {
+                write_rows(&mut writer, path, &rows);
+            }
             let next = match rows.last() {
-                Some(last) if rows.len() as i64 == PAGE => {
-                    Some((last.version, last.id.to_string()))
-                }
+                Some(last) if rows.len() == PAGE => Some((last.version, last.id.to_string())),
                 _ => None,
             };
             let Some(after) = next else {
@@ -278,9 +446,10 @@ impl Syncer {
             drop(rows);
             page = fetched?;
         }
-        let rest = tokio::time::timeout(self.deadline(), store.other_changes(0, upto))
-            .await
-            .map_err(|_| timed("load timed out"))??;
+        let rest = self.timed(store.other_changes(0, upto)).await?;
+        if let Some(path) = path {
+            self.finish_file(store, writer, upto, &rest, path).await;
+        }
         Ok(builder.finish_full(load, policy, rest))
     }
 
@@ -387,6 +556,31 @@ pub struct SyncService(pub Arc<Syncer>);
 #[async_trait]
 impl BackgroundService for SyncService {
     async fn start(&self, shutdown: ShutdownWatch) {
-        tokio::join!(self.0.run(shutdown.clone()), self.0.listen(shutdown));
+        tokio::join!(
+            self.0.run(shutdown.clone()),
+            self.0.listen(shutdown.clone()),
+            self.0.keep_file(shutdown)
+        );
+    }
+}
+
+fn file_failed(error: std::io::Error) -> StoreError {
+    StoreError::Unavailable(format!("cannot write the snapshot file: {error}"))
+}
+
+/// Adds a page to the file being written; on an error the file is given up (the load
+/// itself goes on).
+fn write_rows(
+    writer: &mut Option<FileWriter>,
+    path: &std::path::Path,
+    rows: &[super::records::KeyRow<'_>],
+) {
+    if let Some(file) = writer {
+        if let Err(error) = file.add_keys(rows) {
+            tracing::warn!(file = %path.display(), %error, "cannot write the snapshot file");
+            if let Some(file) = writer.take() {
+                file.abandon();
+            }
+        }
     }
 }

@@ -7,12 +7,22 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// A port that is free now, below the kernel's ephemeral range (32768+), so outgoing
-/// connections of other tests cannot take it before the gateway binds it.
+/// connections of other tests cannot take it before the gateway binds it. Ports are handed
+/// out in sequence from a start picked per process, so no two calls in one test binary
+/// (one gateway's four listeners, two gateways side by side) get the same port.
 pub fn free_port() -> u16 {
-    use rand::Rng;
-    let mut rng = rand::rng();
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const LOW: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let _ = NEXT.compare_exchange(
+        u32::MAX,
+        std::process::id().wrapping_mul(7_919) % SPAN,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
     loop {
-        let port = rng.random_range(20_000..32_000);
+        let port = (LOW + NEXT.fetch_add(1, Ordering::SeqCst) % SPAN) as u16;
         if TcpListener::bind(("127.0.0.1", port)).is_ok() {
             return port;
         }
