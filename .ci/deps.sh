@@ -132,6 +132,22 @@ need_forward_auth_proxies() {
   fi
 }
 
+# pingap 0.13.1, a peer in `make bench`, built once with cargo into a cache outside the
+# tree (0.16 needs a newer rustc). When it does not build, the reason is kept beside it and
+# the benchmark prints it and skips the case.
+PINGAP_ROOT="${HOME}/.cache/tollgate-bench/pingap"
+need_pingap() {
+  if [ -x "$PINGAP_ROOT/bin/pingap" ]; then return; fi
+  mkdir -p "$PINGAP_ROOT/bin"
+  command -v protoc >/dev/null 2>&1 || apt_install protobuf-compiler || true
+  echo "building pingap 0.13.1 once into $PINGAP_ROOT (several minutes)"
+  if ! cargo install pingap --version 0.13.1 --locked --root "$PINGAP_ROOT" >"$PINGAP_ROOT/build.log" 2>&1; then
+    echo "cargo install pingap 0.13.1 failed: $(grep -m1 '^error' "$PINGAP_ROOT/build.log" || tail -n 1 "$PINGAP_ROOT/build.log")" \
+      >"$PINGAP_ROOT/bin/pingap.why"
+    echo "pingap did not build; make bench skips it (see $PINGAP_ROOT/build.log)"
+  fi
+}
+
 case "${1:-build}" in
   build) need_build ;;
   test)
@@ -146,9 +162,10 @@ case "${1:-build}" in
     ;;
   bench)
     need_build
-    for tool in nginx wrk python3; do
+    for tool in nginx wrk python3 haproxy; do
       command -v "$tool" >/dev/null 2>&1 || { echo "installing $tool"; apt_install "$tool"; }
     done
+    need_pingap
     command -v taskset >/dev/null 2>&1 || apt_install util-linux
     need_redis   # the micro-benchmark of the Redis limiter's round trip
     ;;

@@ -245,7 +245,7 @@ fn limiter(c: &mut Criterion) {
         .unwrap_or_else(|e| panic!("{e}"));
     let windows = Windows::new(&config.rate_limits, TierKind::ApiKey, None, None);
     let callers: Vec<CallerKey> = (0..10_000)
-        .map(|i| CallerKey::Key(Arc::from(format!("key_{i}"))))
+        .map(|i| CallerKey::Key(tollgate::short_id::ShortId::new(&format!("key_{i}"))))
         .collect();
     let local = LocalLimiter::default();
     let naive: Mutex<HashMap<CallerKey, [(i64, u64); 3]>> = Mutex::new(HashMap::new());

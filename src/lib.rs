@@ -25,6 +25,7 @@ pub mod proxy;
 pub mod reply;
 pub mod routes;
 pub mod server;
+pub mod short_id;
 pub mod store;
 pub mod tasks;
 pub mod usage;

@@ -103,10 +103,10 @@ pub struct UsageRecorder {
 }
 
 impl UsageRecorder {
-    pub fn record(&self, slot: &UsageSlot, key_id: &Arc<str>, outcome: Outcome, now: i64) {
+    pub fn record(&self, slot: &UsageSlot, key_id: &str, outcome: Outcome, now: i64) {
         let cell = slot.0.get_or_init(|| {
             let cell = Arc::new(UsageCell {
-                key_id: key_id.clone(),
+                key_id: Arc::from(key_id),
                 counts: Default::default(),
                 last_used: AtomicI64::new(0),
                 written: AtomicI64::new(0),

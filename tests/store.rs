@@ -378,8 +378,8 @@ async fn full_load_matches_incremental_sync(url: StoreUrl) {
             )
         );
         assert_eq!(
-            (a.revoked, a.rate_limit, a.secret_version),
-            (b.revoked, b.rate_limit, b.secret_version)
+            (a.revoked, &a.rate_limit, a.secret_version),
+            (b.revoked, &b.rate_limit, b.secret_version)
         );
         for addr in [
             "192.0.2.7",
@@ -402,7 +402,7 @@ async fn full_load_matches_incremental_sync(url: StoreUrl) {
     assert_eq!(&*both.permissions_header, "accounts:read accounts:write");
     assert!(both.allowlist.allows("10.9.1.1".parse().unwrap()));
     assert!(!both.allowlist.allows("127.0.0.1".parse().unwrap()));
-    assert_eq!(both.rate_limit.map(|t| t.per_minute), Some(7));
+    assert_eq!(both.rate_limit.as_ref().map(|t| t.per_minute), Some(7));
     assert_eq!(
         &*full.by_id(&saved[2].id).unwrap().permissions_header,
         "accounts:read"

@@ -20,9 +20,17 @@ upstream on cpu0, cases interleaved over several rounds, proxy CPU per request f
      cost of logging, each against its own case without a log
   8 tollgate forward auth: the case-5 keys asked of `/verify/v1/accounts` on the same
     process's forward-auth listener (the decision alone, no upstream), beside case 5
+  9 nginx with auth_request to tollgate's forward-auth listener, the shipped
+    deploy/forward-auth/nginx.conf: what a user who keeps nginx pays, nginx's CPU and
+    tollgate's together
+  10 HAProxy, 1 thread, X-API-Key checked against a map of all keys, plus a stick table
+    counting requests per key
+  11 pingap 0.13.1 with its key_auth and limit plugins, when it is installed (make bench
+    builds it once into ~/.cache/tollgate-bench; skipped with the reason otherwise)
 
 Writes benches/results/<date>.md and prints it. Environment: BENCH_ROUNDS (3),
-BENCH_SECONDS (10), BENCH_KEYS (1000000), BENCH_KNOWN (10000).
+BENCH_SECONDS (10), BENCH_KEYS (1000000), BENCH_KNOWN (10000); BENCH_OUT (another file to write),
+PINGAP (the pingap binary).
 """
 
 import datetime
@@ -59,6 +67,8 @@ P_NGINX_LOG = 18008
 P_TG_LOG, P_TG_LOG_ADMIN, P_TG_LOG_METRICS = 18007, 18107, 18207
 POOL_PORTS = list(range(18011, 18019))
 P_NGINX_POOL, P_TG_POOL, P_TG_POOL_ADMIN, P_TG_POOL_METRICS = 18020, 18021, 18121, 18221
+P_NGINX_FORWARD, P_HAPROXY, P_PINGAP = 18009, 18010, 18030
+PINGAP = os.environ.get("PINGAP", os.path.expanduser("~/.cache/tollgate-bench/pingap/bin/pingap"))
 
 
 def log(message):
@@ -175,14 +185,17 @@ def wrk(port, connections, seconds, cpus="0", script=None, env=None, path="/"):
     }
 
 
-def measure(process, port, script=None, env=None, path="/", refused=False):
-    before = cpu_seconds(process)
+def measure(process, port, script=None, env=None, path="/", refused=False, also=()):
+    """CPU per request of `process`, plus that of the processes in `also` that serve the
+    same requests (tollgate behind nginx's auth_request)."""
+    processes = [process, *also]
+    before = sum(cpu_seconds(p) for p in processes)
     result = wrk(port, 32, SECONDS, script=script, env=env, path=path)
     if refused:
         # Every answer is meant to be a refusal (401): only socket errors are bad.
         result["bad"] -= result["non2xx"]
-    result["cpu_us"] = (cpu_seconds(process) - before) * 1e6 / max(result["requests"], 1)
-    result["rss"] = rss_mib(process)
+    result["cpu_us"] = (sum(cpu_seconds(p) for p in processes) - before) * 1e6 / max(result["requests"], 1)
+    result["rss"] = sum(rss_mib(p) for p in processes)
     return result
 
 
@@ -265,6 +278,66 @@ def first_200(port, key, began):
         time.sleep(0.005)
 
 
+PINGAP_KEYS = 100
+
+
+def start_pingap(known_keys):
+    """pingap 0.13.1 with key_auth and a header-keyed rate limit (counting, never refusing).
+    Its key_auth takes keys inline and scans them one by one, so it gets the first
+    PINGAP_KEYS keys, and wrk draws from those for it: with a million it would measure the
+    scan. The limit plugin comes first, since key_auth removes the header it reads."""
+    keys = known_keys[:PINGAP_KEYS]
+    conf = os.path.join(WORK, "pingap.toml")
+    listed = ",\n".join(f'  "{key}"' for key in keys)
+    open(conf, "w").write(f"""
+[basic]
+threads = 1
+pid_file = "{WORK}/pingap.pid"
+upstream_keepalive_pool_size = 1024
+log_level = "warn"
+
+[upstreams.backend]
+addrs = ["127.0.0.1:{P_UPSTREAM}"]
+idle_timeout = "120s"
+
+[locations.root]
+path = "/"
+upstream = "backend"
+plugins = ["keyLimit", "keyAuth"]
+
+[servers.bench]
+addr = "127.0.0.1:{P_PINGAP}"
+locations = ["root"]
+threads = 1
+
+[plugins.keyLimit]
+category = "limit"
+type = "rate"
+tag = "header"
+key = "X-API-Key"
+max = 1000000000
+interval = "1s"
+
+[plugins.keyAuth]
+category = "key_auth"
+header = "X-API-Key"
+hide_credentials = true
+keys = [
+{listed}
+]
+""")
+    open(os.path.join(WORK, "pingap-keys.txt"), "w").write("\n".join(keys) + "\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PINGAP_")}
+    process = start([PINGAP, "-c", conf], "1", "pingap", env=env)
+    wait_port(P_PINGAP, timeout=120)
+    # A plugin that fails to load is dropped silently: make sure the keys are checked.
+    status_without, _ = http_get(f"http://127.0.0.1:{P_PINGAP}/v1/accounts")
+    status_with, _ = http_get(f"http://127.0.0.1:{P_PINGAP}/v1/accounts", {"X-API-Key": keys[0]})
+    if (status_without, status_with) != (401, 200):
+        raise SystemExit(f"pingap does not check keys as configured: {status_without} without a key, {status_with} with one")
+    return process
+
+
 def median_row(results):
     out = {}
     for field in ["cpu_us", "rps", "p50", "p99", "rss", "bad"]:
@@ -333,11 +406,75 @@ def main():
     tollgate, began = start_tollgate(big, P_TG, P_TG_ADMIN, "tollgate")
     cold_start = first_200(P_TG, known_keys[0], began)
     log(f"tollgate ready with {KEYS} keys; first 200 after {cold_start:.2f}s")
+    # Restarted: built from the snapshot file the first start wrote, then caught up.
+    tollgate.send_signal(signal.SIGTERM)
+    tollgate.wait()
+    tollgate, began = start_tollgate(big, P_TG, P_TG_ADMIN, "tollgate")
+    restart = first_200(P_TG, known_keys[0], began)
+    log(f"tollgate restarted from its snapshot file; first 200 after {restart:.2f}s")
     # The same keys and settings with the default access log: stdout, here into a file.
     logged = tollgate_config("tollgate-logged", P_TG_LOG, P_TG_LOG_ADMIN, P_TG_LOG_METRICS, "big", [P_UPSTREAM],
                              access_log="stdout", db=f"{WORK}/tollgate.db")
     tollgate_logged, _ = start_tollgate(logged, P_TG_LOG, P_TG_LOG_ADMIN, "tollgate-logged")
     wait_port(P_NGINX_LOG)
+
+    # nginx in front, tollgate deciding: the shipped forward-auth file, its example
+    # addresses replaced (nginx on cpu1 with the tollgate it asks).
+    shipped = open(os.path.join(ROOT, "deploy", "forward-auth", "nginx.conf")).read()
+    for example, ours in [("127.0.0.1:8081", f"127.0.0.1:{P_TG_FORWARD}"), ("127.0.0.1:3000", f"127.0.0.1:{P_UPSTREAM}"),
+                          ("listen 8080;", f"listen 127.0.0.1:{P_NGINX_FORWARD};")]:
+        if example not in shipped:
+            raise SystemExit(f"deploy/forward-auth/nginx.conf no longer says {example}")
+        shipped = shipped.replace(example, ours)
+    forward_conf = os.path.join(WORK, "nginx-forward.conf")
+    open(forward_conf, "w").write(f"daemon off;\npid {WORK}/nginx-forward.pid;\nerror_log {WORK}/nginx-forward.error.log warn;\n"
+                                  + shipped.replace("events { worker_connections 1024; }", "events { worker_connections 4096; }"))
+    nginx_forward = start(["nginx", "-c", forward_conf, "-p", WORK], "1", "nginx-forward")
+
+    # HAProxy: the same keys in a map, and a stick table counting each key's requests.
+    with open(os.path.join(WORK, "haproxy-keys.map"), "w") as out:
+        for key in known_keys:
+            out.write(f"{key} 1\n")
+        for index in range(KEYS - len(known_keys)):
+            out.write(f"tg_live_filler{index:030d} 1\n")
+    haproxy_conf = os.path.join(WORK, "haproxy.cfg")
+    open(haproxy_conf, "w").write(f"""
+global
+  nbthread 1
+  maxconn 4096
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 30s
+  timeout server 30s
+  option http-keep-alive
+frontend keys
+  bind 127.0.0.1:{P_HAPROXY}
+  stick-table type string len 64 size 2m expire 60s store http_req_rate(60s)
+  http-request deny deny_status 401 unless {{ req.hdr(x-api-key),map({WORK}/haproxy-keys.map) -m found }}
+  http-request track-sc0 req.hdr(x-api-key)
+  http-request deny deny_status 429 if {{ sc_http_req_rate(0) gt 1000000000 }}
+  http-request del-header x-api-key
+  default_backend api
+backend api
+  http-reuse always
+  server up 127.0.0.1:{P_UPSTREAM}
+""")
+    haproxy = None
+    if shutil.which("haproxy"):
+        haproxy = start(["haproxy", "-db", "-f", haproxy_conf], "1", "haproxy")
+        wait_port(P_HAPROXY, timeout=120)
+    else:
+        log("HAProxy is not installed (make bench installs it): case 10 skipped")
+
+    # pingap, when built (make bench builds it once; it needs protobuf-compiler).
+    pingap, pingap_skipped = None, None
+    if os.path.exists(PINGAP):
+        pingap = start_pingap(known_keys)
+    else:
+        pingap_skipped = f"pingap is not at {PINGAP}: " + (open(PINGAP + ".why").read().strip() if os.path.exists(PINGAP + ".why") else "not built")
+        log(pingap_skipped + "; case 11 skipped")
+    wait_port(P_NGINX_FORWARD)
 
     script = os.path.join(ROOT, "benches", "load", "keys.lua")
     cases = [
@@ -354,7 +491,14 @@ def main():
         ("7 tollgate invalid keys", tollgate, P_TG, script, {"CREDENTIALS": invalid_file}, "/"),
         ("8 tollgate forward auth, API keys", tollgate, P_TG_FORWARD, script,
          {"CREDENTIALS": keys_file, "REQUEST_PATH": "/verify/v1/accounts"}, "/"),
+        ("9 nginx auth_request to tollgate forward auth (nginx + tollgate CPU)", nginx_forward, P_NGINX_FORWARD, script,
+         {"CREDENTIALS": keys_file, "REQUEST_PATH": "/v1/accounts"}, "/"),
     ]
+    if haproxy:
+        cases.append(("10 HAProxy key map + stick table", haproxy, P_HAPROXY, script, {"CREDENTIALS": keys_file}, "/"))
+    if pingap:
+        cases.append((f"11 pingap key_auth ({PINGAP_KEYS} keys) + limit", pingap, P_PINGAP, script,
+                      {"CREDENTIALS": os.path.join(WORK, "pingap-keys.txt")}, "/"))
     # Everything under test shares cpu1: the tollgates not under test are paused (SIGSTOP),
     # so their timers and their 400 MiB of keys each do not disturb the figures of others.
     def only(process):
@@ -365,8 +509,9 @@ def main():
     results = {name: [] for name, *_ in cases}
     for round_ in range(ROUNDS):
         for name, process, port, lua, env, path in cases:
-            only(process)
-            result = measure(process, port, script=lua, env=env, path=path, refused=name.startswith("7"))
+            only(tollgate if process is nginx_forward else process)
+            result = measure(process, port, script=lua, env=env, path=path, refused=name.startswith("7"),
+                             also=[tollgate] if process is nginx_forward else ())
             results[name].append(result)
             log(f"round {round_ + 1} {name}: {result['cpu_us']:.2f} us/req, {result['rps']:.0f} req/s, bad {result['bad']}")
     rows = {name: median_row(values) for name, values in results.items()}
@@ -467,8 +612,9 @@ def main():
              "| case | proxy CPU µs/req | req/s | p50 µs | p99 µs | RSS MiB | vs 2 | vs 3 | non-2xx/errors |",
              "|---|---|---|---|---|---|---|---|---|"]
     for name, row in rows.items():
-        ratio2 = f"{row['cpu_us'] / plain['cpu_us']:.2f}×" if not name.startswith("1") else "–"
-        ratio3 = f"{row['cpu_us'] / keyed['cpu_us']:.2f}×" if not name.startswith("1") else "–"
+        direct = name.split()[0] == "1"
+        ratio2 = f"{row['cpu_us'] / plain['cpu_us']:.2f}×" if not direct else "–"
+        ratio3 = f"{row['cpu_us'] / keyed['cpu_us']:.2f}×" if not direct else "–"
         lines.append(f"| {name} | {row['cpu_us']:.2f} ({row['cpu_us_min']:.2f}–{row['cpu_us_max']:.2f}) | {row['rps']:.0f} "
                      f"| {row['p50']:.0f} | {row['p99']:.0f} | {row['rss']:.0f} | {ratio2} | {ratio3} | {row['bad']} |")
     base = single["direct"]
@@ -485,23 +631,34 @@ def main():
               f"{rows['2L nginx proxy_pass, JSON access log to a file']['cpu_us'] - plain['cpu_us']:+.2f} µs |",
               f"| logs on: case 5L / case 2L | {rows['5L tollgate API keys, default access log (stdout to a file)']['cpu_us'] / rows['2L nginx proxy_pass, JSON access log to a file']['cpu_us']:.2f}× |",
               f"| case 6 / case 5 | {rows['6 tollgate cached JWT']['cpu_us'] / case5['cpu_us']:.2f}× |",
+              f"| case 5 / case 3b (our own path over bare pingora) | {case5['cpu_us'] / rows['3b pingora, bare proxy (no tollgate logic)']['cpu_us']:.2f}× |",
+              f"| nginx + tollgate forward auth (case 9) / tollgate inline (case 5) | "
+              f"{rows['9 nginx auth_request to tollgate forward auth (nginx + tollgate CPU)']['cpu_us'] / case5['cpu_us']:.2f}× |",
               f"| case 7 / case 5 | {rows['7 tollgate invalid keys']['cpu_us'] / case5['cpu_us']:.2f}× |",
               f"| forward-auth decision (case 8) vs inline request (case 5), CPU per request | "
               f"{rows['8 tollgate forward auth, API keys']['cpu_us']:.2f} µs vs {case5['cpu_us']:.2f} µs |",
               f"| {KEYS} keys vs 1k keys (case 5) | {case5['cpu_us'] - small_row['cpu_us']:+.2f} µs/req |",
               f"| RSS growth per million keys | {(case5['rss'] - small_row['rss']) * 1_000_000 / max(KEYS - 1000, 1):.0f} MiB |",
-              f"| cold start to first 200 with {KEYS} keys | {cold_start:.2f} s (nginx map load: {nginx_start:.2f} s) |",
+              f"| first start to first 200 with {KEYS} keys (full load from the store, writes the snapshot file) | {cold_start:.2f} s (nginx map load: {nginx_start:.2f} s) |",
+              f"| restart to first 200 with {KEYS} keys (from the snapshot file, then caught up) | {restart:.2f} s |",
               f"| incremental sync (one revocation) under load | {incremental * 1000:.1f} ms admin round trip, {incremental_bad} failed requests |",
               f"| full reload under load (graceful upgrade): the new process loads {KEYS} keys | {loaded_seconds:.2f} s to loaded; "
               f"handover and the old process's drain done after {reload_seconds:.2f} s; {reload_bad} failed requests; "
               f"new process peak RSS {peak_new:.0f} MiB (old: {case5['rss']:.0f} MiB) |"]
+    if "10 HAProxy key map + stick table" in rows:
+        lines.append(f"| case 5 / HAProxy (case 10) | {case5['cpu_us'] / rows['10 HAProxy key map + stick table']['cpu_us']:.2f}× |")
+    pingap_case = f"11 pingap key_auth ({PINGAP_KEYS} keys) + limit"
+    if pingap_case in rows:
+        lines.append(f"| case 5 / pingap (case 11) | {case5['cpu_us'] / rows[pingap_case]['cpu_us']:.2f}× |")
+    else:
+        lines.append(f"| pingap (case 11) | skipped: {pingap_skipped} |")
     for name, runs in reuse.items():
         (first, first_requests), (second, second_requests) = runs
         lines.append(f"| new upstream connections, 8 targets, c=64, {name}, less {idle} health-check probes per {SECONDS} s | "
                      f"first {SECONDS} s: {first - idle} for {first_requests} requests; next {SECONDS} s: {second - idle} for {second_requests} requests |")
     report = "\n".join(lines) + "\n"
     os.makedirs(os.path.join(ROOT, "benches", "results"), exist_ok=True)
-    path = os.path.join(ROOT, "benches", "results", f"{date}.md")
+    path = os.environ.get("BENCH_OUT") or os.path.join(ROOT, "benches", "results", f"{date}.md")
     open(path, "w").write(report)
     print(report)
     log(f"written to {path}")

@@ -64,7 +64,7 @@ fn key(limits: &RateLimitConfig, credential: &Credential, route: Option<&Route>)
         windows: Windows::new(
             limits,
             TierKind::ApiKey,
-            credential.rate_limit,
+            credential.rate_limit.as_deref().copied(),
             route_window(route),
         ),
     }

@@ -8,7 +8,6 @@ use crate::reply::Limits;
 use crate::store::snapshot::Grace;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub struct RequestCtx {
@@ -38,7 +37,7 @@ pub struct Admitted {
     pub oauth_endpoint: bool,
     pub caller: Option<Caller>,
     /// The key the request was about, admitted or refused, for the log.
-    pub key_id: Option<Arc<str>>,
+    pub key_id: Option<crate::short_id::ShortId>,
     /// The key's previous secret was used, in its grace period: answers say until when.
     pub grace: Option<Grace>,
     /// The code of the refusal sent, for the access log; `None` while allowed.

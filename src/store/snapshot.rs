@@ -9,6 +9,7 @@ use crate::auth::api_key::{Digest, DigestBuildHasher};
 use crate::config::{parse_cidr, Config, Environment, Tier};
 use crate::policy::ip_allowlist::Allowlist;
 use crate::policy::permissions::{Catalog, PermissionSet};
+use crate::short_id::ShortId;
 use crate::usage::UsageSlot;
 use hashbrown::hash_table::{self, HashTable};
 use ipnet::IpNet;
@@ -21,10 +22,10 @@ type Fast = foldhash::fast::RandomState;
 /// What the data plane needs of a key.
 #[derive(Debug)]
 pub struct Credential {
-    pub id: Arc<str>,
+    pub id: ShortId,
     /// The current secret's digest.
     pub digest: Digest,
-    pub client_id: Arc<str>,
+    pub client_id: ShortId,
     pub key_type: KeyType,
     pub permissions: Arc<PermissionSet>,
     /// `X-Tollgate-Permissions`: the names, space separated.
@@ -33,7 +34,8 @@ pub struct Credential {
     pub expires_at: Option<i64>,
     pub revoked: bool,
     pub allowlist: Allowlist,
-    pub rate_limit: Option<Tier>,
+    /// The key's own limits; boxed, as few keys have them.
+    pub rate_limit: Option<Box<Tier>>,
     pub secret_version: i64,
     pub usage: UsageSlot,
 }
@@ -47,7 +49,7 @@ pub enum KeyEntry<'a> {
         grace: Option<Grace>,
     },
     /// A secret replaced by rotation: it answers `key_revoked`.
-    Retired { key_id: &'a Arc<str> },
+    Retired { key_id: &'a ShortId },
 }
 
 /// The window in which a rotated-out secret still works: from the rotation until `until`.
@@ -65,7 +67,7 @@ enum OtherSecret {
         grace: Grace,
     },
     Retired {
-        key_id: Arc<str>,
+        key_id: ShortId,
     },
 }
 
@@ -88,12 +90,41 @@ fn digest_hash(digest: &Digest) -> u64 {
 }
 
 impl Index {
-    fn with_capacity(keys: usize) -> Index {
-        Index {
-            by_digest: HashTable::with_capacity(keys),
-            by_id: HashTable::with_capacity(keys),
+    /// The index of a full load, in load order. The digest table (with the other
+    /// secrets) and the id table are independent: they are built on two threads.
+    fn of_full_load(load: &FullLoad) -> Index {
+        let (mut index, by_id) = std::thread::scope(|scope| {
+            let ids = scope.spawn(|| Index::ids_of(&load.credentials));
+            let mut index = Index {
+                by_digest: HashTable::with_capacity(load.credentials.len()),
+                ..Index::default()
+            };
+            let mut graces = load.graces.iter().peekable();
+            for (position, credential) in load.credentials.iter().enumerate() {
+                while let Some((_, digest, other)) = graces.next_if(|(at, ..)| *at == position) {
+                    index.insert_other(*digest, other.clone());
+                }
+                index.insert_digest(credential.clone());
+            }
+            (index, ids.join())
+        });
+        // The id thread cannot panic short of a bug; if it did, the ids are built here.
+        let by_id = by_id.unwrap_or_else(|_| Index::ids_of(&load.credentials));
+        index.by_id = by_id.by_id;
+        index.ids = by_id.ids;
+        index
+    }
+
+    /// An index of `credentials` by id only.
+    fn ids_of(credentials: &[Arc<Credential>]) -> Index {
+        let mut index = Index {
+            by_id: HashTable::with_capacity(credentials.len()),
             ..Index::default()
+        };
+        for credential in credentials {
+            index.insert_id(credential.clone());
         }
+        index
     }
 
     fn len(&self) -> usize {
@@ -250,10 +281,34 @@ impl Snapshot {
     }
 }
 
-/// A full load in progress.
+/// A full load in progress: its credentials, indexed once all are read, and the previous
+/// secrets in their grace period, each with the number of credentials read before it.
 pub struct FullLoad {
-    index: Index,
+    credentials: Vec<Arc<Credential>>,
+    graces: Vec<(usize, Digest, OtherSecret)>,
     counts: [u64; 2],
+}
+
+/// A key's previous secret, while in its grace period.
+fn grace_of(
+    secrets: &Secrets,
+    rotated_at: Option<i64>,
+    credential: &Arc<Credential>,
+) -> Option<(Digest, OtherSecret)> {
+    let (Some(digest), Some(until)) = (secrets.grace_digest, secrets.grace_until) else {
+        return None;
+    };
+    let grace = Grace {
+        since: rotated_at.unwrap_or(until),
+        until,
+    };
+    Some((
+        digest,
+        OtherSecret::Grace {
+            credential: credential.clone(),
+            grace,
+        },
+    ))
 }
 
 /// Puts a key's current secret (and its previous one, while in grace) in `index`.
@@ -263,18 +318,8 @@ fn insert_secrets(
     rotated_at: Option<i64>,
     credential: Arc<Credential>,
 ) {
-    if let (Some(digest), Some(until)) = (secrets.grace_digest, secrets.grace_until) {
-        let grace = Grace {
-            since: rotated_at.unwrap_or(until),
-            until,
-        };
-        index.insert_other(
-            digest,
-            OtherSecret::Grace {
-                credential: credential.clone(),
-                grace,
-            },
-        );
+    if let Some((digest, other)) = grace_of(secrets, rotated_at, &credential) {
+        index.insert_other(digest, other);
     }
     index.insert(credential);
 }
@@ -402,9 +447,9 @@ impl SnapshotBuilder {
     fn credential(&mut self, row: &KeyRow<'_>, previous: Option<&Credential>) -> Credential {
         let (permissions, permissions_header) = self.permissions(row);
         Credential {
-            id: previous.map_or_else(|| Arc::from(&*row.id), |p| p.id.clone()),
+            id: previous.map_or_else(|| ShortId::new(&row.id), |p| p.id.clone()),
             digest: row.secrets.digest,
-            client_id: Arc::from(&*row.client_id),
+            client_id: ShortId::new(&row.client_id),
             key_type: row.key_type,
             permissions,
             permissions_header,
@@ -412,9 +457,11 @@ impl SnapshotBuilder {
             expires_at: row.expires_at,
             revoked: row.revoked,
             allowlist: self.row_allowlist(row),
-            rate_limit: row.rate_limit.map(|r| Tier {
-                per_minute: r.per_minute,
-                per_day: r.per_day,
+            rate_limit: row.rate_limit.map(|r| {
+                Box::new(Tier {
+                    per_minute: r.per_minute,
+                    per_day: r.per_day,
+                })
             }),
             secret_version: row.secrets.version,
             usage: UsageSlot::carried_from(previous.map(|p| &p.usage)),
@@ -424,7 +471,8 @@ impl SnapshotBuilder {
     /// Starts a full load: keys are added page by page straight into a new base.
     pub fn start_full(&self, expected: usize) -> FullLoad {
         FullLoad {
-            index: Index::with_capacity(expected),
+            credentials: Vec::with_capacity(expected),
+            graces: Vec::new(),
             counts: [0, 0],
         }
     }
@@ -435,7 +483,10 @@ impl SnapshotBuilder {
             if !credential.revoked {
                 load.counts[credential.key_type as usize] += 1;
             }
-            insert_secrets(&mut load.index, &row.secrets, row.rotated_at, credential);
+            if let Some((digest, other)) = grace_of(&row.secrets, row.rotated_at, &credential) {
+                load.graces.push((load.credentials.len(), digest, other));
+            }
+            load.credentials.push(credential);
         }
     }
 
@@ -449,7 +500,7 @@ impl SnapshotBuilder {
         let loaded = Snapshot {
             version: 0,
             policy,
-            base: Arc::new(load.index),
+            base: Arc::new(Index::of_full_load(&load)),
             overlay: Arc::default(),
             oauth: Arc::default(),
             counts: load.counts,
@@ -463,7 +514,7 @@ impl SnapshotBuilder {
         let mut overlay = (*current.overlay).clone();
         let mut counts = current.counts;
         for (digest, key_id) in changes.retired {
-            let key_id = Arc::from(key_id);
+            let key_id = ShortId::new(&key_id);
             overlay.insert_other(digest, OtherSecret::Retired { key_id });
         }
         for record in &changes.keys {

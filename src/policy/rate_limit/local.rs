@@ -198,7 +198,7 @@ mod tests {
     use super::super::{TierKind, WindowKind};
     use super::*;
     use crate::config::{Config, Window};
-    use std::sync::Arc;
+    use crate::short_id::ShortId;
     use std::time::Duration;
 
     fn windows(route: Option<(&'static str, Window)>) -> Windows {
@@ -210,7 +210,7 @@ mod tests {
     }
 
     fn key() -> CallerKey {
-        CallerKey::Key(Arc::from("key_1"))
+        CallerKey::Key(ShortId::new("key_1"))
     }
 
     /// Sends `n` requests spread over `[from, from + span)`; returns how many were allowed.
@@ -284,7 +284,7 @@ mod tests {
             limiter.check(&key(), &w, 2).refused_by,
             Some(WindowKind::Route("/v1/reports"))
         );
-        let other = CallerKey::Key(Arc::from("key_2"));
+        let other = CallerKey::Key(ShortId::new("key_2"));
         assert!(limiter.check(&other, &w, 3).allowed());
     }
 
@@ -325,7 +325,7 @@ mod tests {
         let w = windows(None);
         let limiter = LocalLimiter::new(2);
         for caller in ["a", "b", "c"] {
-            limiter.check(&CallerKey::Key(Arc::from(caller)), &w, 0);
+            limiter.check(&CallerKey::Key(ShortId::new(caller)), &w, 0);
         }
         assert!(limiter.is_crowded());
         limiter.sweep(30_000);

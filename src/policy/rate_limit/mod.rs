@@ -7,6 +7,7 @@ pub mod local;
 pub mod redis;
 
 use crate::config::{RateLimitConfig, Tier, Window};
+use crate::short_id::ShortId;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -17,7 +18,7 @@ pub const DAY_MS: u64 = 86_400_000;
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum CallerKey {
     /// A key, directly or through its client-credentials tokens.
-    Key(Arc<str>),
+    Key(ShortId),
     /// A user of the authorization-code flow, or a subject of an external issuer.
     Subject(Arc<str>),
     /// Anonymous callers, by client address.
@@ -50,7 +51,7 @@ impl CallerKey {
     pub fn parse(text: &str) -> Option<CallerKey> {
         let (kind, rest) = text.split_once(':')?;
         match kind {
-            "k" => Some(CallerKey::Key(Arc::from(rest))),
+            "k" => Some(CallerKey::Key(ShortId::new(rest))),
             "s" => Some(CallerKey::Subject(Arc::from(rest))),
             "a" => rest.parse().ok().map(CallerKey::Address),
             _ => None,
@@ -497,7 +498,7 @@ mod tests {
     #[test]
     fn caller_keys_round_trip_as_text() {
         for key in [
-            CallerKey::Key(Arc::from("key_1")),
+            CallerKey::Key(ShortId::new("key_1")),
             CallerKey::Subject(Arc::from("usr_1")),
             CallerKey::Address("2001:db8::1".parse().unwrap()),
         ] {
