@@ -696,6 +696,26 @@ async fn stopped(mut gw: Gateway) -> Gateway {
     .unwrap()
 }
 
+/// Starts `gw` again on its config and folder, and waits until it is ready.
+async fn started(mut gw: Gateway) -> Gateway {
+    tokio::task::spawn_blocking(move || {
+        gw.spawn();
+        gw
+    })
+    .await
+    .unwrap()
+}
+
+/// Starts `gw` again, waiting only for its listeners.
+async fn started_unready(mut gw: Gateway) -> Gateway {
+    tokio::task::spawn_blocking(move || {
+        gw.spawn_unready();
+        gw
+    })
+    .await
+    .unwrap()
+}
+
 /// Waits until `gw`'s log has said `line` `times` times.
 async fn logged(gw: &Gateway, line: &str, times: usize) {
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
@@ -742,13 +762,8 @@ async fn a_restart_builds_from_the_snapshot_file_and_refuses_keys_revoked_while_
 
     // A restart builds from the file and catches up on the two keys created since, then
     // rewrites the file, which now holds them.
-    let mut gw = stopped(gw).await;
-    let gw = tokio::task::spawn_blocking(move || {
-        gw.spawn();
-        gw
-    })
-    .await
-    .unwrap();
+    let gw = stopped(gw).await;
+    let gw = started(gw).await;
     assert!(loads(&gw)[1].contains("from=\"file\""), "{}", gw.stderr());
     logged(&gw, "snapshot file written", 2).await;
     let written = std::fs::read(&file).unwrap();
@@ -790,13 +805,7 @@ async fn a_restart_builds_from_the_snapshot_file_and_refuses_keys_revoked_while_
 
     // Started again from the file: from its very first answer the revoked key is refused,
     // before /readyz turns 200 and after.
-    let mut gw = gw;
-    let gw = tokio::task::spawn_blocking(move || {
-        gw.spawn_unready();
-        gw
-    })
-    .await
-    .unwrap();
+    let gw = started_unready(gw).await;
     let local = client_from("127.0.0.1");
     let proxied = gw.url("/v1/accounts");
     let mut answers = std::collections::BTreeMap::new();
@@ -845,17 +854,12 @@ async fn a_restart_builds_from_the_snapshot_file_and_refuses_keys_revoked_while_
 
     // A damaged file is set aside with a log line: the start loads from the store.
     logged(&gw, "snapshot file written", 3).await;
-    let mut gw = stopped(gw).await;
+    let gw = stopped(gw).await;
     let mut damaged = std::fs::read(&file).unwrap();
     let middle = damaged.len() / 2;
     damaged[middle] ^= 0xff;
     std::fs::write(&file, &damaged).unwrap();
-    let gw = tokio::task::spawn_blocking(move || {
-        gw.spawn();
-        gw
-    })
-    .await
-    .unwrap();
+    let gw = started(gw).await;
     assert!(
         gw.stderr().contains("the snapshot file is not used"),
         "{}",
@@ -888,16 +892,11 @@ async fn a_restart_builds_from_the_snapshot_file_and_refuses_keys_revoked_while_
 
     if let Backend::Sqlite = backend {
         // The store is replaced by a new one: the file, from the old one, is not used.
-        let mut gw = stopped(gw).await;
+        let gw = stopped(gw).await;
         for name in ["tollgate.db", "tollgate.db-wal", "tollgate.db-shm"] {
             let _ = std::fs::remove_file(gw.dir.path().join("data").join(name));
         }
-        let gw = tokio::task::spawn_blocking(move || {
-            gw.spawn();
-            gw
-        })
-        .await
-        .unwrap();
+        let gw = started(gw).await;
         assert!(
             gw.stderr().contains("written from another store"),
             "{}",

@@ -238,9 +238,9 @@ impl Syncer {
                 return Ok(false);
             }
         };
-        let at = tokio::time::timeout(self.deadline(), store.change_at(file.fingerprint.version))
-            .await
-            .unwrap_or_else(|_| Err(StoreError::Unavailable("load timed out".into())))?;
+        let at = self
+            .timed(store.change_at(file.fingerprint.version))
+            .await?;
         if at != Some(file.fingerprint.change_at) {
             tracing::warn!(
                 file = %path.display(),
@@ -259,29 +259,11 @@ impl Syncer {
             }
         };
         let loaded = builder.finish_full(load, self.snapshot.load().policy, rest);
-        let changes = tokio::time::timeout(self.deadline(), store.changes_since(loaded.version))
-            .await
-            .unwrap_or_else(|_| Err(StoreError::Unavailable("sync timed out".into())));
-        let changes = match changes {
-            Ok(changes) => changes,
-            Err(error) => {
-                self.metrics.syncs.with_label_values(&["error"]).inc();
-                self.metrics.store_up.set(0);
-                return Err(error);
-            }
-        };
-        let caught_up = changes.keys.len() + changes.retired.len();
-        let current = if changes.is_empty() {
-            loaded
-        } else {
-            builder.apply(&loaded, changes)
-        };
-        self.snapshot.current.store(Arc::new(current));
-        self.snapshot
-            .last_success
-            .store(clock::now_ms(), Ordering::Relaxed);
-        self.metrics.syncs.with_label_values(&["ok"]).inc();
-        self.metrics.store_up.set(1);
+        let changes = self.timed(store.changes_since(loaded.version)).await;
+        let caught_up = changes
+            .as_ref()
+            .map_or(0, |changes| changes.keys.len() + changes.retired.len());
+        self.settle(changes.map(|changes| Some(builder.apply(&loaded, changes))))?;
         if caught_up > 0 {
             self.file_stale.notify_one();
         }
@@ -317,11 +299,9 @@ impl Syncer {
                 .await?;
             let rows = page.rows()?;
             write_rows(&mut writer, path, &rows);
-            match rows.last() {
-                Some(last) if rows.len() == PAGE => {
-                    after = Some((last.version, last.id.to_string()))
-                }
-                _ => break,
+            after = next_page(&rows);
+            if after.is_none() {
+                break;
             }
         }
         let rest = self.timed(store.other_changes(0, upto)).await?;
@@ -378,11 +358,16 @@ impl Syncer {
                 .await
                 .map(Some)
         } else {
-            tokio::time::timeout(self.deadline(), store.changes_since(current.version))
+            self.timed(store.changes_since(current.version))
                 .await
-                .unwrap_or_else(|_| Err(StoreError::Unavailable("sync timed out".into())))
                 .map(|changes| (!changes.is_empty()).then(|| builder.apply(&current, changes)))
         };
+        self.settle(result)
+    }
+
+    /// Swaps in the snapshot a sync produced (`None`: nothing changed) and records how the
+    /// sync went.
+    fn settle(&self, result: Result<Option<Snapshot>, StoreError>) -> Result<(), StoreError> {
         match result {
             Ok(next) => {
                 if let Some(next) = next {
@@ -432,11 +417,7 @@ impl Syncer {
             if let Some(path) = path {
                 write_rows(&mut writer, path, &rows);
             }
-            let next = match rows.last() {
-                Some(last) if rows.len() == PAGE => Some((last.version, last.id.to_string())),
-                _ => None,
-            };
-            let Some(after) = next else {
+            let Some(after) = next_page(&rows) else {
                 builder.add_keys(&mut load, &rows);
                 break;
             };
@@ -582,5 +563,13 @@ fn write_rows(
                 file.abandon();
             }
         }
+    }
+}
+
+/// Where the page after `rows` starts, or `None` when `rows` was the last page.
+fn next_page(rows: &[super::records::KeyRow<'_>]) -> Option<(i64, String)> {
+    match rows.last() {
+        Some(last) if rows.len() == PAGE => Some((last.version, last.id.to_string())),
+        _ => None,
     }
 }
