@@ -39,7 +39,8 @@ fmt:
 bench:
 	@.ci/deps.sh bench
 	$(CARGO) build --release --bin tollgate --example seed_keys --example bare_pingora
-	python3 benches/load/load.py
+	export BENCH_OUT=$${BENCH_OUT:-benches/results/$$(date +%F).md} && python3 benches/load/load.py \
+	  && python3 benches/load/rss.py "$$BENCH_OUT"
 	$(CARGO) bench --bench decision
 
 micro:

@@ -4,8 +4,9 @@
 use crate::clock;
 use crate::denial::Denial;
 use crate::store::Store;
+use once_cell::race::OnceBox;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// How often counts are written: each batch is a write per active key, which competes with
@@ -81,16 +82,17 @@ pub struct UsageCell {
 }
 
 /// Where a credential's cell lives: created on first use, carried to the credential's
-/// next version when the snapshot changes, so no count is lost by a sync.
-#[derive(Debug, Default)]
-pub struct UsageSlot(OnceLock<Arc<UsageCell>>);
+/// next version when the snapshot changes, so no count is lost by a sync. One pointer
+/// wide, as a million keys each carry one.
+#[derive(Debug, Default, Clone)]
+pub struct UsageSlot(OnceBox<Arc<UsageCell>>);
 
 impl UsageSlot {
     /// A slot already holding `previous`'s cell, if it had one.
     pub fn carried_from(previous: Option<&UsageSlot>) -> UsageSlot {
         let slot = UsageSlot::default();
         if let Some(cell) = previous.and_then(|p| p.0.get()) {
-            let _ = slot.0.set(cell.clone());
+            let _ = slot.0.set(Box::new(cell.clone()));
         }
         slot
     }
@@ -104,18 +106,24 @@ pub struct UsageRecorder {
 
 impl UsageRecorder {
     pub fn record(&self, slot: &UsageSlot, key_id: &str, outcome: Outcome, now: i64) {
-        let cell = slot.0.get_or_init(|| {
-            let cell = Arc::new(UsageCell {
-                key_id: Arc::from(key_id),
-                counts: Default::default(),
-                last_used: AtomicI64::new(0),
-                written: AtomicI64::new(0),
-            });
-            if let Ok(mut cells) = self.cells.lock() {
-                cells.push(cell.clone());
+        let cell = match slot.0.get() {
+            Some(cell) => cell,
+            None => {
+                let cell = Arc::new(UsageCell {
+                    key_id: Arc::from(key_id),
+                    counts: Default::default(),
+                    last_used: AtomicI64::new(0),
+                    written: AtomicI64::new(0),
+                });
+                // Of two first uses at once, one cell wins; only the winner is listed.
+                if slot.0.set(Box::new(cell.clone())).is_ok() {
+                    if let Ok(mut cells) = self.cells.lock() {
+                        cells.push(cell.clone());
+                    }
+                }
+                slot.0.get_or_init(|| Box::new(cell))
             }
-            cell
-        });
+        };
         cell.counts[outcome as usize].fetch_add(1, Ordering::Relaxed);
         if outcome == Outcome::Allowed {
             cell.last_used.store(now, Ordering::Relaxed);

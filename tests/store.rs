@@ -366,20 +366,20 @@ async fn full_load_matches_incremental_sync(url: StoreUrl) {
         assert_eq!(
             (
                 &a.client_id,
-                &a.permissions_header,
+                a.permissions_header(),
                 a.environment,
-                a.expires_at
+                a.expires_at()
             ),
             (
                 &b.client_id,
-                &b.permissions_header,
+                b.permissions_header(),
                 b.environment,
-                b.expires_at
+                b.expires_at()
             )
         );
         assert_eq!(
-            (a.revoked, &a.rate_limit, a.secret_version),
-            (b.revoked, &b.rate_limit, b.secret_version)
+            (a.revoked, a.rate_limit(), a.secret_version()),
+            (b.revoked, b.rate_limit(), b.secret_version())
         );
         for addr in [
             "192.0.2.7",
@@ -390,8 +390,8 @@ async fn full_load_matches_incremental_sync(url: StoreUrl) {
         ] {
             let addr = addr.parse().unwrap();
             assert_eq!(
-                a.allowlist.allows(addr),
-                b.allowlist.allows(addr),
+                a.allowlist().allows(addr),
+                b.allowlist().allows(addr),
                 "{} {addr}",
                 key.name
             );
@@ -399,12 +399,12 @@ async fn full_load_matches_incremental_sync(url: StoreUrl) {
     }
     // Spot checks that the comparison compares something.
     let both = full.by_id(&saved[1].id).unwrap();
-    assert_eq!(&*both.permissions_header, "accounts:read accounts:write");
-    assert!(both.allowlist.allows("10.9.1.1".parse().unwrap()));
-    assert!(!both.allowlist.allows("127.0.0.1".parse().unwrap()));
-    assert_eq!(both.rate_limit.as_ref().map(|t| t.per_minute), Some(7));
+    assert_eq!(&**both.permissions_header(), "accounts:read accounts:write");
+    assert!(both.allowlist().allows("10.9.1.1".parse().unwrap()));
+    assert!(!both.allowlist().allows("127.0.0.1".parse().unwrap()));
+    assert_eq!(both.rate_limit().map(|t| t.per_minute), Some(7));
     assert_eq!(
-        &*full.by_id(&saved[2].id).unwrap().permissions_header,
+        &**full.by_id(&saved[2].id).unwrap().permissions_header(),
         "accounts:read"
     );
     assert!(matches!(
@@ -439,22 +439,22 @@ async fn full_load_matches_incremental_sync(url: StoreUrl) {
     builder.add_keys(&mut load, &rows);
     let damaged = builder.finish_full(load, policy(), store.other_changes(0, upto).await.unwrap());
     let both = damaged.by_id(&saved[1].id).unwrap();
-    assert_eq!(&*both.permissions_header, "");
-    assert_eq!(both.rate_limit, None);
+    assert_eq!(&**both.permissions_header(), "");
+    assert_eq!(both.rate_limit(), None);
     // A damaged allowlist closes the key rather than opening it to every address.
     for addr in ["192.0.2.7", "10.9.1.1", "127.0.0.1"] {
-        assert!(!both.allowlist.allows(addr.parse().unwrap()), "{addr}");
+        assert!(!both.allowlist().allows(addr.parse().unwrap()), "{addr}");
     }
     let incremental = SnapshotBuilder::new(&config).apply(
         &Snapshot::empty(policy()),
         store.changes_since(0).await.unwrap(),
     );
     let both = incremental.by_id(&saved[1].id).unwrap();
-    assert!(!both.allowlist.allows("192.0.2.7".parse().unwrap()));
-    assert_eq!(&*both.permissions_header, "");
+    assert!(!both.allowlist().allows("192.0.2.7".parse().unwrap()));
+    assert_eq!(&**both.permissions_header(), "");
     assert!(store.get_key(&saved[1].id).await.unwrap().ip_allowlist[0].starts_with("unreadable"));
     assert_eq!(
-        &*damaged.by_id(&saved[0].id).unwrap().permissions_header,
+        &**damaged.by_id(&saved[0].id).unwrap().permissions_header(),
         "accounts:read"
     );
 }

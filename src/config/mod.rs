@@ -202,7 +202,7 @@ pub struct Tiers {
     pub oauth: Tier,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Tier {
     pub per_minute: u64,
     pub per_day: u64,

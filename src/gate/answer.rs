@@ -6,9 +6,8 @@ use super::Admission;
 use crate::denial::Denial;
 use crate::policy::rate_limit::{Verdict, WindowKind, Windows};
 use crate::routes::Route;
-use crate::store::snapshot::{Credential, Grace};
+use crate::store::snapshot::{Grace, KeyRef};
 use crate::usage::Outcome;
-use std::sync::Arc;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
@@ -24,7 +23,7 @@ pub struct Answer<'r> {
     pub method: &'static str,
     /// Set when the gate admitted the caller (the limiter may still have refused it).
     pub caller: Option<Caller>,
-    pub key: Option<Arc<Credential>>,
+    pub key: Option<KeyRef>,
     pub grace: Option<Grace>,
     /// Where the caller stands in its windows, for the `X-RateLimit-*` headers.
     pub verdict: Verdict,
@@ -64,7 +63,7 @@ impl Answer<'_> {
 
     /// What the request counts as in its key's usage: once, by its final outcome. A
     /// refusal that says nothing about the key (an unknown key) counts nowhere.
-    pub fn usage(&self) -> Option<(&Arc<Credential>, Outcome)> {
+    pub fn usage(&self) -> Option<(&KeyRef, Outcome)> {
         let key = self.key.as_ref()?;
         match &self.decision {
             Decision::Forward => Some((key, Outcome::Allowed)),

@@ -7,7 +7,7 @@ use crate::auth::api_key::{self, KeyFormatError};
 use crate::auth::jwt::{Issuer, VerifiedToken, LEEWAY_MS};
 use crate::denial::Denial;
 use crate::policy::permissions::Catalog;
-use crate::store::snapshot::{Credential, Grace, KeyEntry, Snapshot};
+use crate::store::snapshot::{Grace, KeyEntry, KeyRef, Snapshot};
 use std::sync::Arc;
 
 impl Gate<'_> {
@@ -17,7 +17,7 @@ impl Gate<'_> {
         &self,
         key: &[u8],
         now: i64,
-    ) -> Result<(Arc<Credential>, Option<Grace>), Refusal> {
+    ) -> Result<(KeyRef, Option<Grace>), Refusal> {
         match api_key::check_format(key, self.key_prefix, self.environment) {
             Ok(()) => {}
             Err(KeyFormatError::Malformed) => return Err((Denial::InvalidApiKey, None)),
@@ -28,14 +28,16 @@ impl Gate<'_> {
             None if self.stale => Err((Denial::StoreUnavailable, None)),
             None => Err((Denial::InvalidApiKey, None)),
             Some(KeyEntry::Retired { key_id }) => {
-                Err((Denial::KeyRevoked, self.snapshot.by_id(key_id).cloned()))
+                Err((Denial::KeyRevoked, self.snapshot.by_id(key_id)))
             }
             Some(KeyEntry::Secret { credential, grace }) => {
-                let credential = credential.clone();
                 if credential.revoked || grace.is_some_and(|grace| now >= grace.until) {
                     return Err((Denial::KeyRevoked, Some(credential)));
                 }
-                if credential.expires_at.is_some_and(|expires| now >= expires) {
+                if credential
+                    .expires_at()
+                    .is_some_and(|expires| now >= expires)
+                {
                     return Err((Denial::KeyExpired, Some(credential)));
                 }
                 Ok((credential, grace))
@@ -66,7 +68,7 @@ pub fn resolve_token(
         if now >= token.expires_at.saturating_add(LEEWAY_MS) {
             return Err((Denial::TokenExpired, None));
         }
-        let invalid = |credential: Option<Arc<Credential>>| (Denial::InvalidToken, credential);
+        let invalid = |credential: Option<KeyRef>| (Denial::InvalidToken, credential);
         let (credential, allowed) = match &token.issuer {
             Issuer::External => (None, None),
             Issuer::Own { grant_id, .. } if snapshot.grant_revoked(grant_id) => {
@@ -78,17 +80,16 @@ pub fn resolve_token(
             } => {
                 let credential = snapshot
                     .by_id(&token.subject)
-                    .cloned()
                     .ok_or_else(|| invalid(None))?;
                 // The key's own refusal, as the key itself would get it: a token of a
                 // revoked key, or one issued under a secret rotation replaced, is revoked.
-                if credential.revoked || credential.secret_version != *version {
+                if credential.revoked || credential.secret_version() != *version {
                     return Err((Denial::KeyRevoked, Some(credential)));
                 }
-                if credential.expires_at.is_some_and(|at| now >= at) {
+                if credential.expires_at().is_some_and(|at| now >= at) {
                     return Err((Denial::KeyExpired, Some(credential)));
                 }
-                let permissions = credential.permissions.clone();
+                let permissions = credential.permissions().clone();
                 (Some(credential), Some(permissions))
             }
             Issuer::Own {

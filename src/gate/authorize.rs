@@ -15,7 +15,7 @@ pub fn authorize(
     route: &Route,
     client_ip: IpAddr,
 ) -> Result<(), Denial> {
-    if credential.is_some_and(|credential| !credential.allowlist.allows(client_ip)) {
+    if credential.is_some_and(|credential| !credential.allowlist().allows(client_ip)) {
         return Err(Denial::IpNotAllowed);
     }
     if let Some(bit) = permissions.first_missing(&route.require) {

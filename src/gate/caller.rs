@@ -3,13 +3,13 @@
 
 use crate::auth::jwt::VerifiedToken;
 use crate::policy::permissions::PermissionSet;
-use crate::store::snapshot::Credential;
+use crate::store::snapshot::KeyRef;
 use std::sync::Arc;
 
 #[derive(Debug, Clone)]
 pub enum Caller {
     Anonymous,
-    ApiKey(Arc<Credential>),
+    ApiKey(KeyRef),
     OAuth(OAuthCaller),
 }
 
@@ -18,7 +18,7 @@ pub enum Caller {
 pub struct OAuthCaller {
     pub token: Arc<VerifiedToken>,
     /// The key a client-credentials token was issued to.
-    pub credential: Option<Arc<Credential>>,
+    pub credential: Option<KeyRef>,
     /// Set when the key's or app's permissions are now narrower than the token's scope.
     pub(super) narrowed: Option<(PermissionSet, Arc<str>)>,
 }
@@ -47,7 +47,7 @@ impl Caller {
     }
 
     /// The key whose usage this request counts against, if any.
-    pub fn key(&self) -> Option<&Arc<Credential>> {
+    pub fn key(&self) -> Option<&KeyRef> {
         match self {
             Caller::Anonymous => None,
             Caller::ApiKey(credential) => Some(credential),
@@ -59,7 +59,7 @@ impl Caller {
     pub fn identity(&self) -> Option<(&str, &str, &str)> {
         match self {
             Caller::Anonymous => None,
-            Caller::ApiKey(key) => Some((&key.id, &key.client_id, &key.permissions_header)),
+            Caller::ApiKey(key) => Some((&key.id, &key.client_id, key.permissions_header())),
             Caller::OAuth(oauth) => Some((
                 &oauth.token.subject,
                 &oauth.token.client_id,

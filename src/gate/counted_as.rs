@@ -5,9 +5,8 @@ use super::caller::Caller;
 use crate::config::RateLimitConfig;
 use crate::policy::rate_limit::{CallerKey, TierKind, Windows};
 use crate::routes::Route;
-use crate::store::snapshot::Credential;
+use crate::store::snapshot::{Credential, KeyRef};
 use std::net::IpAddr;
-use std::sync::Arc;
 
 /// The caller's counters and the windows that apply to this request.
 #[derive(Debug, Clone)]
@@ -40,7 +39,7 @@ pub fn counted_as(
 /// A refused request's counters: its key's when the key was identified, else its address's.
 pub fn refused_as(
     limits: &RateLimitConfig,
-    key: Option<&Arc<Credential>>,
+    key: Option<&KeyRef>,
     route: Option<&Route>,
     client_ip: IpAddr,
 ) -> CountedAs {
@@ -64,7 +63,7 @@ fn key(limits: &RateLimitConfig, credential: &Credential, route: Option<&Route>)
         windows: Windows::new(
             limits,
             TierKind::ApiKey,
-            credential.rate_limit.as_deref().copied(),
+            credential.rate_limit(),
             route_window(route),
         ),
     }

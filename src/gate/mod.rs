@@ -38,7 +38,7 @@ use crate::config::{Environment, RateLimitConfig};
 use crate::denial::Denial;
 use crate::policy::permissions::Catalog;
 use crate::routes::{Route, RouteTable};
-use crate::store::snapshot::{Credential, Grace, Snapshot};
+use crate::store::snapshot::{Grace, KeyRef, Snapshot};
 use http::Method;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -67,7 +67,7 @@ pub struct Gate<'s> {
 }
 
 /// A refusal, with the key it is about when the key was identified.
-pub type Refusal = (Denial, Option<Arc<Credential>>);
+pub type Refusal = (Denial, Option<KeyRef>);
 
 /// A request once routed and its credential picked, before anything is looked up.
 #[derive(Debug)]
@@ -99,7 +99,7 @@ pub struct Admission<'r> {
     /// Set when admitted.
     pub caller: Option<Caller>,
     /// The key the request is about, admitted or refused, for its usage counts and the log.
-    pub key: Option<Arc<Credential>>,
+    pub key: Option<KeyRef>,
     pub counted_as: CountedAs,
     /// Set when the key was presented with its previous secret, in its grace period.
     pub grace: Option<Grace>,
@@ -234,7 +234,7 @@ impl<'s> Gate<'s> {
         };
         let (credential, permissions) = match &caller {
             Caller::Anonymous => (None, None),
-            Caller::ApiKey(credential) => (Some(credential), Some(&*credential.permissions)),
+            Caller::ApiKey(credential) => (Some(credential), Some(&**credential.permissions())),
             Caller::OAuth(oauth) => (oauth.credential.as_ref(), Some(oauth.permissions())),
         };
         let checked = match permissions {

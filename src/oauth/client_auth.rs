@@ -5,15 +5,14 @@ use super::params::{basic_credentials, OAuthError, Params};
 use super::OAuthServer;
 use crate::auth::api_key::{self, Digest};
 use crate::store::records::{ClientRecord, ClientType};
-use crate::store::snapshot::{Credential, KeyEntry};
+use crate::store::snapshot::{KeyEntry, KeyRef};
 use crate::store::StoreError;
 use axum::http::HeaderMap;
-use std::sync::Arc;
 use subtle::ConstantTimeEq;
 
 pub enum Client {
     /// An API key: the client of the client-credentials grant.
-    Key(Arc<Credential>),
+    Key(KeyRef),
     /// A registered app of the authorization-code flow.
     App(ClientRecord),
 }
@@ -99,7 +98,7 @@ fn key_client(
     id: &str,
     secret: Option<&str>,
     now: i64,
-) -> Result<Arc<Credential>, OAuthError> {
+) -> Result<KeyRef, OAuthError> {
     let secret = secret
         .ok_or_else(|| OAuthError::invalid_client("client_secret (the API key) is required"))?;
     api_key::check_format(secret.as_bytes(), &server.key_prefix, server.environment)
@@ -111,9 +110,9 @@ fn key_client(
             if *credential.client_id == *id
                 && !credential.revoked
                 && grace.is_none_or(|grace| now < grace.until)
-                && credential.expires_at.is_none_or(|expires| now < expires) =>
+                && credential.expires_at().is_none_or(|expires| now < expires) =>
         {
-            Ok(credential.clone())
+            Ok(credential)
         }
         _ => Err(OAuthError::invalid_client(UNKNOWN)),
     }

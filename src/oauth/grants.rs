@@ -200,14 +200,14 @@ fn client_credentials(
             "apps use the authorization_code grant; client_credentials is for API keys".into(),
         ));
     };
-    if !key.allowlist.allows(ip) {
+    if !key.allowlist().allows(ip) {
         return Err(OAuthError::UnauthorizedClient(
             "this key may not be used from this address".into(),
         ));
     }
     let allowed: Vec<String> = server
         .catalog
-        .names(&key.permissions)
+        .names(key.permissions())
         .map(|n| n.to_string())
         .collect();
     let scope = server.narrow(params.get("scope"), &allowed)?;
@@ -217,7 +217,7 @@ fn client_credentials(
         client_id: &key.client_id,
         scope: &scope,
         grant_id: &grant_id,
-        key_version: Some(key.secret_version),
+        key_version: Some(key.secret_version()),
     };
     let (access, expires_in) = server.access_token(&issue, now)?;
     server.count("client_credentials");

@@ -11,6 +11,14 @@ use std::sync::Arc;
 pub struct Allowlist(Option<Arc<[IpNet]>>);
 
 impl Allowlist {
+    /// What tells two allowlists apart once built from interned entries: the address of
+    /// their networks (0 for the list that allows every address).
+    pub fn identity(&self) -> usize {
+        self.0
+            .as_ref()
+            .map_or(0, |nets| Arc::as_ptr(nets).cast::<IpNet>() as usize)
+    }
+
     /// An allowlist of `nets`, plus `infrastructure` when asked for. An empty list
     /// without the infrastructure addresses allows every address; an empty list with them
     /// allows exactly them.

@@ -4,6 +4,7 @@
 mod admin_tables;
 mod changes;
 mod dialect;
+mod key_table;
 mod keys;
 mod oauth_tables;
 mod operator_tables;

@@ -1,217 +1,24 @@
-//! The immutable view the data plane reads: credentials by digest and by id, and the
-//! policy. A large shared base plus a small overlay of recent changes, so a sync with a
-//! million keys copies only what changed.
+//! The immutable view the data plane reads: keys by digest and by id, and the policy. A
+//! large shared base plus a small overlay of recent changes, so a sync with a million keys
+//! copies only what changed.
 
 use super::changes::KeyChanges;
+use super::key_table::{CredentialParts, KeyTable, OtherSecret};
 use super::keys::stored_allowlist;
 use super::records::{KeyRow, KeyType, Policy, Secrets, StoredList};
-use crate::auth::api_key::{Digest, DigestBuildHasher};
+use crate::auth::api_key::Digest;
 use crate::config::{parse_cidr, Config, Environment, Tier};
 use crate::policy::ip_allowlist::Allowlist;
 use crate::policy::permissions::{Catalog, PermissionSet};
 use crate::short_id::ShortId;
 use crate::usage::UsageSlot;
-use hashbrown::hash_table::{self, HashTable};
 use ipnet::IpNet;
 use std::collections::HashMap;
-use std::hash::BuildHasher;
 use std::sync::Arc;
 
+pub use super::key_table::{Credential, Grace, KeyEntry, KeyRef, KeyRules};
+
 type Fast = foldhash::fast::RandomState;
-
-/// What the data plane needs of a key.
-#[derive(Debug)]
-pub struct Credential {
-    pub id: ShortId,
-    /// The current secret's digest.
-    pub digest: Digest,
-    pub client_id: ShortId,
-    pub key_type: KeyType,
-    pub permissions: Arc<PermissionSet>,
-    /// `X-Tollgate-Permissions`: the names, space separated.
-    pub permissions_header: Arc<str>,
-    pub environment: Environment,
-    pub expires_at: Option<i64>,
-    pub revoked: bool,
-    pub allowlist: Allowlist,
-    /// The key's own limits; boxed, as few keys have them.
-    pub rate_limit: Option<Box<Tier>>,
-    pub secret_version: i64,
-    pub usage: UsageSlot,
-}
-
-/// What a digest resolves to.
-#[derive(Debug, Clone, Copy)]
-pub enum KeyEntry<'a> {
-    /// A key's secret; `grace` is set for the previous secret after a rotation.
-    Secret {
-        credential: &'a Arc<Credential>,
-        grace: Option<Grace>,
-    },
-    /// A secret replaced by rotation: it answers `key_revoked`.
-    Retired { key_id: &'a ShortId },
-}
-
-/// The window in which a rotated-out secret still works: from the rotation until `until`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Grace {
-    pub since: i64,
-    pub until: i64,
-}
-
-/// A digest that is not a key's current secret.
-#[derive(Debug, Clone)]
-enum OtherSecret {
-    Grace {
-        credential: Arc<Credential>,
-        grace: Grace,
-    },
-    Retired {
-        key_id: ShortId,
-    },
-}
-
-/// Credentials by current digest and by id. Both tables hold only a pointer, hashed by
-/// the digest or id the credential itself carries, so a key costs two 8-byte slots
-/// rather than a copy of its digest and id in each table. The few digests that are not a
-/// current secret (a previous one in its grace period, retired ones) live beside them.
-/// A digest is in at most one of `by_digest` and `others`: the last insert wins.
-#[derive(Debug, Clone, Default)]
-struct Index {
-    by_digest: HashTable<Arc<Credential>>,
-    by_id: HashTable<Arc<Credential>>,
-    others: HashMap<Digest, OtherSecret, DigestBuildHasher>,
-    ids: foldhash::quality::RandomState,
-}
-
-/// The hash the digest tables use: [`DigestBuildHasher`]'s (its first 8 bytes).
-fn digest_hash(digest: &Digest) -> u64 {
-    DigestBuildHasher::default().hash_one(digest)
-}
-
-impl Index {
-    /// The index of a full load, in load order. The digest table (with the other
-    /// secrets) and the id table are independent: they are built on two threads.
-    fn of_full_load(load: &FullLoad) -> Index {
-        let (mut index, by_id) = std::thread::scope(|scope| {
-            let ids = scope.spawn(|| Index::ids_of(&load.credentials));
-            let mut index = Index {
-                by_digest: HashTable::with_capacity(load.credentials.len()),
-                ..Index::default()
-            };
-            let mut graces = load.graces.iter().peekable();
-            for (position, credential) in load.credentials.iter().enumerate() {
-                while let Some((_, digest, other)) = graces.next_if(|(at, ..)| *at == position) {
-                    index.insert_other(*digest, other.clone());
-                }
-                index.insert_digest(credential.clone());
-            }
-            (index, ids.join())
-        });
-        // The id thread cannot panic short of a bug; if it did, the ids are built here.
-        let by_id = by_id.unwrap_or_else(|_| Index::ids_of(&load.credentials));
-        index.by_id = by_id.by_id;
-        index.ids = by_id.ids;
-        index
-    }
-
-    /// An index of `credentials` by id only.
-    fn ids_of(credentials: &[Arc<Credential>]) -> Index {
-        let mut index = Index {
-            by_id: HashTable::with_capacity(credentials.len()),
-            ..Index::default()
-        };
-        for credential in credentials {
-            index.insert_id(credential.clone());
-        }
-        index
-    }
-
-    fn len(&self) -> usize {
-        self.by_id.len() + self.by_digest.len() + self.others.len()
-    }
-
-    fn digest(&self, digest: &Digest) -> Option<KeyEntry<'_>> {
-        if let Some(credential) = self
-            .by_digest
-            .find(digest_hash(digest), |c| c.digest == *digest)
-        {
-            return Some(KeyEntry::Secret {
-                credential,
-                grace: None,
-            });
-        }
-        self.others.get(digest).map(|other| match other {
-            OtherSecret::Grace { credential, grace } => KeyEntry::Secret {
-                credential,
-                grace: Some(*grace),
-            },
-            OtherSecret::Retired { key_id } => KeyEntry::Retired { key_id },
-        })
-    }
-
-    fn id(&self, id: &str) -> Option<&Arc<Credential>> {
-        self.by_id.find(self.ids.hash_one(id), |c| &*c.id == id)
-    }
-
-    /// `credential` under its id and as the current secret of its digest.
-    fn insert(&mut self, credential: Arc<Credential>) {
-        self.insert_digest(credential.clone());
-        self.insert_id(credential);
-    }
-
-    fn insert_digest(&mut self, credential: Arc<Credential>) {
-        let digest = credential.digest;
-        self.others.remove(&digest);
-        match self.by_digest.entry(
-            digest_hash(&digest),
-            |c| c.digest == digest,
-            |c| digest_hash(&c.digest),
-        ) {
-            hash_table::Entry::Occupied(mut slot) => *slot.get_mut() = credential,
-            hash_table::Entry::Vacant(slot) => {
-                slot.insert(credential);
-            }
-        }
-    }
-
-    fn insert_id(&mut self, credential: Arc<Credential>) {
-        let ids = &self.ids;
-        match self.by_id.entry(
-            ids.hash_one(&*credential.id),
-            |c| c.id == credential.id,
-            |c| ids.hash_one(&*c.id),
-        ) {
-            hash_table::Entry::Occupied(mut slot) => *slot.get_mut() = credential,
-            hash_table::Entry::Vacant(slot) => {
-                slot.insert(credential);
-            }
-        }
-    }
-
-    fn insert_other(&mut self, digest: Digest, other: OtherSecret) {
-        if let Ok(current) = self
-            .by_digest
-            .find_entry(digest_hash(&digest), |c| c.digest == digest)
-        {
-            current.remove();
-        }
-        self.others.insert(digest, other);
-    }
-
-    /// Everything in `newer` over what is here.
-    fn merge(&mut self, newer: &Index) {
-        for credential in newer.by_digest.iter() {
-            self.insert_digest(credential.clone());
-        }
-        for credential in newer.by_id.iter() {
-            self.insert_id(credential.clone());
-        }
-        for (digest, other) in &newer.others {
-            self.insert_other(*digest, other.clone());
-        }
-    }
-}
 
 /// An OAuth app as the data plane needs it.
 #[derive(Debug)]
@@ -234,8 +41,8 @@ pub struct Snapshot {
     /// The last store change included.
     pub version: i64,
     pub policy: Policy,
-    base: Arc<Index>,
-    overlay: Arc<Index>,
+    base: Arc<KeyTable>,
+    overlay: Arc<KeyTable>,
     oauth: Arc<OAuthIndex>,
     /// Active (not revoked) keys by type: fine-grained, legacy.
     counts: [u64; 2],
@@ -272,7 +79,7 @@ impl Snapshot {
             .or_else(|| self.base.digest(digest))
     }
 
-    pub fn by_id(&self, id: &str) -> Option<&Arc<Credential>> {
+    pub fn by_id(&self, id: &str) -> Option<KeyRef> {
         self.overlay.id(id).or_else(|| self.base.id(id))
     }
 
@@ -281,20 +88,16 @@ impl Snapshot {
     }
 }
 
-/// A full load in progress: its credentials, indexed once all are read, and the previous
-/// secrets in their grace period, each with the number of credentials read before it.
+/// A full load in progress: its records, indexed once all are read, and the previous
+/// secrets in their grace period, each with the position of its record.
 pub struct FullLoad {
-    credentials: Vec<Arc<Credential>>,
-    graces: Vec<(usize, Digest, OtherSecret)>,
+    table: KeyTable,
+    graces: Vec<(Digest, OtherSecret)>,
     counts: [u64; 2],
 }
 
-/// A key's previous secret, while in its grace period.
-fn grace_of(
-    secrets: &Secrets,
-    rotated_at: Option<i64>,
-    credential: &Arc<Credential>,
-) -> Option<(Digest, OtherSecret)> {
+/// A key's previous secret, while in its grace period, for the record at `at`.
+fn grace_of(secrets: &Secrets, rotated_at: Option<i64>, at: u32) -> Option<(Digest, OtherSecret)> {
     let (Some(digest), Some(until)) = (secrets.grace_digest, secrets.grace_until) else {
         return None;
     };
@@ -302,26 +105,20 @@ fn grace_of(
         since: rotated_at.unwrap_or(until),
         until,
     };
-    Some((
-        digest,
-        OtherSecret::Grace {
-            credential: credential.clone(),
-            grace,
-        },
-    ))
+    Some((digest, OtherSecret::Grace { at, grace }))
 }
 
-/// Puts a key's current secret (and its previous one, while in grace) in `index`.
+/// Puts a key's current secret (and its previous one, while in grace) in `table`.
 fn insert_secrets(
-    index: &mut Index,
+    table: &mut KeyTable,
     secrets: &Secrets,
     rotated_at: Option<i64>,
-    credential: Arc<Credential>,
+    credential: Credential,
 ) {
-    if let Some((digest, other)) = grace_of(secrets, rotated_at, &credential) {
-        index.insert_other(digest, other);
+    let at = table.upsert(credential);
+    if let Some((digest, other)) = grace_of(secrets, rotated_at, at) {
+        table.insert_other(digest, other);
     }
-    index.insert(credential);
 }
 
 /// Turns key records into credentials; holds what the config says about permissions.
@@ -336,6 +133,8 @@ pub struct SnapshotBuilder {
     /// A full load's stored JSON texts, each parsed once.
     permissions_by_text: HashMap<String, (Arc<PermissionSet>, Arc<str>), Fast>,
     allowlists_by_text: [HashMap<String, Allowlist, Fast>; 2],
+    /// Interned rules, by their permission set's and allowlist's addresses and the limits.
+    rules: HashMap<(usize, usize, Option<Tier>), Arc<KeyRules>, Fast>,
 }
 
 impl SnapshotBuilder {
@@ -354,6 +153,7 @@ impl SnapshotBuilder {
             allowlists: Default::default(),
             permissions_by_text: HashMap::default(),
             allowlists_by_text: Default::default(),
+            rules: HashMap::default(),
         }
     }
 
@@ -442,36 +242,54 @@ impl SnapshotBuilder {
             .unwrap_or_default()
     }
 
+    /// What `row` shares with other keys, built once per distinct combination.
+    fn rules(&mut self, row: &KeyRow<'_>) -> Arc<KeyRules> {
+        let (permissions, permissions_header) = self.permissions(row);
+        let allowlist = self.row_allowlist(row);
+        let rate_limit = row.rate_limit.map(|r| Tier {
+            per_minute: r.per_minute,
+            per_day: r.per_day,
+        });
+        // Permission sets and allowlists are interned, so their addresses name them.
+        let name = (
+            Arc::as_ptr(&permissions) as usize,
+            allowlist.identity(),
+            rate_limit,
+        );
+        self.rules
+            .entry(name)
+            .or_insert_with(|| {
+                Arc::new(KeyRules {
+                    permissions,
+                    permissions_header,
+                    allowlist,
+                    rate_limit,
+                })
+            })
+            .clone()
+    }
+
     /// The credential of `row`; `previous` is the same key in the current snapshot, whose
     /// id and usage counters carry over.
     fn credential(&mut self, row: &KeyRow<'_>, previous: Option<&Credential>) -> Credential {
-        let (permissions, permissions_header) = self.permissions(row);
-        Credential {
+        Credential::new(CredentialParts {
             id: previous.map_or_else(|| ShortId::new(&row.id), |p| p.id.clone()),
             digest: row.secrets.digest,
             client_id: ShortId::new(&row.client_id),
             key_type: row.key_type,
-            permissions,
-            permissions_header,
+            rules: self.rules(row),
             environment: Environment::parse(&row.environment).unwrap_or(Environment::Live),
             expires_at: row.expires_at,
             revoked: row.revoked,
-            allowlist: self.row_allowlist(row),
-            rate_limit: row.rate_limit.map(|r| {
-                Box::new(Tier {
-                    per_minute: r.per_minute,
-                    per_day: r.per_day,
-                })
-            }),
             secret_version: row.secrets.version,
             usage: UsageSlot::carried_from(previous.map(|p| &p.usage)),
-        }
+        })
     }
 
     /// Starts a full load: keys are added page by page straight into a new base.
     pub fn start_full(&self, expected: usize) -> FullLoad {
         FullLoad {
-            credentials: Vec::with_capacity(expected),
+            table: KeyTable::with_capacity(expected),
             graces: Vec::new(),
             counts: [0, 0],
         }
@@ -479,14 +297,14 @@ impl SnapshotBuilder {
 
     pub fn add_keys(&mut self, load: &mut FullLoad, rows: &[KeyRow<'_>]) {
         for row in rows {
-            let credential = Arc::new(self.credential(row, None));
+            let credential = self.credential(row, None);
             if !credential.revoked {
                 load.counts[credential.key_type as usize] += 1;
             }
-            if let Some((digest, other)) = grace_of(&row.secrets, row.rotated_at, &credential) {
-                load.graces.push((load.credentials.len(), digest, other));
+            let at = load.table.push(credential);
+            if let Some(grace) = grace_of(&row.secrets, row.rotated_at, at) {
+                load.graces.push(grace);
             }
-            load.credentials.push(credential);
         }
     }
 
@@ -497,13 +315,22 @@ impl SnapshotBuilder {
         // otherwise keep a copy of each for the life of the process.
         self.permissions_by_text = HashMap::default();
         self.allowlists_by_text = Default::default();
+        let FullLoad {
+            mut table,
+            graces,
+            counts,
+        } = load;
+        table.index_all();
+        for (digest, other) in graces {
+            table.insert_other(digest, other);
+        }
         let loaded = Snapshot {
             version: 0,
             policy,
-            base: Arc::new(Index::of_full_load(&load)),
+            base: Arc::new(table),
             overlay: Arc::default(),
             oauth: Arc::default(),
-            counts: load.counts,
+            counts,
         };
         self.apply(&loaded, rest)
     }
@@ -518,13 +345,13 @@ impl SnapshotBuilder {
             overlay.insert_other(digest, OtherSecret::Retired { key_id });
         }
         for record in &changes.keys {
-            let previous = current.by_id(&record.id).cloned();
+            let previous = current.by_id(&record.id);
             if let Some(previous) = &previous {
                 if !previous.revoked {
                     counts[previous.key_type as usize] -= 1;
                 }
             }
-            let credential = Arc::new(self.credential(&KeyRow::of(record), previous.as_deref()));
+            let credential = self.credential(&KeyRow::of(record), previous.as_deref());
             if !credential.revoked {
                 counts[credential.key_type as usize] += 1;
             }
@@ -617,7 +444,7 @@ mod tests {
         let Some(KeyEntry::Secret { credential, .. }) = first.by_digest(&digest(b"old")) else {
             panic!("old secret should resolve")
         };
-        assert_eq!(&*credential.permissions_header, "a b");
+        assert_eq!(&**credential.permissions_header(), "a b");
 
         let mut rotated = record("k1", "new");
         rotated.secrets.version = 2;
@@ -633,7 +460,7 @@ mod tests {
             second.by_digest(&digest(b"new")),
             Some(KeyEntry::Secret { .. })
         ));
-        assert_eq!(second.by_id("k1").unwrap().secret_version, 2);
+        assert_eq!(second.by_id("k1").unwrap().secret_version(), 2);
         assert_eq!(second.active_keys(KeyType::FineGrained), 1);
         // The previous snapshot is untouched.
         assert!(matches!(
@@ -717,7 +544,7 @@ mod tests {
         legacy.permissions = vec![];
         legacy.role = Some("admin".into());
         let snapshot = builder.apply(&Snapshot::empty(policy()), changes(1, vec![legacy], vec![]));
-        assert_eq!(&*snapshot.by_id("k1").unwrap().permissions_header, "a b");
+        assert_eq!(&**snapshot.by_id("k1").unwrap().permissions_header(), "a b");
         assert_eq!(snapshot.active_keys(KeyType::Legacy), 1);
     }
 }

@@ -1,0 +1,456 @@
+//! The keys a snapshot holds: fixed-size records in chunks of [`CHUNK`], found by digest
+//! and by id through 4-byte slots. A change copies only the chunk it touches, and a
+//! request holds its key as (chunk, position) rather than a pointer of its own.
+
+use super::records::KeyType;
+use crate::auth::api_key::{Digest, DigestBuildHasher};
+use crate::config::{Environment, Tier};
+use crate::policy::ip_allowlist::Allowlist;
+use crate::policy::permissions::PermissionSet;
+use crate::short_id::ShortId;
+use crate::usage::UsageSlot;
+use hashbrown::hash_table::{self, HashTable};
+use std::collections::HashMap;
+use std::fmt;
+use std::hash::BuildHasher;
+use std::ops::Deref;
+use std::sync::Arc;
+
+/// Records per chunk: 128 KiB of records, so a sync that changes one key copies that much.
+pub const CHUNK: usize = 1024;
+
+/// `expires_at` of a key that never expires.
+const NEVER: i64 = i64::MAX;
+
+/// What the data plane needs of a key: 128 bytes, with what keys share (permissions,
+/// allowlist, limits) behind one pointer.
+#[derive(Debug, Clone)]
+pub struct Credential {
+    /// The current secret's digest.
+    pub digest: Digest,
+    pub id: ShortId,
+    pub client_id: ShortId,
+    /// [`NEVER`] for a key without an expiry.
+    expires_at: i64,
+    pub rules: Arc<KeyRules>,
+    pub usage: UsageSlot,
+    secret_version: u32,
+    pub key_type: KeyType,
+    pub environment: Environment,
+    pub revoked: bool,
+}
+
+/// What many keys have in common: a few permission sets, allowlists and limits.
+#[derive(Debug)]
+pub struct KeyRules {
+    pub permissions: Arc<PermissionSet>,
+    /// `X-Tollgate-Permissions`: the names, space separated.
+    pub permissions_header: Arc<str>,
+    pub allowlist: Allowlist,
+    /// The key's own limits, when it has them.
+    pub rate_limit: Option<Tier>,
+}
+
+/// A credential's parts, as the snapshot builder has them.
+pub struct CredentialParts {
+    pub digest: Digest,
+    pub id: ShortId,
+    pub client_id: ShortId,
+    pub expires_at: Option<i64>,
+    pub rules: Arc<KeyRules>,
+    pub usage: UsageSlot,
+    pub secret_version: i64,
+    pub key_type: KeyType,
+    pub environment: Environment,
+    pub revoked: bool,
+}
+
+impl Credential {
+    pub fn new(parts: CredentialParts) -> Credential {
+        Credential {
+            digest: parts.digest,
+            id: parts.id,
+            client_id: parts.client_id,
+            expires_at: parts.expires_at.unwrap_or(NEVER),
+            rules: parts.rules,
+            usage: parts.usage,
+            // Versions count rotations; one past u32::MAX is not a key anyone holds.
+            secret_version: u32::try_from(parts.secret_version).unwrap_or(u32::MAX),
+            key_type: parts.key_type,
+            environment: parts.environment,
+            revoked: parts.revoked,
+        }
+    }
+
+    pub fn expires_at(&self) -> Option<i64> {
+        (self.expires_at != NEVER).then_some(self.expires_at)
+    }
+
+    pub fn secret_version(&self) -> i64 {
+        i64::from(self.secret_version)
+    }
+
+    pub fn permissions(&self) -> &Arc<PermissionSet> {
+        &self.rules.permissions
+    }
+
+    pub fn permissions_header(&self) -> &Arc<str> {
+        &self.rules.permissions_header
+    }
+
+    pub fn allowlist(&self) -> &Allowlist {
+        &self.rules.allowlist
+    }
+
+    pub fn rate_limit(&self) -> Option<Tier> {
+        self.rules.rate_limit
+    }
+}
+
+type Chunk = Vec<Credential>;
+
+/// A key held by a request: its chunk and its position in it.
+#[derive(Clone)]
+pub struct KeyRef {
+    chunk: Arc<Chunk>,
+    at: u16,
+}
+
+impl Deref for KeyRef {
+    type Target = Credential;
+    fn deref(&self) -> &Credential {
+        &self.chunk[usize::from(self.at)]
+    }
+}
+
+impl fmt::Debug for KeyRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        Credential::fmt(self, f)
+    }
+}
+
+/// What a digest resolves to.
+#[derive(Debug, Clone)]
+pub enum KeyEntry<'a> {
+    /// A key's secret; `grace` is set for the previous secret after a rotation.
+    Secret {
+        credential: KeyRef,
+        grace: Option<Grace>,
+    },
+    /// A secret replaced by rotation: it answers `key_revoked`.
+    Retired { key_id: &'a ShortId },
+}
+
+/// The window in which a rotated-out secret still works: from the rotation until `until`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Grace {
+    pub since: i64,
+    pub until: i64,
+}
+
+/// A digest that is not a key's current secret.
+#[derive(Debug, Clone)]
+pub(super) enum OtherSecret {
+    /// The previous secret of the record at `at`.
+    Grace {
+        at: u32,
+        grace: Grace,
+    },
+    Retired {
+        key_id: ShortId,
+    },
+}
+
+/// Records by current digest and by id. Both tables hold a 4-byte position, hashed by the
+/// digest or id the record itself carries. The few digests that are not a current secret
+/// (a previous one in its grace period, retired ones) live beside them. A digest is in
+/// at most one of `by_digest` and `others`: the last insert wins.
+#[derive(Debug, Clone, Default)]
+pub(super) struct KeyTable {
+    chunks: Vec<Arc<Chunk>>,
+    records: u32,
+    by_digest: HashTable<u32>,
+    by_id: HashTable<u32>,
+    others: HashMap<Digest, OtherSecret, DigestBuildHasher>,
+    ids: foldhash::quality::RandomState,
+}
+
+/// The hash the digest table uses: [`DigestBuildHasher`]'s (its first 8 bytes).
+fn digest_hash(digest: &Digest) -> u64 {
+    DigestBuildHasher::default().hash_one(digest)
+}
+
+fn record(chunks: &[Arc<Chunk>], at: u32) -> &Credential {
+    let at = at as usize;
+    &chunks[at / CHUNK][at % CHUNK]
+}
+
+impl KeyTable {
+    /// An empty table with room for `expected` records.
+    pub(super) fn with_capacity(expected: usize) -> KeyTable {
+        KeyTable {
+            chunks: Vec::with_capacity(expected.div_ceil(CHUNK)),
+            ..KeyTable::default()
+        }
+    }
+
+    /// Distinct entries: records and other digests.
+    pub(super) fn len(&self) -> usize {
+        self.records as usize + self.others.len()
+    }
+
+    fn key_ref(&self, at: u32) -> KeyRef {
+        let at = at as usize;
+        KeyRef {
+            chunk: self.chunks[at / CHUNK].clone(),
+            // Below CHUNK.
+            at: (at % CHUNK) as u16,
+        }
+    }
+
+    /// Appends `credential` without indexing it: a full load indexes once at the end.
+    pub(super) fn push(&mut self, credential: Credential) -> u32 {
+        let at = self.records;
+        if at as usize % CHUNK == 0 {
+            self.chunks.push(Arc::new(Vec::with_capacity(CHUNK)));
+        }
+        if let Some(last) = self.chunks.last_mut() {
+            Arc::make_mut(last).push(credential);
+        }
+        self.records += 1;
+        at
+    }
+
+    /// Indexes every record pushed: the digest and the id tables are independent, so they
+    /// are built on two threads.
+    pub(super) fn index_all(&mut self) {
+        let chunks = &self.chunks;
+        let count = self.records as usize;
+        let ids = &self.ids;
+        let (by_digest, by_id) = std::thread::scope(|scope| {
+            let by_id = scope.spawn(|| id_table(chunks, count, ids));
+            let mut by_digest = HashTable::with_capacity(count);
+            for (at, credential) in (0u32..).zip(chunks.iter().flat_map(|c| c.iter())) {
+                let hash = digest_hash(&credential.digest);
+                match by_digest.entry(
+                    hash,
+                    |&i| record(chunks, i).digest == credential.digest,
+                    |&i| digest_hash(&record(chunks, i).digest),
+                ) {
+                    hash_table::Entry::Occupied(mut slot) => *slot.get_mut() = at,
+                    hash_table::Entry::Vacant(slot) => {
+                        slot.insert(at);
+                    }
+                }
+            }
+            // The id thread cannot panic short of a bug; if it did, the ids are built here.
+            let by_id = by_id
+                .join()
+                .unwrap_or_else(|_| id_table(chunks, count, ids));
+            (by_digest, by_id)
+        });
+        self.by_digest = by_digest;
+        self.by_id = by_id;
+    }
+
+    pub(super) fn digest(&self, digest: &Digest) -> Option<KeyEntry<'_>> {
+        let chunks = &self.chunks;
+        if let Some(&at) = self.by_digest.find(digest_hash(digest), |&i| {
+            record(chunks, i).digest == *digest
+        }) {
+            return Some(KeyEntry::Secret {
+                credential: self.key_ref(at),
+                grace: None,
+            });
+        }
+        self.others.get(digest).map(|other| match other {
+            OtherSecret::Grace { at, grace } => KeyEntry::Secret {
+                credential: self.key_ref(*at),
+                grace: Some(*grace),
+            },
+            OtherSecret::Retired { key_id } => KeyEntry::Retired { key_id },
+        })
+    }
+
+    fn position(&self, id: &str) -> Option<u32> {
+        let chunks = &self.chunks;
+        self.by_id
+            .find(self.ids.hash_one(id), |&i| &*record(chunks, i).id == id)
+            .copied()
+    }
+
+    pub(super) fn id(&self, id: &str) -> Option<KeyRef> {
+        self.position(id).map(|at| self.key_ref(at))
+    }
+
+    /// `credential` under its id and as the current secret of its digest, replacing the
+    /// record of the same id; its position comes back.
+    pub(super) fn upsert(&mut self, credential: Credential) -> u32 {
+        let digest = credential.digest;
+        let at = match self.position(&credential.id) {
+            Some(at) => {
+                let slot = at as usize;
+                let chunk = Arc::make_mut(&mut self.chunks[slot / CHUNK]);
+                let old = std::mem::replace(&mut chunk[slot % CHUNK], credential);
+                if old.digest != digest {
+                    let hash = digest_hash(&old.digest);
+                    if let Ok(entry) = self.by_digest.find_entry(hash, |&i| i == at) {
+                        entry.remove();
+                    }
+                }
+                at
+            }
+            None => {
+                let at = self.push(credential);
+                let (chunks, ids) = (&self.chunks, &self.ids);
+                let id = &record(chunks, at).id;
+                self.by_id.insert_unique(ids.hash_one(&**id), at, |&i| {
+                    ids.hash_one(&*record(chunks, i).id)
+                });
+                at
+            }
+        };
+        self.others.remove(&digest);
+        let chunks = &self.chunks;
+        match self.by_digest.entry(
+            digest_hash(&digest),
+            |&i| record(chunks, i).digest == digest,
+            |&i| digest_hash(&record(chunks, i).digest),
+        ) {
+            hash_table::Entry::Occupied(mut slot) => *slot.get_mut() = at,
+            hash_table::Entry::Vacant(slot) => {
+                slot.insert(at);
+            }
+        }
+        at
+    }
+
+    pub(super) fn insert_other(&mut self, digest: Digest, other: OtherSecret) {
+        let chunks = &self.chunks;
+        if let Ok(current) = self.by_digest.find_entry(digest_hash(&digest), |&i| {
+            record(chunks, i).digest == digest
+        }) {
+            current.remove();
+        }
+        self.others.insert(digest, other);
+    }
+
+    /// Everything in `newer` over what is here.
+    pub(super) fn merge(&mut self, newer: &KeyTable) {
+        let mut moved = Vec::with_capacity(newer.records as usize);
+        for credential in newer.chunks.iter().flat_map(|c| c.iter()) {
+            moved.push(self.upsert(credential.clone()));
+        }
+        for (digest, other) in &newer.others {
+            let other = match other {
+                OtherSecret::Grace { at, grace } => OtherSecret::Grace {
+                    at: moved[*at as usize],
+                    grace: *grace,
+                },
+                retired => retired.clone(),
+            };
+            self.insert_other(*digest, other);
+        }
+    }
+}
+
+/// The id table of the first `count` records.
+fn id_table(
+    chunks: &[Arc<Chunk>],
+    count: usize,
+    ids: &foldhash::quality::RandomState,
+) -> HashTable<u32> {
+    let mut by_id = HashTable::with_capacity(count);
+    for (at, credential) in (0u32..).zip(chunks.iter().flat_map(|c| c.iter())) {
+        let id = &*credential.id;
+        match by_id.entry(
+            ids.hash_one(id),
+            |&i| &*record(chunks, i).id == id,
+            |&i| ids.hash_one(&*record(chunks, i).id),
+        ) {
+            hash_table::Entry::Occupied(mut slot) => *slot.get_mut() = at,
+            hash_table::Entry::Vacant(slot) => {
+                slot.insert(at);
+            }
+        }
+    }
+    by_id
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::api_key::digest;
+
+    fn key(id: &str, secret: &str) -> Credential {
+        Credential::new(CredentialParts {
+            digest: digest(secret.as_bytes()),
+            id: ShortId::new(id),
+            client_id: ShortId::new(&format!("cid_{id}")),
+            expires_at: None,
+            rules: Arc::new(KeyRules {
+                permissions: Arc::default(),
+                permissions_header: Arc::from(""),
+                allowlist: Allowlist::default(),
+                rate_limit: None,
+            }),
+            usage: UsageSlot::default(),
+            secret_version: 1,
+            key_type: KeyType::FineGrained,
+            environment: Environment::Live,
+            revoked: false,
+        })
+    }
+
+    #[test]
+    fn a_change_copies_its_chunk_and_leaves_the_table_it_came_from_alone() {
+        let mut table = KeyTable::with_capacity(3 * CHUNK);
+        for i in 0..3 * CHUNK {
+            table.push(key(&format!("k{i}"), &format!("s{i}")));
+        }
+        table.index_all();
+        let before = table.clone();
+        // A rotation of a key in the middle chunk: the new digest finds it, the old one
+        // no longer does, and its position is kept.
+        let at = table.upsert(key("k1500", "s1500-new"));
+        assert_eq!(at, 1500);
+        assert!(table.digest(&digest(b"s1500")).is_none());
+        assert!(matches!(
+            table.digest(&digest(b"s1500-new")),
+            Some(KeyEntry::Secret { credential, grace: None }) if &*credential.id == "k1500"
+        ));
+        assert!(
+            Arc::ptr_eq(&table.chunks[0], &before.chunks[0]),
+            "untouched chunks are shared"
+        );
+        assert!(
+            !Arc::ptr_eq(&table.chunks[1], &before.chunks[1]),
+            "the changed one is copied"
+        );
+        assert!(matches!(
+            before.digest(&digest(b"s1500")),
+            Some(KeyEntry::Secret { credential, .. }) if &*credential.id == "k1500"
+        ));
+        // A new key goes after the others and is found by both.
+        let at = table.upsert(key("new", "s-new"));
+        assert_eq!(at as usize, 3 * CHUNK);
+        assert_eq!(table.id("new").map(|k| k.digest), Some(digest(b"s-new")));
+        assert_eq!(table.len(), 3 * CHUNK + 1);
+        // A grace entry merged into another table follows its record to its new position.
+        let mut overlay = KeyTable::default();
+        let at = overlay.upsert(key("k7", "s7-new"));
+        let grace = Grace { since: 1, until: 2 };
+        overlay.insert_other(digest(b"s7"), OtherSecret::Grace { at, grace });
+        table.merge(&overlay);
+        assert!(matches!(
+            table.digest(&digest(b"s7")),
+            Some(KeyEntry::Secret { credential, grace: Some(_) }) if &*credential.id == "k7"
+        ));
+    }
+
+    #[test]
+    fn a_record_is_128_bytes_and_a_request_holds_16() {
+        assert_eq!(std::mem::size_of::<Credential>(), 128);
+        assert_eq!(std::mem::size_of::<KeyRef>(), 16);
+    }
+}
