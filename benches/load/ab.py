@@ -1,8 +1,9 @@
 """Two tollgate binaries against each other, alternating, in the same minutes: whether a
 change moved the CPU per request or the machine did. Three rounds of an anonymous run and
-an API-key run (1k keys) each, with make bench's pinning and measure().
+an API-key run each (AB_KEYS keys in the store, 1000 unless set, drawn from up to 10k),
+with make bench's pinning and measure().
 
-    python3 benches/load/ab.py BEFORE_BINARY AFTER_BINARY
+    AB_KEYS=1000000 python3 benches/load/ab.py BEFORE_BINARY AFTER_BINARY
 """
 import os
 import signal
@@ -16,7 +17,8 @@ if len(sys.argv) != 3:
 up = L.nginx("upstream", f"""server {{ listen 127.0.0.1:{L.P_UPSTREAM}; location / {{ default_type application/json; return 200 '{{"ok":true}}'; }} }}""", "0")
 L.wait_port(L.P_UPSTREAM)
 cfg = L.tollgate_config("ab", L.P_TG, L.P_TG_ADMIN, L.P_TG_METRICS, "ab", [L.P_UPSTREAM])
-data = os.path.join(L.WORK, "ab"); L.seed(cfg, 1000, 1000, data)
+keys_in_store = int(os.environ.get("AB_KEYS", "1000"))
+data = os.path.join(L.WORK, "ab"); L.seed(cfg, keys_in_store, min(keys_in_store, 10_000), data)
 keys = os.path.join(data, "keys.txt")
 script = os.path.join(L.ROOT, "benches", "load", "keys.lua")
 bins = {"before": sys.argv[1], "after": sys.argv[2]}
