@@ -63,12 +63,52 @@ pub struct FileWriter {
     buffer: Vec<u8>,
 }
 
+/// Removes the temporary files that processes no longer running left beside `path` (one
+/// killed while writing). A running process's file, such as the old process's during an
+/// upgrade, is left to it.
+fn remove_leftovers(path: &Path) {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name().and_then(|n| n.to_str())) else {
+        return;
+    };
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let file = entry.file_name();
+        let Some(pid) = file
+            .to_str()
+            .and_then(|f| f.strip_prefix(name))
+            .and_then(|f| f.strip_prefix('.'))
+            .and_then(|f| f.strip_suffix(".tmp"))
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+            match std::fs::remove_file(entry.path()) {
+                Ok(()) => {
+                    tracing::info!(file = %entry.path().display(), "removed a snapshot file left half-written by a process that is gone")
+                }
+                Err(error) => {
+                    tracing::warn!(file = %entry.path().display(), %error, "a snapshot file left half-written could not be removed")
+                }
+            }
+        }
+    }
+}
+
 impl FileWriter {
     /// Starts `path`'s replacement, as a temporary file of this process beside it.
     pub fn create(path: &Path) -> std::io::Result<FileWriter> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent)?;
         }
+        remove_leftovers(path);
         let mut name = path.file_name().unwrap_or_default().to_os_string();
         name.push(format!(".{}.tmp", std::process::id()));
         let temporary = path.with_file_name(name);
@@ -653,6 +693,27 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, vec![std::ffi::OsString::from("tollgate.snapshot")]);
+    }
+
+    #[test]
+    fn a_half_written_file_of_a_process_that_is_gone_is_removed_and_a_running_ones_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let beside = dir.path().join("nested");
+        std::fs::create_dir_all(&beside).unwrap();
+        // Above any pid_max Linux allows (2^22), so no process has it.
+        let gone = beside.join("tollgate.snapshot.4999999.tmp");
+        let running = beside.join(format!(
+            "tollgate.snapshot.{}.tmp",
+            std::os::unix::process::parent_id()
+        ));
+        let other = beside.join("tollgate.snapshot.notes.tmp");
+        for path in [&gone, &running, &other] {
+            std::fs::write(path, b"partial").unwrap();
+        }
+        written(dir.path());
+        assert!(!gone.exists(), "the dead process's file is removed");
+        assert!(running.exists(), "a running process's file is its own");
+        assert!(other.exists(), "a name that is not ours is not touched");
     }
 
     /// What reading `bytes` as a snapshot file and decoding it gives.
