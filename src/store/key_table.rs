@@ -16,8 +16,10 @@ use std::hash::BuildHasher;
 use std::ops::Deref;
 use std::sync::Arc;
 
-/// Records per chunk: 128 KiB of records, so a sync that changes one key copies that much.
-pub const CHUNK: usize = 1024;
+/// Records per chunk: 8 KiB, so a sync that changes one key copies that much, and the
+/// requests of two workers share a chunk's reference count only when their keys are among
+/// the same 64. The chunks' own cost is under a byte a key.
+pub const CHUNK: usize = 64;
 
 /// `expires_at` of a key that never expires.
 const NEVER: i64 = i64::MAX;
@@ -30,11 +32,12 @@ pub struct Credential {
     pub digest: Digest,
     pub id: ShortId,
     pub client_id: ShortId,
-    /// [`NEVER`] for a key without an expiry.
-    expires_at: i64,
+    /// [`NEVER`] for a key without an expiry: see [`stored_expiry`].
+    pub(super) expires_at: i64,
     pub rules: Arc<KeyRules>,
     pub usage: UsageSlot,
-    secret_version: u32,
+    /// See [`stored_version`].
+    pub(super) secret_version: u32,
     pub key_type: KeyType,
     pub environment: Environment,
     pub revoked: bool,
@@ -51,37 +54,17 @@ pub struct KeyRules {
     pub rate_limit: Option<Tier>,
 }
 
-/// A credential's parts, as the snapshot builder has them.
-pub struct CredentialParts {
-    pub digest: Digest,
-    pub id: ShortId,
-    pub client_id: ShortId,
-    pub expires_at: Option<i64>,
-    pub rules: Arc<KeyRules>,
-    pub usage: UsageSlot,
-    pub secret_version: i64,
-    pub key_type: KeyType,
-    pub environment: Environment,
-    pub revoked: bool,
+/// How a key without an expiry is stored.
+pub(super) fn stored_expiry(expires_at: Option<i64>) -> i64 {
+    expires_at.unwrap_or(NEVER)
+}
+
+/// Versions count rotations; one past `u32::MAX` is not a key anyone holds.
+pub(super) fn stored_version(version: i64) -> u32 {
+    u32::try_from(version).unwrap_or(u32::MAX)
 }
 
 impl Credential {
-    pub fn new(parts: CredentialParts) -> Credential {
-        Credential {
-            digest: parts.digest,
-            id: parts.id,
-            client_id: parts.client_id,
-            expires_at: parts.expires_at.unwrap_or(NEVER),
-            rules: parts.rules,
-            usage: parts.usage,
-            // Versions count rotations; one past u32::MAX is not a key anyone holds.
-            secret_version: u32::try_from(parts.secret_version).unwrap_or(u32::MAX),
-            key_type: parts.key_type,
-            environment: parts.environment,
-            revoked: parts.revoked,
-        }
-    }
-
     pub fn expires_at(&self) -> Option<i64> {
         (self.expires_at != NEVER).then_some(self.expires_at)
     }
@@ -130,7 +113,7 @@ impl fmt::Debug for KeyRef {
 }
 
 /// What a digest resolves to.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub enum KeyEntry<'a> {
     /// A key's secret; `grace` is set for the previous secret after a rotation.
     Secret {
@@ -178,6 +161,22 @@ pub(super) struct KeyTable {
 /// The hash the digest table uses: [`DigestBuildHasher`]'s (its first 8 bytes).
 fn digest_hash(digest: &Digest) -> u64 {
     DigestBuildHasher::default().hash_one(digest)
+}
+
+/// Points the entry of `table` that `same` recognises at `at`, or adds one.
+fn put(
+    table: &mut HashTable<u32>,
+    hash: u64,
+    at: u32,
+    same: impl FnMut(&u32) -> bool,
+    rehash: impl Fn(&u32) -> u64,
+) {
+    match table.entry(hash, same, rehash) {
+        hash_table::Entry::Occupied(mut slot) => *slot.get_mut() = at,
+        hash_table::Entry::Vacant(slot) => {
+            slot.insert(at);
+        }
+    }
 }
 
 fn record(chunks: &[Arc<Chunk>], at: u32) -> &Credential {
@@ -231,17 +230,13 @@ impl KeyTable {
             let by_id = scope.spawn(|| id_table(chunks, count, ids));
             let mut by_digest = HashTable::with_capacity(count);
             for (at, credential) in (0u32..).zip(chunks.iter().flat_map(|c| c.iter())) {
-                let hash = digest_hash(&credential.digest);
-                match by_digest.entry(
-                    hash,
+                put(
+                    &mut by_digest,
+                    digest_hash(&credential.digest),
+                    at,
                     |&i| record(chunks, i).digest == credential.digest,
                     |&i| digest_hash(&record(chunks, i).digest),
-                ) {
-                    hash_table::Entry::Occupied(mut slot) => *slot.get_mut() = at,
-                    hash_table::Entry::Vacant(slot) => {
-                        slot.insert(at);
-                    }
-                }
+                );
             }
             // The id thread cannot panic short of a bug; if it did, the ids are built here.
             let by_id = by_id
@@ -312,16 +307,13 @@ impl KeyTable {
         };
         self.others.remove(&digest);
         let chunks = &self.chunks;
-        match self.by_digest.entry(
+        put(
+            &mut self.by_digest,
             digest_hash(&digest),
+            at,
             |&i| record(chunks, i).digest == digest,
             |&i| digest_hash(&record(chunks, i).digest),
-        ) {
-            hash_table::Entry::Occupied(mut slot) => *slot.get_mut() = at,
-            hash_table::Entry::Vacant(slot) => {
-                slot.insert(at);
-            }
-        }
+        );
         at
     }
 
@@ -363,16 +355,13 @@ fn id_table(
     let mut by_id = HashTable::with_capacity(count);
     for (at, credential) in (0u32..).zip(chunks.iter().flat_map(|c| c.iter())) {
         let id = &*credential.id;
-        match by_id.entry(
+        put(
+            &mut by_id,
             ids.hash_one(id),
+            at,
             |&i| &*record(chunks, i).id == id,
             |&i| ids.hash_one(&*record(chunks, i).id),
-        ) {
-            hash_table::Entry::Occupied(mut slot) => *slot.get_mut() = at,
-            hash_table::Entry::Vacant(slot) => {
-                slot.insert(at);
-            }
-        }
+        );
     }
     by_id
 }
@@ -383,11 +372,11 @@ mod tests {
     use crate::auth::api_key::digest;
 
     fn key(id: &str, secret: &str) -> Credential {
-        Credential::new(CredentialParts {
+        Credential {
             digest: digest(secret.as_bytes()),
             id: ShortId::new(id),
             client_id: ShortId::new(&format!("cid_{id}")),
-            expires_at: None,
+            expires_at: stored_expiry(None),
             rules: Arc::new(KeyRules {
                 permissions: Arc::default(),
                 permissions_header: Arc::from(""),
@@ -399,7 +388,7 @@ mod tests {
             key_type: KeyType::FineGrained,
             environment: Environment::Live,
             revoked: false,
-        })
+        }
     }
 
     #[test]
@@ -412,12 +401,18 @@ mod tests {
         let before = table.clone();
         // A rotation of a key in the middle chunk: the new digest finds it, the old one
         // no longer does, and its position is kept.
-        let at = table.upsert(key("k1500", "s1500-new"));
-        assert_eq!(at, 1500);
-        assert!(table.digest(&digest(b"s1500")).is_none());
+        let middle = CHUNK + CHUNK / 2;
+        let (id, old, new) = (
+            format!("k{middle}"),
+            format!("s{middle}"),
+            format!("s{middle}-new"),
+        );
+        let at = table.upsert(key(&id, &new));
+        assert_eq!(at as usize, middle);
+        assert!(table.digest(&digest(old.as_bytes())).is_none());
         assert!(matches!(
-            table.digest(&digest(b"s1500-new")),
-            Some(KeyEntry::Secret { credential, grace: None }) if &*credential.id == "k1500"
+            table.digest(&digest(new.as_bytes())),
+            Some(KeyEntry::Secret { credential, grace: None }) if *credential.id == *id
         ));
         assert!(
             Arc::ptr_eq(&table.chunks[0], &before.chunks[0]),
@@ -428,8 +423,8 @@ mod tests {
             "the changed one is copied"
         );
         assert!(matches!(
-            before.digest(&digest(b"s1500")),
-            Some(KeyEntry::Secret { credential, .. }) if &*credential.id == "k1500"
+            before.digest(&digest(old.as_bytes())),
+            Some(KeyEntry::Secret { credential, .. }) if *credential.id == *id
         ));
         // A new key goes after the others and is found by both.
         let at = table.upsert(key("new", "s-new"));

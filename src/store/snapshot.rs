@@ -3,7 +3,7 @@
 //! copies only what changed.
 
 use super::changes::KeyChanges;
-use super::key_table::{CredentialParts, KeyTable, OtherSecret};
+use super::key_table::{stored_expiry, stored_version, KeyTable, OtherSecret};
 use super::keys::stored_allowlist;
 use super::records::{KeyRow, KeyType, Policy, Secrets, StoredList};
 use crate::auth::api_key::Digest;
@@ -272,18 +272,18 @@ impl SnapshotBuilder {
     /// The credential of `row`; `previous` is the same key in the current snapshot, whose
     /// id and usage counters carry over.
     fn credential(&mut self, row: &KeyRow<'_>, previous: Option<&Credential>) -> Credential {
-        Credential::new(CredentialParts {
+        Credential {
             id: previous.map_or_else(|| ShortId::new(&row.id), |p| p.id.clone()),
             digest: row.secrets.digest,
             client_id: ShortId::new(&row.client_id),
             key_type: row.key_type,
             rules: self.rules(row),
             environment: Environment::parse(&row.environment).unwrap_or(Environment::Live),
-            expires_at: row.expires_at,
+            expires_at: stored_expiry(row.expires_at),
             revoked: row.revoked,
-            secret_version: row.secrets.version,
+            secret_version: stored_version(row.secrets.version),
             usage: UsageSlot::carried_from(previous.map(|p| &p.usage)),
-        })
+        }
     }
 
     /// Starts a full load: keys are added page by page straight into a new base.

@@ -65,8 +65,12 @@ pub struct FileWriter {
 
 /// Removes the temporary files that processes no longer running left beside `path` (one
 /// killed while writing). A running process's file, such as the old process's during an
-/// upgrade, is left to it.
+/// upgrade, is left to it. Whether a process runs is read from `/proc`; without it,
+/// nothing is removed.
 fn remove_leftovers(path: &Path) {
+    if !Path::new("/proc/self").exists() {
+        return;
+    }
     let (Some(dir), Some(name)) = (path.parent(), path.file_name().and_then(|n| n.to_str())) else {
         return;
     };
