@@ -112,6 +112,19 @@ need_schemathesis() {
   "$venv/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
 }
 
+# Python HTTP/2 clients for the TLS and HTTP/2 tests, in the same environment: httpx with
+# HTTP/2 (a real client), and h2 (the framing and HPACK for the rapid-reset and
+# CONTINUATION attacks, written frame by frame).
+need_h2_clients() {
+  local venv="target/tools/py"
+  if [ -x "$venv/bin/python" ] && "$venv/bin/python" -c "import h2, httpx" 2>/dev/null; then return; fi
+  [ -x "$venv/bin/python" ] || need_schemathesis
+  echo "installing httpx[http2] 0.28.1 and h2 4.2.0 from PyPI"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "httpx[http2]==0.28.1" "h2==4.2.0"
+  command -v openssl >/dev/null 2>&1 || apt_install openssl
+  command -v curl >/dev/null 2>&1 || apt_install curl
+}
+
 # Debian's Chromium and chromedriver, for the console tests in a real browser.
 need_browser() {
   if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then return; fi
@@ -157,6 +170,7 @@ case "${1:-build}" in
     need_redis
     need_promtool
     need_schemathesis
+    need_h2_clients
     need_browser
     need_forward_auth_proxies
     ;;

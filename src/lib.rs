@@ -28,4 +28,5 @@ pub mod server;
 pub mod short_id;
 pub mod store;
 pub mod tasks;
+pub mod tls;
 pub mod usage;

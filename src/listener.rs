@@ -144,11 +144,13 @@ impl ServiceWithDependents for Sockets {
 /// admin API and the metrics endpoint, on sockets that take part in upgrades.
 pub struct RouterApp {
     router: Router,
+    /// Set when the listener serves HTTPS (`admin.tls`).
+    tls: Option<Arc<crate::tls::Terminator>>,
 }
 
 impl RouterApp {
-    pub fn new(router: Router) -> Self {
-        RouterApp { router }
+    pub fn new(router: Router, tls: Option<Arc<crate::tls::Terminator>>) -> Self {
+        RouterApp { router, tls }
     }
 }
 
@@ -162,6 +164,10 @@ impl ServerApp for RouterApp {
         let peer = stream
             .get_socket_digest()
             .and_then(|digest| digest.peer_addr().and_then(|addr| addr.as_inet().copied()));
+        let stream = match &self.tls {
+            Some(tls) => tls.accept(stream).await?,
+            None => stream,
+        };
         let router = self.router.clone();
         let service =
             tower::service_fn(move |mut request: http::Request<hyper::body::Incoming>| {

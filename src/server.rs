@@ -21,6 +21,7 @@ use crate::policy::rate_limit::local::LocalLimiter;
 use crate::policy::rate_limit::redis::RedisLimiter;
 use crate::policy::rate_limit::{LimitMetrics, Limiter};
 use crate::proxy::app::GatewayApp;
+use crate::proxy::edge::Edge;
 use crate::proxy::head_guard::{GuardSettings, GuardSettingsRef};
 use crate::proxy::head_syntax::HeadLimits;
 use crate::proxy::upstreams::Upstreams;
@@ -30,10 +31,15 @@ use crate::store::sync::{SyncMetrics, SyncService, Syncer};
 use crate::store::Store;
 use crate::tasks::quota_keeper::QuotaKeeper;
 use crate::tasks::usage_flush::UsageFlusher;
+use crate::tls::client_cert::ClientSubjects;
+use crate::tls::metrics::TlsMetrics;
+use crate::tls::reload::CertificateReloader;
+use crate::tls::{Terminator, TlsSource};
 use crate::usage::UsageRecorder;
 use anyhow::Context;
 use async_trait::async_trait;
 use axum::routing::get;
+use pingora::apps::HttpServerOptions;
 use pingora::listeners::{L4BufferSettings, ListenerConfig, DEFAULT_L4_WRITE_BUFFER_SIZE};
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::{ExecutionPhase, RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
@@ -63,6 +69,29 @@ pub fn serve(config: Config, options: ServeOptions) -> anyhow::Result<()> {
     }
     apply_test_clock(&config);
     let metrics = Arc::new(Metrics::new());
+    // Certificates next: a bad file stops the start, naming it, before anything serves.
+    let tls_metrics = Arc::new(TlsMetrics::new(&metrics));
+    let client_subjects = config
+        .tls
+        .as_ref()
+        .and_then(|tls| tls.client_ca_path.as_ref())
+        .map(|_| Arc::new(ClientSubjects::default()));
+    let data_tls = match &config.tls {
+        Some(tls) => Some(Arc::new(Terminator::new(
+            TlsSource::data_plane(tls),
+            tls_metrics.clone(),
+            client_subjects.clone(),
+        )?)),
+        None => None,
+    };
+    let admin_tls = match &config.admin.tls {
+        Some(files) => Some(Arc::new(Terminator::new(
+            TlsSource::admin(files),
+            tls_metrics.clone(),
+            None,
+        )?)),
+        None => None,
+    };
     // Ready once the snapshot and the persisted daily quotas are loaded.
     let readiness = Arc::new(Readiness::new(2));
     let syncer = Arc::new(Syncer::new(
@@ -128,6 +157,15 @@ pub fn serve(config: Config, options: ServeOptions) -> anyhow::Result<()> {
         upstreams,
         trusted_proxies: config.trusted_proxies.clone(),
         oauth: oauth::router(oauth),
+        edge: Edge::new(
+            config
+                .tls
+                .as_ref()
+                .and_then(|tls| tls.hsts.as_deref())
+                .and_then(|hsts| http::HeaderValue::from_str(hsts).ok()),
+            client_subjects,
+            &metrics,
+        ),
     };
     let token = std::env::var(&config.admin.token_env)
         .ok()
@@ -148,7 +186,8 @@ pub fn serve(config: Config, options: ServeOptions) -> anyhow::Result<()> {
             .as_millis() as i64,
         roles: config.admin.roles.clone(),
         session_ttl: config.admin.session_ttl,
-        secure_cookies: false,
+        // A console served over HTTPS marks its session cookie `Secure`.
+        secure_cookies: config.admin.tls.is_some(),
         admin_requests,
         signins,
     });
@@ -180,31 +219,63 @@ pub fn serve(config: Config, options: ServeOptions) -> anyhow::Result<()> {
     let mut server = Server::new_with_opt_and_conf(opt, conf);
     server.bootstrap();
 
-    let proxy = pingora::proxy::http_proxy(&server.configuration, gateway);
+    let mut proxy = pingora::proxy::http_proxy(&server.configuration, gateway);
+    // HTTP/2 streams go through pingora's server with these limits; the plaintext preface
+    // is recognised by the connection loop, which hands such connections over.
+    let mut server_options = HttpServerOptions::default();
+    server_options.h2c = true;
+    proxy.server_options = Some(server_options);
+    proxy.h2_options = Some(h2_options());
+    let proxy = Arc::new(proxy);
     let guard = Arc::new(GuardSettingsRef(GuardSettings {
         limits: HeadLimits::default(),
         metrics: metrics.clone(),
     }));
-    let app = GatewayApp {
-        proxy: Arc::new(proxy),
-        guard,
-    };
-    let mut data_plane = Service::new("tollgate data plane".to_string(), app);
-    for addr in &config.listen {
-        // No L4 read buffer: pingora's own head buffer already batches reads, and the
-        // default 64 KiB per connection would dominate the memory of idle keep-alives.
-        let buffers = L4BufferSettings::new(0, DEFAULT_L4_WRITE_BUFFER_SIZE);
-        data_plane.add_listener(ListenerConfig::tcp(addr.to_string()).l4_buffer(buffers));
-    }
     let sockets = server.add_service(sockets);
-    server.add_service(data_plane).add_dependency(&sockets);
+    // No L4 read buffer: pingora's own head buffer already batches reads, and the default
+    // 64 KiB per connection would dominate the memory of idle keep-alives.
+    let buffers = L4BufferSettings::new(0, DEFAULT_L4_WRITE_BUFFER_SIZE);
+    if !config.listen.is_empty() {
+        let app = GatewayApp {
+            proxy: proxy.clone(),
+            guard: guard.clone(),
+            tls: None,
+        };
+        let mut data_plane = Service::new("tollgate data plane".to_string(), app);
+        for addr in &config.listen {
+            data_plane.add_listener(ListenerConfig::tcp(addr.to_string()).l4_buffer(buffers));
+        }
+        server.add_service(data_plane).add_dependency(&sockets);
+    }
+    if let (Some(tls), Some(terminator)) = (&config.tls, &data_tls) {
+        let app = GatewayApp {
+            proxy: proxy.clone(),
+            guard: guard.clone(),
+            tls: Some(terminator.clone()),
+        };
+        let mut https = Service::new("tollgate data plane (HTTPS)".to_string(), app);
+        for addr in &tls.listen {
+            https.add_listener(ListenerConfig::tcp(addr.to_string()).l4_buffer(buffers));
+        }
+        server.add_service(https).add_dependency(&sockets);
+    }
     // The console is served beside the admin API, and makes its requests to it.
     let api = admin::router(admin_state);
     let console = Arc::new(crate::console::Console::new(&config, api.clone()));
     let admin_routes = api.merge(crate::console::router(console));
-    let admin_service = router_service("admin", config.admin.listen, admin_routes);
+    let admin_service = router_service(
+        "admin",
+        config.admin.listen,
+        admin_routes,
+        admin_tls.clone(),
+    );
     server.add_service(admin_service).add_dependency(&sockets);
-    let metrics_service = router_service("metrics", config.metrics.listen, metrics_router(metrics));
+    let metrics_service = router_service(
+        "metrics",
+        config.metrics.listen,
+        metrics_router(metrics.clone()),
+        None,
+    );
     server.add_service(metrics_service).add_dependency(&sockets);
     if let Some(forward_auth) = &config.forward_auth {
         let state = crate::forward_auth::ForwardAuth {
@@ -212,7 +283,7 @@ pub fn serve(config: Config, options: ServeOptions) -> anyhow::Result<()> {
             trusted_proxies: config.trusted_proxies.clone(),
         };
         let router = crate::forward_auth::router(Arc::new(state));
-        let service = router_service("forward auth", forward_auth.listen, router);
+        let service = router_service("forward auth", forward_auth.listen, router, None);
         server.add_service(service).add_dependency(&sockets);
     }
     for health_check in health_checks {
@@ -226,6 +297,13 @@ pub fn serve(config: Config, options: ServeOptions) -> anyhow::Result<()> {
         server.add_service(background_service("external JWKS", JwksRefresher(external)));
     }
     server.add_service(background_service("quota keeper", keeper));
+    server.add_service(background_service(
+        "certificate reload",
+        CertificateReloader {
+            terminators: data_tls.into_iter().chain(admin_tls).collect(),
+            metrics: tls_metrics,
+        },
+    ));
     server.add_service(background_service(
         "usage flush",
         UsageFlusher::new(usage, syncer),
@@ -289,6 +367,12 @@ fn wanted_listeners(config: &Config) -> Vec<Wanted> {
         setting: "metrics.listen",
         addr: config.metrics.listen,
     });
+    for addr in config.tls.iter().flat_map(|tls| &tls.listen) {
+        wanted.push(Wanted {
+            setting: "tls.listen",
+            addr: *addr,
+        });
+    }
     if let Some(forward_auth) = &config.forward_auth {
         wanted.push(Wanted {
             setting: "forward_auth.listen",
@@ -304,8 +388,9 @@ fn router_service(
     name: &str,
     addr: std::net::SocketAddr,
     router: axum::Router,
+    tls: Option<Arc<Terminator>>,
 ) -> Service<RouterApp> {
-    let mut service = Service::new(format!("tollgate {name}"), RouterApp::new(router));
+    let mut service = Service::new(format!("tollgate {name}"), RouterApp::new(router, tls));
     service.threads = Some(1);
     service.add_tcp(&addr.to_string());
     service
@@ -436,4 +521,26 @@ fn build_limiter(config: &Config, metrics: &LimitMetrics) -> Limiter {
             ))
         }
     }
+}
+
+/// HTTP/2 limits (SPEC section 13). pingora's defaults are the base: starting from h2's own
+/// would lift the header-list bound to 16 MiB.
+/// - 100 concurrent streams a connection;
+/// - the HPACK table the client may make us keep: 4 KiB, the protocol's default;
+/// - a header section of at most 64 KiB as h2 counts it, beyond which h2 ends the
+///   connection with GOAWAY; the 32 KiB and 100-header limits of SPEC 9 are checked on the decoded head in
+///   the proxy, with the same error as on HTTP/1.1. The bound also caps how many
+///   CONTINUATION frames h2 reads for one header block before closing the connection;
+/// - rapid reset (CVE-2023-44487): at most 20 streams reset by the client before the
+///   server accepted them, then `GOAWAY`; 1,024 streams a connection may make us reset
+///   for errors, then `GOAWAY`.
+pub fn h2_options() -> pingora::protocols::http::v2::server::H2Options {
+    let mut options = pingora::protocols::http::v2::server::default_h2_options();
+    options
+        .max_concurrent_streams(100)
+        .header_table_size(4096)
+        .max_header_list_size(64 * 1024)
+        .max_pending_accept_reset_streams(20)
+        .max_local_error_reset_streams(Some(1024));
+    options
 }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 #[test]
 fn the_demo_starts_answers_and_stops_on_ctrl_c() {
-    let ports: Vec<String> = (0..4)
+    let ports: Vec<String> = (0..5)
         .map(|_| format!("127.0.0.1:{}", free_port()))
         .collect();
     let dir = tempfile::tempdir().unwrap();
@@ -22,6 +22,8 @@ fn the_demo_starts_answers_and_stops_on_ctrl_c() {
             &ports[2],
             "--upstream-listen",
             &ports[3],
+            "--https-listen",
+            &ports[4],
         ])
         .stdout(Stdio::from(std::fs::File::create(&out_path).unwrap()))
         .stderr(Stdio::null())
@@ -79,6 +81,41 @@ fn the_demo_starts_answers_and_stops_on_ctrl_c() {
         (elsewhere.status, elsewhere.code().as_str()),
         (403, "ip_not_allowed")
     );
+    // The HTTPS line of the tour, as printed, with the demo's own certificate.
+    let https_line = out
+        .lines()
+        .find(|l| l.contains("--http2 --cacert"))
+        .expect("the tour prints an HTTPS line");
+    let cacert = https_line
+        .split("--cacert ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .unwrap();
+    let port = ports[4].rsplit(':').next().unwrap();
+    assert!(
+        https_line.contains(&format!("https://localhost:{port}/v1/accounts")),
+        "{https_line}"
+    );
+    let over_https = Command::new("curl")
+        .args([
+            "-sS",
+            "--http2",
+            "--cacert",
+            cacert,
+            "-w",
+            "\n%{http_version} %{http_code}",
+        ])
+        .args(["-H", &format!("X-API-Key: {key}")])
+        .arg(format!("https://localhost:{port}/v1/accounts"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&over_https.stdout);
+    assert!(
+        text.ends_with("\n2 200"),
+        "{text}{}",
+        String::from_utf8_lossy(&over_https.stderr)
+    );
+    assert!(text.contains("\"x-forwarded-proto\":\"https\""), "{text}");
     // The client-credentials line of the tour.
     let client_id = out
         .split("curl -s -u ")

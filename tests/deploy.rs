@@ -84,10 +84,49 @@ fn the_kubernetes_example_is_complete_and_its_config_checks() {
         Some("/readyz")
     );
     assert!(deployment["spec"]["replicas"].as_u64().unwrap() >= 2);
+    let mounts = &container["volumeMounts"];
+    assert!(
+        mounts
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .any(|m| m["mountPath"] == "/etc/tollgate/tls"),
+        "the TLS Secret is mounted"
+    );
+    // The TLS Secret's files, as the kubelet mounts them, made here.
     let temp = tempfile::tempdir().unwrap();
+    let tls = temp.path().join("tls");
+    std::fs::create_dir(&tls).unwrap();
+    keygen_tls(&tls.join("tls.pem"));
+    std::fs::rename(tls.join("tls.pem"), tls.join("tls.crt")).unwrap();
+    let config = config
+        .unwrap()
+        .replace("/etc/tollgate/tls/", &format!("{}/", tls.display()));
     let path = temp.path().join("tollgate.yaml");
-    std::fs::write(&path, config.unwrap()).unwrap();
+    std::fs::write(&path, config).unwrap();
     check(&path);
+}
+
+/// `tollgate keygen --tls-names`, as the compose example's keys service runs it.
+fn keygen_tls(out: &Path) {
+    let made = Command::new(BIN)
+        .args(["keygen", "--tls-names", "localhost,127.0.0.1", "--out"])
+        .arg(out)
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    // Never over an existing file.
+    let again = Command::new(BIN)
+        .args(["keygen", "--tls-names", "localhost", "--out"])
+        .arg(out)
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("refusing to overwrite"));
 }
 
 #[test]
@@ -103,7 +142,15 @@ fn the_compose_example_runs_three_replicas_and_its_config_checks() {
     ] {
         assert!(services.contains_key(name), "{name}");
     }
-    check(&root().join("deploy/compose/tollgate.yaml"));
+    // The keys service's files, made the way it makes them.
+    let keys = tempfile::tempdir().unwrap();
+    keygen_tls(&keys.path().join("tls.pem"));
+    let config = std::fs::read_to_string(root().join("deploy/compose/tollgate.yaml"))
+        .unwrap()
+        .replace("/keys/tls.", &format!("{}/tls.", keys.path().display()));
+    let path = keys.path().join("tollgate.yaml");
+    std::fs::write(&path, config).unwrap();
+    check(&path);
 }
 
 #[test]

@@ -26,6 +26,9 @@ pub struct DemoArgs {
     /// Address of the built-in echo API (the upstream).
     #[arg(long, default_value = "127.0.0.1:3000")]
     upstream_listen: SocketAddr,
+    /// HTTPS (and HTTP/2) data-plane address, with a certificate made for the demo.
+    #[arg(long, default_value = "127.0.0.1:8443")]
+    https_listen: SocketAddr,
 }
 
 pub fn run(args: DemoArgs) -> anyhow::Result<()> {
@@ -41,6 +44,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
 }
 
 fn start(args: &DemoArgs, folder: &Path) -> anyhow::Result<()> {
+    crate::tls::self_signed::write(&["localhost", "127.0.0.1", "::1"], folder, "tls")?;
     let config = Config::parse(&demo_yaml(args, folder))
         .map_err(|errors| anyhow::anyhow!("the built-in demo config is invalid:\n{errors}"))?;
     // Every port first, so a clash is reported before anything is created or printed.
@@ -49,6 +53,7 @@ fn start(args: &DemoArgs, folder: &Path) -> anyhow::Result<()> {
         ("--admin-listen", args.admin_listen),
         ("--metrics-listen", args.metrics_listen),
         ("--upstream-listen", args.upstream_listen),
+        ("--https-listen", args.https_listen),
     ] {
         drop(crate::listener::bind(crate::listener::Wanted {
             setting: flag,
@@ -60,7 +65,7 @@ fn start(args: &DemoArgs, folder: &Path) -> anyhow::Result<()> {
     std::env::set_var(&config.admin.token_env, &token);
     let made = create_demo_records(&config)?;
     start_echo(args.upstream_listen)?;
-    print_tour(args, &made, &token);
+    print_tour(args, &made, &token, folder);
     server::serve(
         config,
         ServeOptions {
@@ -161,6 +166,9 @@ fn demo_yaml(args: &DemoArgs, folder: &Path) -> String {
     format!(
         r#"
 listen: {listen}
+tls:
+  listen: {https}
+  certificates: [{{ cert_path: {folder}/tls.pem, key_path: {folder}/tls.key }}]
 threads: 1
 grace_period: 5s
 upgrade_sock: {folder}/upgrade.sock
@@ -191,17 +199,21 @@ routes:
         admin = args.admin_listen,
         metrics = args.metrics_listen,
         upstream = args.upstream_listen,
+        https = args.https_listen,
     )
 }
 
-fn print_tour(args: &DemoArgs, made: &Made, token: &str) {
+fn print_tour(args: &DemoArgs, made: &Made, token: &str, folder: &Path) {
     let gw = args.listen;
+    let https = format!("localhost:{}", args.https_listen.port());
+    let folder = folder.display();
     let (key, client_id) = (&made.key, &made.client_id);
     let (owner, password) = (&made.owner_email, &made.owner_password);
     println!(
         r#"
 tollgate demo
   gateway   http://{gw}    (echo API behind it on {upstream})
+            https://{https}   (HTTP/2 too; certificate {folder}/tls.pem)
   admin     http://{admin}   bootstrap token: {token}
   console   http://{admin}/console/   sign in as {owner}, password {password}
   metrics   http://{metrics}/metrics
@@ -214,6 +226,8 @@ Try:
   curl -i http://{gw}/v1/accounts -H "X-API-Key: $KEY"
   # the same key as a bearer token
   curl -i http://{gw}/v1/accounts -H "Authorization: Bearer $KEY"
+  # over HTTPS and HTTP/2, trusting the demo's self-signed certificate
+  curl -i --http2 --cacert {folder}/tls.pem https://{https}/v1/accounts -H "X-API-Key: $KEY"
   # from an address outside the key's allowlist: 403 ip_not_allowed
   curl -i --interface 127.0.0.2 http://{gw}/v1/accounts -H "X-API-Key: $KEY"
   # a route needing accounts:write: 403 insufficient_permission

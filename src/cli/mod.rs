@@ -55,11 +55,17 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:3000")]
         listen: std::net::SocketAddr,
     },
-    /// Write a new Ed25519 signing key (PKCS#8 PEM, mode 0600), for replicas to share.
+    /// Write a new Ed25519 signing key (PKCS#8 PEM, mode 0600), for replicas to share; or,
+    /// with --tls-names, a self-signed TLS certificate and its key.
     Keygen {
-        /// The file to write; an existing file is never overwritten.
+        /// The file to write; an existing file is never overwritten. With --tls-names, the
+        /// certificate (NAME.pem), its key going beside it as NAME.key.
         #[arg(long)]
         out: PathBuf,
+        /// Host names or addresses, comma separated, for a self-signed TLS certificate
+        /// (for trying HTTPS; use certificates from a CA in production).
+        #[arg(long, value_delimiter = ',')]
+        tls_names: Vec<String>,
     },
     /// Create, list, show, rotate and revoke API keys (through the admin API).
     Keys {
@@ -124,8 +130,26 @@ enum Command {
 pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Check { config } => match Config::load(&config.config) {
-            Ok(loaded) => {
+            Ok(mut loaded) => {
                 let file = config.config.display();
+                // The files the config names: certificates, keys and CAs.
+                let files = crate::tls::inspect::inspect(&loaded, crate::clock::now_ms() / 1000);
+                if !files.errors.is_empty() {
+                    eprintln!("{file}: {} error(s)", files.errors.len());
+                    for error in &files.errors {
+                        eprintln!("{error}");
+                    }
+                    return ExitCode::FAILURE;
+                }
+                loaded
+                    .warnings
+                    .extend(files.warnings.into_iter().map(|(path, message)| {
+                        crate::config::ConfigError {
+                            path,
+                            line: None,
+                            message,
+                        }
+                    }));
                 if loaded.warnings.is_empty() {
                     println!("{file}: ok");
                 } else {
@@ -162,7 +186,10 @@ pub fn run(cli: Cli) -> ExitCode {
         }
         Command::Demo(args) => report(demo::run(args)),
         Command::Echo { listen } => report(serve_echo(listen)),
-        Command::Keygen { out } => report(keygen(&out)),
+        Command::Keygen { out, tls_names } if !tls_names.is_empty() => {
+            report(tls_keygen(&out, &tls_names))
+        }
+        Command::Keygen { out, .. } => report(keygen(&out)),
         Command::Keys { admin, command } => {
             report_admin(&admin, block_on(keys::keys(&admin, command)))
         }
@@ -234,6 +261,32 @@ fn serve_echo(listen: std::net::SocketAddr) -> anyhow::Result<()> {
         crate::echo::serve(listener, crate::echo::Recorder::default()).await?;
         Ok(())
     })
+}
+
+fn tls_keygen(out: &std::path::Path, names: &[String]) -> anyhow::Result<()> {
+    let (Some(folder), Some(stem)) = (
+        out.parent(),
+        out.file_name()
+            .and_then(|name| name.to_str())
+            .and_then(|name| name.strip_suffix(".pem")),
+    ) else {
+        anyhow::bail!("--out must name a .pem file, such as certs/tls.pem");
+    };
+    let key = folder.join(format!("{stem}.key"));
+    for path in [out, key.as_path()] {
+        if path.exists() {
+            anyhow::bail!("{} exists; refusing to overwrite it", path.display());
+        }
+    }
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let files = crate::tls::self_signed::write(&names, folder, stem)?;
+    println!(
+        "wrote {} and {} (self-signed for {})",
+        files.cert_path.display(),
+        files.key_path.display(),
+        names.join(", ")
+    );
+    Ok(())
 }
 
 fn keygen(out: &std::path::Path) -> anyhow::Result<()> {

@@ -6,6 +6,7 @@ mod lines;
 mod lint;
 mod reader;
 mod schema;
+mod tls_schema;
 
 pub use duration::{format_duration, parse_duration};
 pub use reader::{canonical_ip, parse_cidr, parse_cidr_exact, CidrError};
@@ -59,7 +60,10 @@ impl fmt::Display for ConfigErrors {
 
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// Plaintext data-plane addresses; empty when only `tls.listen` serves (HTTPS only).
     pub listen: Vec<SocketAddr>,
+    /// The HTTPS data plane (SPEC section 13), when configured.
+    pub tls: Option<TlsConfig>,
     pub threads: usize,
     pub upgrade_sock: PathBuf,
     pub grace_period: Duration,
@@ -124,6 +128,43 @@ pub struct AdminConfig {
     pub session_ttl: Duration,
     /// Custom operator roles, beside the built-in ones.
     pub roles: BTreeMap<String, crate::admin_access::Permissions>,
+    /// The admin API and console over HTTPS, when set.
+    pub tls: Option<CertificateFiles>,
+}
+
+/// The HTTPS data plane of SPEC section 13.
+#[derive(Debug, Clone)]
+pub struct TlsConfig {
+    pub listen: Vec<SocketAddr>,
+    /// Chosen by SNI; the first is the default.
+    pub certificates: Vec<ServerCertificate>,
+    pub min_version: TlsVersion,
+    /// ALPN offers `h2` beside `http/1.1`.
+    pub http2: bool,
+    /// When set, client certificates are requested, and verified when presented.
+    pub client_ca_path: Option<PathBuf>,
+    /// `Strict-Transport-Security`, sent on every HTTPS response when set.
+    pub hsts: Option<String>,
+}
+
+/// A PEM certificate chain and its private key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertificateFiles {
+    pub cert_path: PathBuf,
+    pub key_path: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerCertificate {
+    pub files: CertificateFiles,
+    /// Exact names or `*.` wildcards; empty means the names the certificate carries.
+    pub server_names: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum TlsVersion {
+    V1_2,
+    V1_3,
 }
 
 /// Forward authentication for nginx, Caddy, Traefik and Envoy (SPEC section 12).
@@ -220,6 +261,12 @@ pub struct UpstreamConfig {
     /// `host:port` of each target, resolved at start.
     pub targets: Vec<String>,
     pub tls: bool,
+    /// Verify the upstream against this CA instead of the system roots.
+    pub ca_path: Option<PathBuf>,
+    /// The name sent and verified; the first target's host when unset.
+    pub sni: Option<String>,
+    /// HTTP/2 to the upstream, through ALPN.
+    pub http2: bool,
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
 }

@@ -8,6 +8,7 @@ use std::collections::BTreeSet;
 
 const TOP_KEYS: &[&str] = &[
     "listen",
+    "tls",
     "threads",
     "upgrade_sock",
     "grace_period",
@@ -89,11 +90,16 @@ pub fn parse(source: &str, empty: Empty) -> Result<Config, ConfigErrors> {
 
 fn read_config(r: &mut Reader<'_>, value: &Value) -> Option<Config> {
     let top = r.object(value, "", TOP_KEYS)?;
-    let default_listen: SocketAddr = ([0, 0, 0, 0], 8080).into();
+    let tls = super::tls_schema::read_tls(r, &top);
+    // With HTTPS configured and no `listen`, nothing is served in plaintext.
+    let default_listen: Vec<SocketAddr> = match &tls {
+        Some(_) => Vec::new(),
+        None => vec![([0, 0, 0, 0], 8080).into()],
+    };
     let listen = r.field(
         &top,
         "listen",
-        vec![default_listen],
+        default_listen,
         |r, value, path| match value {
             Value::Sequence(_) => r.list(value, path, Reader::socket_addr).filter(|list| {
                 if list.is_empty() {
@@ -200,12 +206,25 @@ fn read_config(r: &mut Reader<'_>, value: &Value) -> Option<Config> {
         }
         others.push(("forward_auth.listen", forward_auth.listen));
     }
+    let tls_listen = tls.as_ref().map_or(&[][..], |tls| &tls.listen[..]);
     for (name, addr) in others {
         if listen
             .iter()
+            .chain(tls_listen)
             .any(|data| data.port() == addr.port() && overlaps(data, &addr))
         {
             r.error(name, format!("{addr} must not share the data-plane port"));
+        }
+    }
+    for addr in tls_listen {
+        if listen
+            .iter()
+            .any(|data| data.port() == addr.port() && overlaps(data, addr))
+        {
+            r.error(
+                "tls.listen",
+                format!("{addr} must not share the port of listen"),
+            );
         }
     }
     if admin.listen == metrics.listen {
@@ -214,6 +233,7 @@ fn read_config(r: &mut Reader<'_>, value: &Value) -> Option<Config> {
 
     Some(Config {
         listen,
+        tls,
         threads,
         upgrade_sock,
         grace_period,
@@ -259,9 +279,13 @@ fn read_admin(r: &mut Reader<'_>, top: &Object<'_>) -> AdminConfig {
         token_env: "TOLLGATE_ADMIN_TOKEN".into(),
         session_ttl: Duration::from_secs(12 * 3600),
         roles: BTreeMap::new(),
+        tls: None,
     };
-    const KEYS: &[&str] = &["listen", "token_env", "session_ttl", "roles"];
+    const KEYS: &[&str] = &["listen", "token_env", "session_ttl", "roles", "tls"];
     if let Some(object) = section(r, top, "admin", KEYS) {
+        admin.tls = r.field(&object, "tls", None, |r, value, path| {
+            super::tls_schema::certificate_files(r, value, path, &[]).map(Some)
+        });
         admin.listen = r.field(&object, "listen", admin.listen, Reader::socket_addr);
         admin.token_env = r.field(&object, "token_env", admin.token_env, env_name);
         admin.session_ttl = r.field(&object, "session_ttl", admin.session_ttl, Reader::duration);
@@ -665,7 +689,15 @@ fn read_upstreams(r: &mut Reader<'_>, top: &Object<'_>) -> BTreeMap<String, Upst
             let object = r.object(
                 value,
                 path,
-                &["targets", "tls", "connect_timeout", "read_timeout"],
+                &[
+                    "targets",
+                    "tls",
+                    "ca_path",
+                    "sni",
+                    "http2",
+                    "connect_timeout",
+                    "read_timeout",
+                ],
             )?;
             let targets = r.required(&object, "targets", |r, value, path| {
                 if value.as_sequence().is_some_and(|items| items.is_empty()) {
@@ -675,6 +707,20 @@ fn read_upstreams(r: &mut Reader<'_>, top: &Object<'_>) -> BTreeMap<String, Upst
                 r.list(value, path, target)
             });
             let tls = r.field(&object, "tls", false, Reader::bool);
+            let ca_path = r.field(&object, "ca_path", None, |r, v, p| {
+                r.string(v, p).map(|path| Some(PathBuf::from(path)))
+            });
+            let sni = r.field(&object, "sni", None, |r, v, p| {
+                super::tls_schema::server_name(r, v, p).map(Some)
+            });
+            let http2 = r.field(&object, "http2", false, Reader::bool);
+            if !tls {
+                for (key, set) in [("ca_path", ca_path.is_some()), ("sni", sni.is_some())] {
+                    if set {
+                        r.error(&child(path, key), "needs tls: true");
+                    }
+                }
+            }
             let connect_timeout = r.field(
                 &object,
                 "connect_timeout",
@@ -690,6 +736,9 @@ fn read_upstreams(r: &mut Reader<'_>, top: &Object<'_>) -> BTreeMap<String, Upst
             Some(UpstreamConfig {
                 targets: targets?,
                 tls,
+                ca_path,
+                sni,
+                http2,
                 connect_timeout,
                 read_timeout,
             })

@@ -26,6 +26,20 @@ pub struct ConnectionFacts {
     pub client_ip: IpAddr,
     /// The head arrived behind another request's, unseen by the head guard.
     pub pipelined: bool,
+    /// The connection is TLS.
+    pub https: bool,
+    /// `Strict-Transport-Security` for the answer: on HTTPS, when configured.
+    pub hsts: Option<http::HeaderValue>,
+    /// A client certificate the handshake verified.
+    pub client_cert: Option<ClientCert>,
+}
+
+/// A verified client certificate, as the upstream is told of it.
+pub struct ClientCert {
+    /// RFC 4514; `None` if it could not be read.
+    pub subject: Option<std::sync::Arc<str>>,
+    /// SHA-256 of the leaf, lowercase hex.
+    pub sha256: String,
 }
 
 /// What the gate decided, as far as later phases need it.
@@ -69,6 +83,9 @@ impl RequestCtx {
             connection: ConnectionFacts {
                 client_ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
                 pipelined: false,
+                https: false,
+                hsts: None,
+                client_cert: None,
             },
             admission: Admitted::default(),
             limits: None,

@@ -356,6 +356,14 @@ impl UniqueID for HeadGuard {
 }
 
 impl Ssl for HeadGuard {
+    fn get_ssl(&self) -> Option<&pingora::protocols::tls::TlsRef> {
+        self.inner.get_ssl()
+    }
+
+    fn get_ssl_digest(&self) -> Option<Arc<pingora::protocols::tls::SslDigest>> {
+        self.inner.get_ssl_digest()
+    }
+
     fn selected_alpn_proto(&self) -> Option<ALPN> {
         self.inner.selected_alpn_proto()
     }

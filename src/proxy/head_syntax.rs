@@ -253,6 +253,30 @@ fn is_token_char(byte: u8) -> bool {
     byte.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&byte)
 }
 
+/// The limits of SPEC section 9 on a head that arrived decoded (HTTP/2's HPACK): each
+/// stream's request line and header section are counted as HTTP/1.1 would write them, so
+/// both protocols refuse at the same sizes. Framing is HTTP/2's own and not checked here.
+pub fn check_decoded_head<'a>(
+    method: &str,
+    target: &str,
+    headers: impl Iterator<Item = (&'a str, &'a [u8])>,
+    limits: &HeadLimits,
+) -> Result<(), Denial> {
+    // `METHOD SP target SP HTTP/1.1`
+    if method.len() + 1 + target.len() + 9 > limits.max_request_line {
+        return Err(Denial::UriTooLong);
+    }
+    // The empty line that ends the head.
+    let mut header_bytes = 2;
+    for (count, (name, value)) in headers.enumerate() {
+        header_bytes += name.len() + 2 + value.len() + 2;
+        if count + 1 > limits.max_headers || header_bytes > limits.max_header_bytes {
+            return Err(Denial::HeadersTooLarge);
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -476,5 +500,36 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn decoded_heads_are_held_to_the_sizes_an_http1_head_is() {
+        let limits = HeadLimits::default();
+        let value = [b'v'; 100];
+        let few = [("a", &value[..]); 10];
+        assert_eq!(
+            check_decoded_head("GET", "/", few.into_iter(), &limits),
+            Ok(())
+        );
+        let long_target = format!("/{}", "x".repeat(8 * 1024));
+        assert_eq!(
+            check_decoded_head("GET", &long_target, std::iter::empty(), &limits),
+            Err(Denial::UriTooLong)
+        );
+        let many = vec![("a", &b"1"[..]); 101];
+        assert_eq!(
+            check_decoded_head("GET", "/", many.into_iter(), &limits),
+            Err(Denial::HeadersTooLarge)
+        );
+        let hundred = vec![("a", &b"1"[..]); 100];
+        assert_eq!(
+            check_decoded_head("GET", "/", hundred.into_iter(), &limits),
+            Ok(())
+        );
+        let big = vec![b'v'; 33 * 1024];
+        assert_eq!(
+            check_decoded_head("GET", "/", [("big", &big[..])].into_iter(), &limits),
+            Err(Denial::HeadersTooLarge)
+        );
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod app;
 mod context;
+pub mod edge;
 pub mod head_guard;
 pub mod head_syntax;
 mod oauth_bridge;
@@ -21,11 +22,11 @@ use crate::gate::Decision;
 use crate::oauth;
 use crate::policy::client_addr::client_ip;
 use async_trait::async_trait;
-use head_syntax::{check_head, HeadLimits};
+use head_syntax::{check_decoded_head, check_head, HeadLimits};
 use ipnet::IpNet;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
-use pingora::upstreams::peer::HttpPeer;
+use pingora::upstreams::peer::{HttpPeer, Peer};
 use pingora::{Error, ErrorSource, ErrorType, Result};
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
@@ -39,6 +40,7 @@ pub struct Gateway {
     pub upstreams: Upstreams,
     pub trusted_proxies: Vec<IpNet>,
     pub oauth: axum::Router,
+    pub edge: edge::Edge,
 }
 
 /// The request id of SPEC section 4 (see [`crate::reply::request_id`]).
@@ -128,6 +130,25 @@ impl ProxyHttp for Gateway {
     /// endpoints, then the checkpoint's answer, forwarded or refused.
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         ctx.request_id = request_id(session.req_header());
+        self.edge.observe(session, ctx);
+        if session.is_http2() {
+            let request = session.req_header();
+            let target = request.uri.path_and_query().map_or("/", |p| p.as_str());
+            let headers = request
+                .headers
+                .iter()
+                .map(|(name, value)| (name.as_str(), value.as_bytes()));
+            let checked = check_decoded_head(
+                request.method.as_str(),
+                target,
+                headers,
+                &HeadLimits::default(),
+            );
+            if let Err(denial) = checked {
+                respond::refuse(session, ctx, &denial).await?;
+                return Ok(true);
+            }
+        }
         if ctx.connection.pipelined {
             if let Err(denial) = check_head(&raw_head(session), &HeadLimits::default()) {
                 session.set_keepalive(None);
@@ -196,10 +217,21 @@ impl ProxyHttp for Gateway {
     fn fail_to_connect(
         &self,
         _session: &mut Session,
-        _peer: &HttpPeer,
+        peer: &HttpPeer,
         ctx: &mut RequestCtx,
         mut error: Box<Error>,
     ) -> Box<Error> {
+        if error.etype() == &ErrorType::TLSHandshakeFailure {
+            // A certificate the upstream cannot prove (unknown CA, wrong name, expired) is
+            // a setup error, said once per failed connection with rustls' reason.
+            tracing::warn!(
+                upstream = self.upstream_name(ctx).unwrap_or(""),
+                target = %peer.address(),
+                sni = %peer.sni(),
+                reason = %error,
+                "TLS to the upstream failed"
+            );
+        }
         // Try each target of the pool at most once.
         ctx.upstream.connect_attempts += 1;
         let targets = self
@@ -225,6 +257,8 @@ impl ProxyHttp for Gateway {
             client_ip: ctx.connection.client_ip,
             trusted_proxies: &self.trusted_proxies,
             path: ctx.upstream.forward_path.take(),
+            https: ctx.connection.https,
+            client_cert: ctx.connection.client_cert.as_ref(),
         };
         upstream_headers::rewrite(upstream, forwarding)
     }

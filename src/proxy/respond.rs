@@ -19,9 +19,12 @@ pub async fn refuse(session: &mut Session, ctx: &mut RequestCtx, denial: &Denial
         ctx.limits.as_ref(),
         ctx.admission.grace.as_ref(),
     );
-    let mut response = ResponseHeader::build(refusal.status, Some(refusal.headers.len()))?;
+    let mut response = ResponseHeader::build(refusal.status, Some(refusal.headers.len() + 1))?;
     for (name, value) in refusal.headers {
         response.insert_header(name, value)?;
+    }
+    if let Some(hsts) = &ctx.connection.hsts {
+        response.insert_header(http::header::STRICT_TRANSPORT_SECURITY, hsts.clone())?;
     }
     if may_have_body(session) {
         session.set_keepalive(None);
@@ -32,9 +35,12 @@ pub async fn refuse(session: &mut Session, ctx: &mut RequestCtx, denial: &Denial
     session.write_response_body(Some(refusal.body), true).await
 }
 
-/// The headers every answer that is not a refusal gets too: the limits, the grace and
-/// the request id.
+/// The headers every answer that is not a refusal gets too: the limits, the grace, HSTS
+/// on HTTPS and the request id.
 pub fn annotate(response: &mut ResponseHeader, ctx: &RequestCtx) -> Result<()> {
+    if let Some(hsts) = &ctx.connection.hsts {
+        response.insert_header(http::header::STRICT_TRANSPORT_SECURITY, hsts.clone())?;
+    }
     for (name, value) in reply::limit(ctx.limits.as_ref()) {
         response.insert_header(name, value)?;
     }

@@ -3,6 +3,7 @@
 //! drops them, the credential is stripped, and the identity, request id and forwarding
 //! headers are set.
 
+use super::context::ClientCert;
 use crate::auth::credential::bearer_token;
 use crate::gate::Caller;
 use crate::policy::client_addr::is_trusted;
@@ -23,6 +24,10 @@ pub struct Forwarding<'a> {
     pub trusted_proxies: &'a [IpNet],
     /// The normalised path, when it differs from what the client sent.
     pub path: Option<String>,
+    /// The request arrived over TLS.
+    pub https: bool,
+    /// A client certificate the handshake verified.
+    pub client_cert: Option<&'a ClientCert>,
 }
 
 pub fn rewrite(upstream: &mut RequestHeader, forwarding: Forwarding<'_>) -> Result<()> {
@@ -62,6 +67,12 @@ pub fn rewrite(upstream: &mut RequestHeader, forwarding: Forwarding<'_>) -> Resu
         upstream.insert_header(name, value)?;
     }
     upstream.insert_header("x-request-id", forwarding.request_id)?;
+    if let Some(cert) = forwarding.client_cert {
+        if let Some(subject) = cert.subject.as_deref() {
+            upstream.insert_header("x-tollgate-client-cert-subject", subject)?;
+        }
+        upstream.insert_header("x-tollgate-client-cert-sha256", cert.sha256.as_str())?;
+    }
 
     let peer = forwarding.peer;
     let trusted = is_trusted(peer, forwarding.trusted_proxies);
@@ -75,13 +86,14 @@ pub fn rewrite(upstream: &mut RequestHeader, forwarding: Forwarding<'_>) -> Resu
     let mut real_ip = Vec::with_capacity(15);
     write_address(&mut real_ip, forwarding.client_ip);
     upstream.insert_header("x-real-ip", real_ip)?;
+    let proto = if forwarding.https { "https" } else { "http" };
     if !trusted {
         if upstream.headers.contains_key("forwarded") {
             upstream.remove_header("forwarded");
         }
-        upstream.insert_header("x-forwarded-proto", "http")?;
+        upstream.insert_header("x-forwarded-proto", proto)?;
     } else if !upstream.headers.contains_key("x-forwarded-proto") {
-        upstream.insert_header("x-forwarded-proto", "http")?;
+        upstream.insert_header("x-forwarded-proto", proto)?;
     }
     if let Some(path) = forwarding.path {
         let uri = match upstream.uri.query() {

@@ -1,9 +1,11 @@
 //! Shared test harness, by role: the echo upstream, real gateway processes, raw HTTP,
-//! the admin API, the stores and Redis, the usual configurations, and waiting.
+//! the admin API, the stores and Redis, test certificates, the usual configurations, and
+//! waiting.
 #![allow(dead_code)]
 
 mod admin;
 mod backends;
+mod certs;
 mod configs;
 mod gateway;
 mod raw_http;
@@ -15,6 +17,8 @@ mod waiting;
 pub use admin::*;
 #[allow(unused_imports)]
 pub use backends::*;
+#[allow(unused_imports)]
+pub use certs::*;
 #[allow(unused_imports)]
 pub use configs::*;
 #[allow(unused_imports)]
