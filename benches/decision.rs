@@ -54,6 +54,7 @@ fn record(index: usize, digest: Digest) -> KeyRecord {
         last_used_at: None,
         rate_limit: None,
         metadata: serde_json::Value::Null,
+        client_cert_sha256: None,
         secrets: Secrets {
             digest,
             grace_digest: None,
@@ -331,6 +332,7 @@ fn whole_decision(c: &mut Criterion) {
                 api_key: Some(secrets[i].as_bytes()),
                 authorization: None,
                 client_ip: IpAddr::from([127, 0, 0, 1]),
+                client_cert: None,
             };
             let admission = gate.finish(gate.begin(&facts), None, now);
             black_box(admission.refusal.is_none())
@@ -345,6 +347,7 @@ fn whole_decision(c: &mut Criterion) {
                 api_key: Some(stranger.as_bytes()),
                 authorization: None,
                 client_ip: IpAddr::from([127, 0, 0, 1]),
+                client_cert: None,
             };
             let admission = gate.finish(gate.begin(&facts), None, now);
             black_box(admission.refusal.is_some())

@@ -37,6 +37,7 @@ fn record(index: usize, digest: Digest, start: String) -> KeyRecord {
         last_used_at: None,
         rate_limit: None,
         metadata: serde_json::json!({}),
+        client_cert_sha256: None,
         secrets: Secrets {
             digest,
             grace_digest: None,

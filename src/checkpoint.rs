@@ -57,6 +57,7 @@ impl Checkpoint {
         path: &str,
         headers: &http::HeaderMap,
         client_ip: IpAddr,
+        client_cert: Option<&[u8; 32]>,
         now: i64,
     ) -> Checked<'_> {
         let normalized = match crate::path::normalize(path) {
@@ -74,6 +75,7 @@ impl Checkpoint {
                 .get(http::header::AUTHORIZATION)
                 .map(|v| v.as_bytes()),
             client_ip,
+            client_cert,
         };
         let mut checked = self.check(&facts, now).await;
         if normalized != path {

@@ -20,6 +20,8 @@ pub enum Denial {
     KeyRevoked,
     WrongEnvironment,
     IpNotAllowed,
+    /// The key is bound to a client certificate the connection did not present.
+    ClientCertificateRequired,
     InsufficientPermission {
         missing: Arc<str>,
     },
@@ -54,6 +56,7 @@ impl Denial {
             Denial::KeyRevoked => "key_revoked",
             Denial::WrongEnvironment => "wrong_environment",
             Denial::IpNotAllowed => "ip_not_allowed",
+            Denial::ClientCertificateRequired => "client_certificate_required",
             Denial::InsufficientPermission { .. } => "insufficient_permission",
             Denial::RouteNotFound => "route_not_found",
             Denial::RateLimited => "rate_limited",
@@ -79,7 +82,9 @@ impl Denial {
             | Denial::KeyExpired
             | Denial::KeyRevoked
             | Denial::WrongEnvironment => 401,
-            Denial::IpNotAllowed | Denial::InsufficientPermission { .. } => 403,
+            Denial::IpNotAllowed
+            | Denial::ClientCertificateRequired
+            | Denial::InsufficientPermission { .. } => 403,
             Denial::RouteNotFound => 404,
             Denial::HeadTimeout => 408,
             Denial::BodyTooLarge => 413,
@@ -123,6 +128,9 @@ impl fmt::Display for Denial {
             Denial::IpNotAllowed => {
                 f.write_str("requests from this address are not allowed for this credential")
             }
+            Denial::ClientCertificateRequired => f.write_str(
+                "this credential works only over a connection that presents its client certificate",
+            ),
             Denial::InsufficientPermission { missing } => {
                 write!(f, "this route requires the permission \"{missing}\"")
             }

@@ -24,7 +24,7 @@ pub struct Metrics {
 }
 
 /// The outcomes of an admission decision: allowed, or one of its refusals.
-const AUTH_OUTCOMES: [&str; 12] = [
+const AUTH_OUTCOMES: [&str; 13] = [
     "allowed",
     "invalid_request",
     "missing_credentials",
@@ -35,6 +35,7 @@ const AUTH_OUTCOMES: [&str; 12] = [
     "key_revoked",
     "wrong_environment",
     "ip_not_allowed",
+    "client_certificate_required",
     "insufficient_permission",
     "store_unavailable",
 ];

@@ -146,6 +146,7 @@ struct Setup {
     https: SocketAddr,
     ca: PathBuf,
     client: CertFiles,
+    other_client: CertFiles,
     rogue_client: CertFiles,
     api_files: CertFiles,
     server_ca: TestCa,
@@ -163,6 +164,7 @@ fn setup(up: &Upstream) -> Setup {
     let clients_ca = TestCa::new("tollgate test client CA");
     let clients_ca_path = clients_ca.write(dir, "clients-ca");
     let client = clients_ca.client(dir, "client", "svc-billing", "Acme, Inc.");
+    let other_client = clients_ca.client(dir, "other-client", "svc-reports", "Acme, Inc.");
     let rogue_client = TestCa::new("rogue").client(dir, "rogue", "svc-billing", "Acme, Inc.");
     let upstream_ca = TestCa::new("tollgate test upstream CA");
     let upstream_ca_path = upstream_ca.write(dir, "upstream-ca");
@@ -218,6 +220,7 @@ routes:
         https,
         ca,
         client,
+        other_client,
         rogue_client,
         api_files,
         server_ca,
@@ -242,6 +245,7 @@ async fn https_and_http2_on_one_gateway() {
     httpx_speaks_http2_over_tls(&setup);
     sni_picks_the_certificate_and_old_versions_are_refused(&setup);
     client_certificates_are_verified_and_forwarded(&setup, &up);
+    keys_bound_to_a_client_certificate(&setup, &admin).await;
     upstream_certificates_are_verified(&setup);
     the_metrics_count_handshakes_protocols_and_expiry(&setup);
     certificates_reload_on_sighup_under_load(&setup).await;
@@ -636,6 +640,117 @@ fn client_certificates_are_verified_and_forwarded(setup: &Setup, up: &Upstream) 
     assert_eq!(answer.status, 0, "a rogue certificate was let through");
 }
 
+/// A key with `client_cert_sha256` works only over a connection that presents that
+/// certificate, over HTTP/1.1 and HTTP/2.
+async fn keys_bound_to_a_client_certificate(setup: &Setup, admin: &Admin) {
+    let fingerprint = pem_sha256(&setup.client.cert);
+    // The colon form openssl prints is accepted and kept as plain lowercase hex.
+    let colons: Vec<String> = fingerprint
+        .as_bytes()
+        .chunks(2)
+        .map(|pair| String::from_utf8_lossy(pair).to_ascii_uppercase())
+        .collect();
+    let (status, key) = admin
+        .post(
+            "/keys",
+            serde_json::json!({"name": "bound", "permissions": ["accounts:read"],
+                "client_cert_sha256": colons.join(":")}),
+        )
+        .await;
+    assert_eq!(status, 201, "{key}");
+    assert_eq!(key["client_cert_sha256"], fingerprint.as_str());
+    let secret = key["key"].as_str().expect("secret").to_string();
+    let header = format!("X-API-Key: {secret}");
+    let files = |files: &CertFiles| {
+        (
+            files.cert.display().to_string(),
+            files.key.display().to_string(),
+        )
+    };
+    let (cert, cert_key) = files(&setup.client);
+    let (other, other_key) = files(&setup.other_client);
+    for flag in ["--http1.1", "--http2"] {
+        let with = curl(
+            &setup.ca,
+            API,
+            setup.https,
+            "/v1/accounts/1",
+            &[flag, "-H", &header, "--cert", &cert, "--key", &cert_key],
+        );
+        assert_eq!(with.status, 200, "{flag}: {}", with.body);
+        let without = curl(
+            &setup.ca,
+            API,
+            setup.https,
+            "/v1/accounts/1",
+            &[flag, "-H", &header],
+        );
+        assert_eq!(without.status, 403, "{flag}");
+        assert!(
+            without.body.contains("\"client_certificate_required\""),
+            "{flag}: {}",
+            without.body
+        );
+        let wrong = curl(
+            &setup.ca,
+            API,
+            setup.https,
+            "/v1/accounts/1",
+            &[flag, "-H", &header, "--cert", &other, "--key", &other_key],
+        );
+        assert_eq!(
+            wrong.status, 403,
+            "{flag}: another certificate of the same CA"
+        );
+    }
+    // Over plaintext there is no certificate at all.
+    let plain = curl(
+        &setup.ca,
+        "localhost",
+        setup.gw.addr,
+        "/v1/accounts/1",
+        &["--plain", "-H", &header],
+    );
+    assert_eq!(plain.status, 403);
+    // Refusals of a fingerprint that is not one; null unbinds.
+    let id = key["id"].as_str().expect("id");
+    let (status, error) = admin
+        .post(
+            "/keys",
+            serde_json::json!({"name": "x", "permissions": [], "client_cert_sha256": "abc"}),
+        )
+        .await;
+    assert_eq!(status, 400, "{error}");
+    let (status, patched) = admin
+        .call(
+            reqwest::Method::PATCH,
+            &format!("/keys/{id}"),
+            Some(serde_json::json!({"client_cert_sha256": null})),
+        )
+        .await;
+    assert_eq!(status, 200, "{patched}");
+    assert!(patched["client_cert_sha256"].is_null());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let unbound = curl(
+            &setup.ca,
+            API,
+            setup.https,
+            "/v1/accounts/1",
+            &["-H", &header],
+        );
+        if unbound.status == 200 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the unbound key is still refused: {}",
+            unbound.body
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 fn upstream_certificates_are_verified(setup: &Setup) {
     let answer = curl(&setup.ca, API, setup.https, "/verified", &[]);
     assert_eq!(answer.status, 200, "{}", answer.body);
@@ -972,4 +1087,112 @@ routes:
         stderr.contains("later.key does not match the certificate in"),
         "{stderr}"
     );
+}
+
+/// A process that is killed when the test ends.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn the_admin_api_and_console_over_https_set_secure_cookies() {
+    let up = upstream();
+    let files = tempfile::tempdir().expect("tempdir");
+    let dir = files.path();
+    let ca = TestCa::new("admin CA");
+    let ca_path = ca.write(dir, "ca");
+    let cert = ca.server(dir, "admin", &["127.0.0.1"], 30);
+    let (listen, admin, metrics) = (free_port(), free_port(), free_port());
+    let config = dir.join("tollgate.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+listen: "127.0.0.1:{listen}"
+threads: 1
+upgrade_sock: "{dir}/upgrade.sock"
+admin:
+  listen: "127.0.0.1:{admin}"
+  tls: {{ cert_path: "{cert}", key_path: "{key}" }}
+metrics: {{ listen: "127.0.0.1:{metrics}" }}
+store: {{ url: "sqlite://{dir}/tollgate.db" }}
+oauth: {{ issuer: "http://127.0.0.1:{listen}", signing_key_path: "{dir}/signing.pem" }}
+upstreams:
+  echo: {{ targets: ["{up}"] }}
+routes:
+  - {{ path_prefix: /v1/public, upstream: echo, anonymous: true }}
+"#,
+            dir = dir.display(),
+            cert = cert.cert.display(),
+            key = cert.key.display(),
+            up = up.addr,
+        ),
+    )
+    .expect("config");
+    let password = "correct horse battery staple";
+    let made = Command::new(BIN)
+        .args(["bootstrap", "--email", "owner@example.com", "--config"])
+        .arg(&config)
+        .env("TOLLGATE_OWNER_PASSWORD", password)
+        .output()
+        .expect("bootstrap");
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let log = std::fs::File::create(dir.join("stderr.log")).expect("log");
+    let _gateway = Running(
+        Command::new(BIN)
+            .args(["serve", "--config"])
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("serve"),
+    );
+    let addr: SocketAddr = format!("127.0.0.1:{admin}").parse().expect("addr");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while curl(&ca_path, "127.0.0.1", addr, "/readyz", &[]).status != 200 {
+        assert!(
+            Instant::now() < deadline,
+            "the admin listener never answered over HTTPS:\n{}",
+            std::fs::read_to_string(dir.join("stderr.log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let body = format!(r#"{{"email":"owner@example.com","password":"{password}"}}"#);
+    let signed_in = curl(
+        &ca_path,
+        "127.0.0.1",
+        addr,
+        "/admin/v1/session",
+        &[
+            "-X",
+            "POST",
+            "-H",
+            "Content-Type: application/json",
+            "--data",
+            &body,
+        ],
+    );
+    assert_eq!(signed_in.status, 200, "{}", signed_in.body);
+    let cookie = signed_in
+        .headers
+        .lines()
+        .find(|line| line.starts_with("set-cookie:"))
+        .expect("a session cookie")
+        .to_string();
+    assert!(cookie.contains("; secure"), "{cookie}");
+    assert!(cookie.contains("httponly"), "{cookie}");
+    let console = curl(&ca_path, "127.0.0.1", addr, "/console/", &[]);
+    assert!(matches!(console.status, 200 | 303), "{}", console.status);
+    // Plaintext on the HTTPS admin port gets no answer.
+    let plain = raw_request(addr, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(!plain.contains("200"), "{plain}");
 }

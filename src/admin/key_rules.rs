@@ -41,9 +41,12 @@ pub struct CreateKey {
     pub rate_limit: Option<RateLimitOverride>,
     #[serde(default, deserialize_with = "super::not_null")]
     pub metadata: Option<Map<String, Value>>,
+    #[serde(default, deserialize_with = "super::not_null")]
+    pub client_cert_sha256: Option<String>,
 }
 
-/// `PATCH /keys/{id}`. `rate_limit: null` clears the override. `expires_at` is not a field:
+/// `PATCH /keys/{id}`. `rate_limit: null` clears the override, `client_cert_sha256: null`
+/// the certificate binding. `expires_at` is not a field:
 /// [`parse_patch`] refuses it as `expiry_immutable` before these fields are read, so the
 /// list of accepted fields in an unknown-field error never offers it.
 #[derive(Debug, Deserialize)]
@@ -61,6 +64,8 @@ pub struct PatchKey {
     pub rate_limit: Option<Value>,
     #[serde(default, deserialize_with = "super::not_null")]
     pub metadata: Option<Map<String, Value>>,
+    #[serde(default, deserialize_with = "present")]
+    pub client_cert_sha256: Option<Value>,
 }
 
 /// Reads a `PATCH /keys/{id}` body: `expires_at` changes only by rotation.
@@ -195,6 +200,11 @@ impl KeyRules {
             last_used_at: None,
             rate_limit: check_rate_limit(input.rate_limit)?,
             metadata: check_metadata(input.metadata)?,
+            client_cert_sha256: input
+                .client_cert_sha256
+                .as_deref()
+                .map(check_fingerprint)
+                .transpose()?,
             secrets: Secrets {
                 digest: minted.digest,
                 grace_digest: None,
@@ -244,6 +254,17 @@ impl KeyRules {
         }
         if let Some(metadata) = input.metadata {
             record.metadata = check_metadata(Some(metadata))?;
+        }
+        if let Some(value) = input.client_cert_sha256 {
+            record.client_cert_sha256 = match value {
+                Value::Null => None,
+                Value::String(text) => Some(check_fingerprint(&text)?),
+                _ => {
+                    return Err(AdminError::InvalidRequest(
+                        "client_cert_sha256 must be a string or null".into(),
+                    ))
+                }
+            };
         }
         Ok(KeyChange {
             record,
@@ -415,6 +436,27 @@ fn check_rate_limit(
         }
         other => Ok(other),
     }
+}
+
+/// A client certificate's SHA-256: 64 hex digits, with or without colons (as `openssl x509
+/// -fingerprint -sha256` prints it), kept lowercase without colons.
+pub fn check_fingerprint(text: &str) -> Result<String, AdminError> {
+    let hex: String = if text.contains(':') {
+        let pairs: Vec<&str> = text.split(':').collect();
+        match pairs.len() == 32 && pairs.iter().all(|pair| pair.len() == 2) {
+            true => pairs.concat(),
+            false => String::new(),
+        }
+    } else {
+        text.to_string()
+    };
+    if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(AdminError::InvalidRequest(
+            "client_cert_sha256 must be the certificate's SHA-256 fingerprint: 64 hex digits"
+                .into(),
+        ));
+    }
+    Ok(hex.to_ascii_lowercase())
 }
 
 fn check_metadata(metadata: Option<Map<String, Value>>) -> Result<Value, AdminError> {

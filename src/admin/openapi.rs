@@ -130,6 +130,9 @@ fn schemas() -> Value {
     let time = json!({"type": "string", "format": "date-time"});
     let maybe_time = json!({"type": ["string", "null"], "format": "date-time"});
     let names = json!({"type": "array", "items": {"type": "string"}});
+    // A certificate's SHA-256, as 64 hex digits or as openssl prints it (pairs and colons).
+    let fingerprint = json!({"type": "string",
+        "pattern": "^([0-9a-fA-F]{64}|([0-9a-fA-F]{2}:){31}[0-9a-fA-F]{2})$"});
     let admin_permissions = json!({"type": "array", "items": {"enum": Permissions::all().names()}});
     let mut all = json!({
         "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "object",
@@ -154,7 +157,9 @@ fn schemas() -> Value {
             "expires_at": maybe_time.clone(), "created_at": time.clone(),
             "rotated_at": maybe_time.clone(), "revoked_at": maybe_time.clone(), "last_used_at": maybe_time.clone(),
             "rate_limit": {"oneOf": [reference("RateLimit"), {"type": "null"}]},
-            "metadata": {"type": "object"}}},
+            "metadata": {"type": "object"},
+            "client_cert_sha256": {"type": ["string", "null"],
+                "description": "The SHA-256 of the only client certificate the key works with (lowercase hex); null when unbound"}}},
         "KeyWithSecret": with_secret("Key", "key"),
         "KeyPage": page("Key"),
         "CreateKey": {"type": "object", "additionalProperties": false, "required": ["name"], "properties": {
@@ -162,11 +167,13 @@ fn schemas() -> Value {
             "permissions": names.clone(), "preset": {"type": "string"}, "role": {"type": "string"},
             "ip_allowlist": names.clone(), "allow_infrastructure_ips": {"type": "boolean"},
             "expires_at": time.clone(), "environment": {"type": "string"},
-            "rate_limit": reference("RateLimit"), "metadata": {"type": "object"}}},
+            "rate_limit": reference("RateLimit"), "metadata": {"type": "object"},
+            "client_cert_sha256": fingerprint.clone()}},
         "PatchKey": {"type": "object", "additionalProperties": false, "properties": {
             "name": {"type": "string", "minLength": 1, "maxLength": 200}, "permissions": names.clone(),
             "ip_allowlist": names.clone(), "allow_infrastructure_ips": {"type": "boolean"},
-            "rate_limit": {"oneOf": [reference("RateLimit"), {"type": "null"}]}, "metadata": {"type": "object"}}},
+            "rate_limit": {"oneOf": [reference("RateLimit"), {"type": "null"}]}, "metadata": {"type": "object"},
+            "client_cert_sha256": {"oneOf": [fingerprint.clone(), {"type": "null"}]}}},
         "RotateKey": {"type": "object", "additionalProperties": false, "properties": {
             "expires_at": time.clone(), "grace": {"type": "string", "examples": ["1h"]},
             "ip_allowlist": names.clone()}},

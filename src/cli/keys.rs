@@ -32,6 +32,10 @@ pub enum KeysCommand {
         /// Also allow the config's infrastructure_ips (alone, when no --ip is given).
         #[arg(long)]
         allow_infrastructure_ips: bool,
+        /// Bind the key to one client certificate, by its SHA-256 fingerprint (as
+        /// `openssl x509 -noout -fingerprint -sha256` prints it, or 64 hex digits).
+        #[arg(long)]
+        client_cert_sha256: Option<String>,
         /// An RFC 3339 expiry, e.g. 2027-02-01T00:00:00Z.
         #[arg(long, conflicts_with = "expires_in")]
         expires_at: Option<String>,
@@ -202,6 +206,7 @@ pub async fn keys(args: &AdminArgs, command: KeysCommand) -> anyhow::Result<()> 
             role,
             ip_allowlist,
             allow_infrastructure_ips,
+            client_cert_sha256,
             expires_at,
             expires_in,
             environment,
@@ -231,6 +236,9 @@ pub async fn keys(args: &AdminArgs, command: KeysCommand) -> anyhow::Result<()> 
             }
             if allow_infrastructure_ips {
                 put("allow_infrastructure_ips", json!(true));
+            }
+            if let Some(fingerprint) = client_cert_sha256 {
+                put("client_cert_sha256", json!(fingerprint));
             }
             if let Some(at) = expiry(expires_at, expires_in)? {
                 put("expires_at", json!(at));

@@ -743,6 +743,9 @@ fn key_page(
             @if legacy { dt { "Role" } dd { (text(&key["role"])) } }
             @else { dt { "Permissions" } dd { (text(&key["permissions"])) } }
             dt { "Works from" } dd { (allowed_from) @if !allowlist.is_empty() { ": " (allowlist.join(", ")) } }
+            @if let Some(fingerprint) = key["client_cert_sha256"].as_str() {
+                dt { "Client certificate" } dd { "only with the certificate whose SHA-256 is " code { (fingerprint) } }
+            }
             dt { "Environment" } dd { (text(&key["environment"])) }
             dt { "Expires" } dd { (time(key["expires_at"].as_str(), now())) }
             dt { "Created" } dd { (time(key["created_at"].as_str(), now())) }

@@ -71,7 +71,7 @@ async fn answer(State(state): State<Arc<ForwardAuth>>, request: Request<Body>) -
             asked.method = original.method;
             asked.path = original.path;
             (checkpoint)
-                .judge(&asked.method, &asked.path, headers, client, now)
+                .judge(&asked.method, &asked.path, headers, client, None, now)
                 .await
         }
     };

@@ -52,6 +52,8 @@ pub struct Facts<'a> {
     pub api_key: Option<&'a [u8]>,
     pub authorization: Option<&'a [u8]>,
     pub client_ip: IpAddr,
+    /// The SHA-256 of the client certificate the connection's handshake verified.
+    pub client_cert: Option<&'a [u8; 32]>,
 }
 
 /// What the gate reads besides the request.
@@ -75,6 +77,7 @@ pub struct Pending<'r, 'a> {
     route: Option<&'r Route>,
     presented: Result<Presented<'a>, Denial>,
     client_ip: IpAddr,
+    client_cert: Option<&'a [u8; 32]>,
 }
 
 impl<'a> Pending<'_, 'a> {
@@ -165,6 +168,7 @@ pub fn begin<'r, 'a>(
             route: None,
             presented: Err(Denial::RouteNotFound),
             client_ip: facts.client_ip,
+            client_cert: facts.client_cert,
         },
         Some(route) => Pending {
             route: Some(route),
@@ -175,6 +179,7 @@ pub fn begin<'r, 'a>(
                 route.anonymous,
             ),
             client_ip: facts.client_ip,
+            client_cert: facts.client_cert,
         },
     }
 }
@@ -197,6 +202,7 @@ impl<'s> Gate<'s> {
             route,
             presented,
             client_ip,
+            client_cert,
         } = pending;
         let method = presented.as_ref().map_or("anonymous", Presented::method);
         let refused = |(denial, key): Refusal, grace: Option<Grace>| Admission {
@@ -245,6 +251,7 @@ impl<'s> Gate<'s> {
                 permissions,
                 route,
                 client_ip,
+                client_cert,
             ),
         };
         if let Err(denial) = checked {

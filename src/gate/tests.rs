@@ -84,6 +84,7 @@ struct Request<'a> {
     api_key: Option<&'a str>,
     authorization: Option<&'a str>,
     ip: [u8; 4],
+    client_cert: Option<[u8; 32]>,
     now: i64,
     stale: bool,
     token: Option<Result<Arc<VerifiedToken>, Denial>>,
@@ -96,6 +97,7 @@ fn get<'a>(path: &'a str) -> Request<'a> {
         api_key: None,
         authorization: None,
         ip: LOCAL,
+        client_cert: None,
         now: 0,
         stale: false,
         token: None,
@@ -112,6 +114,7 @@ fn admit<'w>(world: &'w World, request: &Request<'_>) -> Admission<'w> {
         api_key: request.api_key.map(str::as_bytes),
         authorization: request.authorization.map(str::as_bytes),
         client_ip: IpAddr::from(request.ip),
+        client_cert: request.client_cert.as_ref(),
     };
     let pending = gate.begin(&facts);
     // The caller verifies exactly when the gate asks.
@@ -293,6 +296,34 @@ fn key_revoked_beats_expired_and_a_rotated_secret_ends_with_its_grace() {
         "answers say until when"
     );
     assert_eq!(decide(&w, at(1_000)), Err(Denial::KeyRevoked));
+}
+
+#[test]
+fn a_key_bound_to_a_client_certificate_needs_that_certificate() {
+    let bound = [0xabu8; 32];
+    let w = world(|key| key.client_cert_sha256 = Some(hex::encode(bound)));
+    let with = |client_cert: Option<[u8; 32]>| Request {
+        api_key: Some(&w.secret),
+        client_cert,
+        ..get("/v1/accounts")
+    };
+    assert_eq!(decide(&w, with(Some(bound))), Ok("api_key"));
+    assert_eq!(
+        decide(&w, with(None)),
+        Err(Denial::ClientCertificateRequired)
+    );
+    assert_eq!(
+        decide(&w, with(Some([0xcd; 32]))),
+        Err(Denial::ClientCertificateRequired)
+    );
+    // An unbound key works with or without a certificate.
+    let free = world(|_| {});
+    let any = Request {
+        api_key: Some(&free.secret),
+        client_cert: Some([0xcd; 32]),
+        ..get("/v1/accounts")
+    };
+    assert_eq!(decide(&free, any), Ok("api_key"));
 }
 
 #[test]

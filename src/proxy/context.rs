@@ -38,7 +38,9 @@ pub struct ConnectionFacts {
 pub struct ClientCert {
     /// RFC 4514; `None` if it could not be read.
     pub subject: Option<std::sync::Arc<str>>,
-    /// SHA-256 of the leaf, lowercase hex.
+    /// SHA-256 of the leaf.
+    pub fingerprint: [u8; 32],
+    /// The same, lowercase hex.
     pub sha256: String,
 }
 

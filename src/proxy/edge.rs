@@ -58,10 +58,11 @@ impl Edge {
         ctx.connection.hsts = self.hsts.clone();
         if let Some(subjects) = &self.client_subjects {
             // Only a certificate the handshake verified against the client CA gets here.
-            if !tls.cert_digest.is_empty() {
+            if let Ok(fingerprint) = <[u8; 32]>::try_from(&tls.cert_digest[..]) {
                 ctx.connection.client_cert = Some(ClientCert {
-                    subject: subjects.subject(&tls.cert_digest),
-                    sha256: hex_fingerprint(&tls.cert_digest),
+                    subject: subjects.subject(&fingerprint),
+                    fingerprint,
+                    sha256: hex_fingerprint(&fingerprint),
                 });
             }
         }

@@ -176,6 +176,10 @@ impl ProxyHttp for Gateway {
                 path,
                 &request.headers,
                 ctx.connection.client_ip,
+                ctx.connection
+                    .client_cert
+                    .as_ref()
+                    .map(|cert| &cert.fingerprint),
                 clock::now_ms(),
             )
             .await;

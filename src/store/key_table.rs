@@ -52,6 +52,8 @@ pub struct KeyRules {
     pub allowlist: Allowlist,
     /// The key's own limits, when it has them.
     pub rate_limit: Option<Tier>,
+    /// The SHA-256 of the only client certificate the key works with.
+    pub client_cert: Option<[u8; 32]>,
 }
 
 /// How a key without an expiry is stored.
@@ -87,6 +89,11 @@ impl Credential {
 
     pub fn rate_limit(&self) -> Option<Tier> {
         self.rules.rate_limit
+    }
+
+    /// The client certificate the key is bound to, if any.
+    pub fn client_cert(&self) -> Option<&[u8; 32]> {
+        self.rules.client_cert.as_ref()
     }
 }
 
@@ -382,6 +389,7 @@ mod tests {
                 permissions_header: Arc::from(""),
                 allowlist: Allowlist::default(),
                 rate_limit: None,
+                client_cert: None,
             }),
             usage: UsageSlot::default(),
             secret_version: 1,

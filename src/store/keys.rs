@@ -15,7 +15,8 @@ use std::time::Duration;
 pub(super) const KEY_COLUMNS: &str =
     "id, client_id, name, key_type, permissions, role, environment, start, \
     digest, grace_digest, grace_until, secret_version, ip_allowlist, allow_infrastructure_ips, \
-    expires_at, created_at, rotated_at, revoked_at, last_used_at, rate_limit, metadata, version";
+    expires_at, created_at, rotated_at, revoked_at, last_used_at, rate_limit, metadata, version, \
+    client_cert_sha256";
 
 /// Which keys a listing shows.
 #[derive(Debug, Clone, Copy, Default)]
@@ -80,6 +81,7 @@ pub(super) fn key_from_row(row: &AnyRow) -> StoreResult<KeyRecord> {
             version: row.try_get("secret_version")?,
         },
         version: row.try_get("version")?,
+        client_cert_sha256: row.try_get("client_cert_sha256")?,
     })
 }
 
@@ -107,7 +109,18 @@ struct PageRow<'a>(
     #[serde(borrow)] Option<Cow<'a, str>>, // rate_limit, JSON text
     i64,                                   // version
     Option<i64>,                           // rotated_at
+    #[serde(borrow)] Option<Cow<'a, str>>, // client_cert_sha256, hex
 );
+
+/// A stored certificate binding. One that cannot be read binds the key to no certificate
+/// anyone can present (all zero bits), so the key is refused rather than unbound.
+pub fn client_cert_binding(text: &str) -> [u8; 32] {
+    let mut fingerprint = [0u8; 32];
+    if hex::decode_to_slice(text, &mut fingerprint).is_err() {
+        return [0u8; 32];
+    }
+    fingerprint
+}
 
 fn hex_digest(text: &str) -> StoreResult<Digest> {
     let mut digest = [0u8; 32];
@@ -153,6 +166,7 @@ impl<'a> PageRow<'a> {
             rate_limit,
             version,
             rotated_at,
+            client_cert_sha256,
         ) = self;
         let grace_digest = grace_digest.filter(|hex| !hex.is_empty());
         Ok(KeyRow {
@@ -175,6 +189,7 @@ impl<'a> PageRow<'a> {
             rotated_at,
             rate_limit: rate_limit.and_then(|text| serde_json::from_str(&text).ok()),
             version,
+            client_cert: client_cert_sha256.as_deref().map(client_cert_binding),
         })
     }
 }
@@ -263,7 +278,7 @@ impl Store {
         record.version = version;
         sqlx::query(&format!(
             "INSERT INTO keys ({KEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, \
-             $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22)"
+             $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23)"
         ))
         .bind(record.id.clone())
         .bind(record.client_id.clone())
@@ -287,6 +302,7 @@ impl Store {
         .bind(record.rate_limit.map(|r| to_json(&r)))
         .bind(to_json(&record.metadata))
         .bind(version)
+        .bind(record.client_cert_sha256.clone())
         .execute(&mut *tx)
         .await?;
         audit(
@@ -310,7 +326,7 @@ impl Store {
         for record in records {
             sqlx::query(&format!(
                 "INSERT INTO keys ({KEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, \
-                 $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22)"
+                 $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23)"
             ))
             .bind(record.id.clone())
             .bind(record.client_id.clone())
@@ -334,6 +350,7 @@ impl Store {
             .bind(record.rate_limit.map(|r| to_json(&r)))
             .bind(to_json(&record.metadata))
             .bind(version)
+            .bind(record.client_cert_sha256.clone())
             .execute(&mut *tx)
             .await?;
         }
@@ -370,7 +387,7 @@ impl Store {
             "UPDATE keys SET name = $1, permissions = $2, digest = $3, grace_digest = $4, \
              grace_until = $5, secret_version = $6, ip_allowlist = $7, allow_infrastructure_ips = $8, \
              expires_at = $9, rotated_at = $10, revoked_at = $11, rate_limit = $12, metadata = $13, \
-             start = $14, version = $15 WHERE id = $16",
+             start = $14, version = $15, client_cert_sha256 = $16 WHERE id = $17",
         )
         .bind(after.name.clone())
         .bind(to_json(&after.permissions))
@@ -387,6 +404,7 @@ impl Store {
         .bind(to_json(&after.metadata))
         .bind(after.start.clone())
         .bind(version)
+        .bind(after.client_cert_sha256.clone())
         .bind(after.id.clone())
         .execute(&mut *tx)
         .await?;

@@ -163,6 +163,7 @@ pub mod keys_for_tests {
             last_used_at: None,
             rate_limit: None,
             metadata: serde_json::json!({}),
+            client_cert_sha256: None,
             secrets: Secrets {
                 digest,
                 grace_digest: None,

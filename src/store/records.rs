@@ -124,6 +124,8 @@ pub struct KeyRecord {
     pub last_used_at: Option<Timestamp>,
     pub rate_limit: Option<RateLimitOverride>,
     pub metadata: serde_json::Value,
+    /// The client certificate (SHA-256 of its DER, lowercase hex) the key works with only.
+    pub client_cert_sha256: Option<String>,
     #[serde(skip)]
     pub secrets: Secrets,
     /// The change that last wrote this record.
@@ -153,6 +155,8 @@ pub struct KeyRow<'a> {
     pub rotated_at: Option<i64>,
     pub rate_limit: Option<RateLimitOverride>,
     pub version: i64,
+    /// The SHA-256 of the only client certificate the key works with.
+    pub client_cert: Option<[u8; 32]>,
 }
 
 /// A list column: the JSON text a page carries, or a record's parsed list.
@@ -180,6 +184,10 @@ impl<'a> KeyRow<'a> {
             rotated_at: record.rotated_at.map(|t| t.0),
             rate_limit: record.rate_limit,
             version: record.version,
+            client_cert: record
+                .client_cert_sha256
+                .as_deref()
+                .map(super::keys::client_cert_binding),
         }
     }
 }

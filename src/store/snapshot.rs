@@ -121,6 +121,10 @@ fn insert_secrets(
     }
 }
 
+/// What names a key's rules: its permission set's and allowlist's addresses (both are
+/// interned), its limits and its certificate binding.
+type RulesName = (usize, usize, Option<Tier>, Option<[u8; 32]>);
+
 /// Turns key records into credentials; holds what the config says about permissions.
 pub struct SnapshotBuilder {
     catalog: Catalog,
@@ -133,8 +137,8 @@ pub struct SnapshotBuilder {
     /// A full load's stored JSON texts, each parsed once.
     permissions_by_text: HashMap<String, (Arc<PermissionSet>, Arc<str>), Fast>,
     allowlists_by_text: [HashMap<String, Allowlist, Fast>; 2],
-    /// Interned rules, by their permission set's and allowlist's addresses and the limits.
-    rules: HashMap<(usize, usize, Option<Tier>), Arc<KeyRules>, Fast>,
+    /// Interned rules, by what they are made of.
+    rules: HashMap<RulesName, Arc<KeyRules>, Fast>,
 }
 
 impl SnapshotBuilder {
@@ -255,6 +259,7 @@ impl SnapshotBuilder {
             Arc::as_ptr(&permissions) as usize,
             allowlist.identity(),
             rate_limit,
+            row.client_cert,
         );
         self.rules
             .entry(name)
@@ -264,6 +269,7 @@ impl SnapshotBuilder {
                     permissions_header,
                     allowlist,
                     rate_limit,
+                    client_cert: row.client_cert,
                 })
             })
             .clone()

@@ -24,7 +24,7 @@ use std::time::Duration;
 
 const MAGIC: &[u8; 8] = b"TGSNAPSH";
 /// Bumped whenever the layout changes: a file of another format is ignored.
-const FORMAT: u32 = 1;
+const FORMAT: u32 = 2;
 const HEADER: usize = 8 + 4 + 8 + 8 + 8 + 8 + 4;
 
 /// Which store, at which change, a file was written from.
@@ -388,6 +388,13 @@ fn encode_row(out: &mut Vec<u8>, row: &KeyRow<'_>) {
         None => out.push(0),
     }
     out.extend_from_slice(&row.version.to_le_bytes());
+    match &row.client_cert {
+        Some(fingerprint) => {
+            out.push(1);
+            out.extend_from_slice(fingerprint);
+        }
+        None => out.push(0),
+    }
 }
 
 fn encode_rest(out: &mut Vec<u8>, rest: &KeyChanges) {
@@ -553,6 +560,11 @@ impl<'a> Decoder<'a> {
             rotated_at,
             rate_limit,
             version: self.i64()?,
+            client_cert: if self.flag()? {
+                Some(self.digest()?.0)
+            } else {
+                None
+            },
         })
     }
 
@@ -628,6 +640,7 @@ mod tests {
                 per_day: 50,
             }),
             version: 7,
+            client_cert: Some([7u8; 32]),
         }
     }
 
@@ -750,11 +763,18 @@ mod tests {
             Err(FileError::Checksum)
         ));
 
+        // A file of the previous format (before keys carried a certificate binding), or
+        // of a later one.
         let mut other_format = good.clone();
-        other_format[8] = 2;
+        other_format[8] = 1;
         assert!(matches!(
             outcome(dir.path(), &other_format),
-            Err(FileError::Format(2))
+            Err(FileError::Format(1))
+        ));
+        other_format[8] = 3;
+        assert!(matches!(
+            outcome(dir.path(), &other_format),
+            Err(FileError::Format(3))
         ));
 
         for foreign in [
