@@ -316,6 +316,22 @@ fn a_key_bound_to_a_client_certificate_needs_that_certificate() {
         decide(&w, with(Some([0xcd; 32]))),
         Err(Denial::ClientCertificateRequired)
     );
+    // So does a token issued to the bound key.
+    let own = || Issuer::Own {
+        grant_id: Arc::from("grant_1"),
+        key_version: Some(1),
+    };
+    let bearer = |client_cert: Option<[u8; 32]>| Request {
+        authorization: Some("Bearer eyJhbGciOi.x.y"),
+        token: Some(Ok(token(own(), "key_1", &["accounts:read"], &w))),
+        client_cert,
+        ..get("/v1/accounts")
+    };
+    assert_eq!(decide(&w, bearer(Some(bound))), Ok("oauth"));
+    assert_eq!(
+        decide(&w, bearer(None)),
+        Err(Denial::ClientCertificateRequired)
+    );
     // An unbound key works with or without a certificate.
     let free = world(|_| {});
     let any = Request {
