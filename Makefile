@@ -40,7 +40,7 @@ bench:
 	@.ci/deps.sh bench
 	$(CARGO) build --release --bin tollgate --example seed_keys --example bare_pingora
 	export BENCH_OUT=$${BENCH_OUT:-benches/results/$$(date +%F).md} && python3 benches/load/load.py \
-	  && python3 benches/load/rss.py "$$BENCH_OUT"
+	  && python3 benches/load/rss.py "$$BENCH_OUT" && python3 benches/load/tls.py "$$BENCH_OUT"
 	$(CARGO) bench --bench decision
 
 micro:

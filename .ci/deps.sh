@@ -179,6 +179,8 @@ case "${1:-build}" in
     for tool in nginx wrk python3 haproxy; do
       command -v "$tool" >/dev/null 2>&1 || { echo "installing $tool"; apt_install "$tool"; }
     done
+    # h2load, the HTTP/2 client of the HTTPS cases (benches/load/tls.py).
+    command -v h2load >/dev/null 2>&1 || { echo "installing nghttp2-client"; apt_install nghttp2-client; }
     need_pingap
     command -v taskset >/dev/null 2>&1 || apt_install util-linux
     need_redis   # the micro-benchmark of the Redis limiter's round trip

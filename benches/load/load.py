@@ -162,11 +162,13 @@ def percentile(out, q):
     return latency_us(found.group(1) if found else None)
 
 
-def wrk(port, connections, seconds, cpus="0", script=None, env=None, path="/"):
+def wrk(port, connections, seconds, cpus="0", script=None, env=None, path="/", scheme="http", headers=()):
     command = ["taskset", "-c", cpus, "wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency"]
     if script:
         command += ["-s", script]
-    command.append(f"http://127.0.0.1:{port}{path}")
+    for header in headers:
+        command += ["-H", header]
+    command.append(f"{scheme}://127.0.0.1:{port}{path}")
     out = subprocess.run(command, capture_output=True, text=True, env={**os.environ, **(env or {})}, check=True).stdout
     found = re.search(r"(\d+) requests in", out)
     if not found or not re.search(r"50%\s+\d", out):
