@@ -242,6 +242,8 @@ async fn https_and_http2_on_one_gateway() {
     prior_knowledge_http2_on_the_plaintext_listener(&setup, &up);
     http2_heads_meet_the_limits_of_http1(&setup);
     http2_defences_hold(&setup);
+    http2_framing_headers_are_refused(&setup, &up);
+    http2_secrets_stay_out_of_logs_and_metrics(&setup, &secret);
     httpx_speaks_http2_over_tls(&setup);
     sni_picks_the_certificate_and_old_versions_are_refused(&setup);
     client_certificates_are_verified_and_forwarded(&setup, &up);
@@ -509,6 +511,68 @@ fn http2_defences_hold(setup: &Setup) {
         &["--http2"],
     );
     assert_eq!(answer.status, 200);
+}
+
+/// What the smuggling tests send over HTTP/1.1 has no HTTP/2 form but one: the framing and
+/// hop-by-hop headers RFC 9113 forbids. Each such stream is reset (PROTOCOL_ERROR), over
+/// plaintext and TLS, and the upstream never sees it.
+fn http2_framing_headers_are_refused(setup: &Setup, up: &Upstream) {
+    for (addr, tls) in [
+        (setup.gw.addr, None),
+        (setup.https, Some((setup.ca.as_path(), API))),
+    ] {
+        up.recorder.clear();
+        let answers = attack(addr, "forbidden_headers", tls);
+        for name in ["transfer-encoding", "connection", "upgrade", "te"] {
+            assert_eq!(answers["answers"][name], "reset 1", "{name}: {answers}");
+        }
+        let forwarded: Vec<String> = up
+            .recorder
+            .requests()
+            .into_iter()
+            .map(|r| r.uri)
+            .filter(|uri| uri.contains("forbidden"))
+            .collect();
+        assert!(forwarded.is_empty(), "{forwarded:?}");
+    }
+}
+
+/// The canary of the hostile-input tests, over HTTP/2: a key in every place a client can
+/// put one is never in a log line or a metric, nor is the real key used over HTTP/2 above.
+fn http2_secrets_stay_out_of_logs_and_metrics(setup: &Setup, secret: &str) {
+    let canary = "tg_live_CanaryCanaryCanaryCanaryCanary12AbCdEf";
+    let places: Vec<Vec<String>> = vec![
+        vec!["-H".into(), format!("X-API-Key: {canary}")],
+        vec!["-H".into(), format!("Authorization: Bearer {canary}")],
+        vec!["-H".into(), format!("Cookie: session={canary}")],
+    ];
+    for place in &places {
+        let args: Vec<&str> = std::iter::once("--http2")
+            .chain(place.iter().map(String::as_str))
+            .collect();
+        let answer = curl(&setup.ca, API, setup.https, "/v1/accounts/1", &args);
+        assert_eq!(answer.status, 401, "{}", answer.body);
+        assert!(!answer.body.contains(canary));
+    }
+    for path in [
+        format!("/v1/accounts/{canary}"),
+        format!("/v1/accounts?api_key={canary}"),
+    ] {
+        let answer = curl(&setup.ca, API, setup.https, &path, &["--http2"]);
+        assert_eq!(answer.status, 401, "{path}");
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let everything = setup.gw.stdout() + &setup.gw.stderr() + &setup.gw.scrape();
+    assert!(!everything.contains(canary), "the canary leaked");
+    assert!(
+        !everything.contains("CanaryCanary"),
+        "part of the canary leaked"
+    );
+    assert!(!everything.contains(secret), "a real key leaked");
+    assert!(
+        !everything.contains(&secret[8..]),
+        "the secret part of a real key leaked"
+    );
 }
 
 fn httpx_speaks_http2_over_tls(setup: &Setup) {

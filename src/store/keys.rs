@@ -2,7 +2,8 @@
 
 use super::admin_tables::audit;
 use super::records::{
-    Actor, KeyRecord, KeyRow, KeyStatus, KeyType, Policy, Secrets, StoredList, Timestamp,
+    client_cert_binding, Actor, KeyRecord, KeyRow, KeyStatus, KeyType, Policy, Secrets, StoredList,
+    Timestamp,
 };
 use super::statement::{to_json, Args};
 use super::{Store, StoreError, StoreResult};
@@ -111,16 +112,6 @@ struct PageRow<'a>(
     Option<i64>,                           // rotated_at
     #[serde(borrow)] Option<Cow<'a, str>>, // client_cert_sha256, hex
 );
-
-/// A stored certificate binding. One that cannot be read binds the key to no certificate
-/// anyone can present (all zero bits), so the key is refused rather than unbound.
-pub fn client_cert_binding(text: &str) -> [u8; 32] {
-    let mut fingerprint = [0u8; 32];
-    if hex::decode_to_slice(text, &mut fingerprint).is_err() {
-        return [0u8; 32];
-    }
-    fingerprint
-}
 
 fn hex_digest(text: &str) -> StoreResult<Digest> {
     let mut digest = [0u8; 32];

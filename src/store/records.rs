@@ -159,6 +159,16 @@ pub struct KeyRow<'a> {
     pub client_cert: Option<[u8; 32]>,
 }
 
+/// A stored certificate binding. One that cannot be read binds the key to no certificate
+/// anyone can present (all zero bits), so the key is refused rather than unbound.
+pub fn client_cert_binding(text: &str) -> [u8; 32] {
+    let mut fingerprint = [0u8; 32];
+    if hex::decode_to_slice(text, &mut fingerprint).is_err() {
+        return [0u8; 32];
+    }
+    fingerprint
+}
+
 /// A list column: the JSON text a page carries, or a record's parsed list.
 #[derive(Debug)]
 pub enum StoredList<'a> {
@@ -187,7 +197,7 @@ impl<'a> KeyRow<'a> {
             client_cert: record
                 .client_cert_sha256
                 .as_deref()
-                .map(super::keys::client_cert_binding),
+                .map(client_cert_binding),
         }
     }
 }

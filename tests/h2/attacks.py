@@ -2,7 +2,7 @@
 HPACK encoder comes from the `h2` project), so each attack is sent exactly as described.
 
 usage: attacks.py HOST PORT CHECK [--tls CA_FILE SERVER_NAME]
-CHECK: settings | rapid_reset | continuation_flood | concurrent_streams
+CHECK: settings | rapid_reset | continuation_flood | concurrent_streams | forbidden_headers
 Prints one JSON object with what the server did.
 """
 import json
@@ -161,6 +161,35 @@ def concurrent_streams(conn, streams=150):
     return {"refused": refused, "answered": answered, "unfinished": len(open_streams)}
 
 
+def forbidden_headers(conn):
+    """HTTP/1.1 framing and hop-by-hop headers, which RFC 9113 section 8.2.2 forbids in
+    HTTP/2: each request on a stream of its own, with what the server answered on it."""
+    sent = {
+        "transfer-encoding": [("transfer-encoding", "chunked")],
+        "connection": [("connection", "keep-alive")],
+        "upgrade": [("upgrade", "websocket")],
+        "te": [("te", "gzip")],
+    }
+    streams = {}
+    for i, (name, extra) in enumerate(sent.items()):
+        stream = 1 + 2 * i
+        headers = [(":method", "GET"), (":scheme", conn.scheme), (":authority", "localhost"),
+                   (":path", f"/v1/public/forbidden-{name}")] + extra
+        conn.send(frame(HEADERS, END_STREAM | END_HEADERS, stream, conn.encoder.encode(headers)))
+        streams[stream] = name
+    answers = {}
+    for kind, _, stream, payload in conn.frames(5, lambda f: len(answers) == len(streams)):
+        if stream in streams and streams[stream] not in answers:
+            if kind == RST_STREAM:
+                answers[streams[stream]] = f"reset {int.from_bytes(payload[:4], 'big')}"
+            if kind == HEADERS:
+                answers[streams[stream]] = "answered"
+        if kind == GOAWAY:
+            for name in streams.values():
+                answers.setdefault(name, f"goaway {goaway_code(payload)}")
+    return {"answers": answers}
+
+
 def main():
     host, port, check = sys.argv[1], int(sys.argv[2]), sys.argv[3]
     tls = None
@@ -172,6 +201,7 @@ def main():
         "rapid_reset": rapid_reset,
         "continuation_flood": continuation_flood,
         "concurrent_streams": concurrent_streams,
+        "forbidden_headers": forbidden_headers,
     }[check](conn)
     print(json.dumps(result))
 
