@@ -1260,3 +1260,73 @@ routes:
     let plain = raw_request(addr, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
     assert!(!plain.contains("200"), "{plain}");
 }
+
+/// `http2: true` toward an upstream that speaks it: Caddy over TLS with a certificate for
+/// its IP address, so the IP-target path (no SNI, the address checked against the
+/// certificate) is exercised too. Caddy answers with the protocol it was spoken to in.
+#[test]
+fn an_upstream_is_reached_over_http2_when_asked() {
+    let files = tempfile::tempdir().expect("tempdir");
+    let dir = files.path();
+    let ca = TestCa::new("upstream h2 CA");
+    let ca_path = ca.write(dir, "ca");
+    let cert = ca.server(dir, "caddy", &["127.0.0.1"], 30);
+    let port = free_port();
+    let caddyfile = dir.join("Caddyfile");
+    std::fs::write(
+        &caddyfile,
+        format!(
+            "{{\n  auto_https off\n  admin off\n}}\nhttps://:{port} {{\n  tls {cert} {key}\n  respond \"proto={{http.request.proto}}\" 200\n}}\n",
+            cert = cert.cert.display(),
+            key = cert.key.display(),
+        ),
+    )
+    .expect("Caddyfile");
+    let _caddy = Running(
+        Command::new("caddy")
+            .args(["run", "--adapter", "caddyfile", "--config"])
+            .arg(&caddyfile)
+            .env("HOME", dir)
+            .env("XDG_DATA_HOME", dir)
+            .env("XDG_CONFIG_HOME", dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("caddy"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "caddy did not listen");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let yaml = format!(
+        r#"
+listen: "{{listen}}"
+threads: 1
+upgrade_sock: "{{dir}}/upgrade.sock"
+admin: {{ listen: "{{admin}}" }}
+metrics: {{ listen: "{{metrics}}" }}
+store: {{ url: "sqlite://{{dir}}/tollgate.db" }}
+oauth: {{ issuer: "http://{{listen}}", signing_key_path: "{{dir}}/signing.pem" }}
+upstreams:
+  h2: {{ targets: ["127.0.0.1:{port}"], tls: true, ca_path: "{ca}", http2: true }}
+  h1: {{ targets: ["127.0.0.1:{port}"], tls: true, ca_path: "{ca}" }}
+routes:
+  - {{ path_prefix: /h2, upstream: h2, anonymous: true }}
+  - {{ path_prefix: /h1, upstream: h1, anonymous: true }}
+"#,
+        ca = ca_path.display(),
+    );
+    let gw = Gateway::start(&yaml);
+    for (path, expected) in [("/h2", "proto=HTTP/2.0"), ("/h1", "proto=HTTP/1.1")] {
+        let answer = http_get(gw.addr, path).expect("answer");
+        assert_eq!(
+            answer.status,
+            200,
+            "{path}: {}\n{}",
+            answer.body,
+            gw.stderr()
+        );
+        assert_eq!(answer.body, expected, "{path}: {}", answer.head);
+    }
+}
