@@ -40,8 +40,6 @@ pub struct ClientCert {
     pub subject: Option<std::sync::Arc<str>>,
     /// SHA-256 of the leaf.
     pub fingerprint: [u8; 32],
-    /// The same, lowercase hex.
-    pub sha256: String,
 }
 
 /// What the gate decided, as far as later phases need it.

@@ -4,7 +4,7 @@
 
 use super::context::{ClientCert, RequestCtx};
 use crate::metrics::Metrics;
-use crate::tls::client_cert::{hex_fingerprint, ClientSubjects};
+use crate::tls::client_cert::ClientSubjects;
 use http::HeaderValue;
 use pingora::proxy::Session;
 use prometheus::{IntCounter, IntCounterVec, Opts};
@@ -62,7 +62,6 @@ impl Edge {
                 ctx.connection.client_cert = Some(ClientCert {
                     subject: subjects.subject(&fingerprint),
                     fingerprint,
-                    sha256: hex_fingerprint(&fingerprint),
                 });
             }
         }

@@ -71,7 +71,8 @@ pub fn rewrite(upstream: &mut RequestHeader, forwarding: Forwarding<'_>) -> Resu
         if let Some(subject) = cert.subject.as_deref() {
             upstream.insert_header("x-tollgate-client-cert-subject", subject)?;
         }
-        upstream.insert_header("x-tollgate-client-cert-sha256", cert.sha256.as_str())?;
+        let sha256 = crate::tls::client_cert::hex_fingerprint(&cert.fingerprint);
+        upstream.insert_header("x-tollgate-client-cert-sha256", sha256)?;
     }
 
     let peer = forwarding.peer;
