@@ -178,7 +178,7 @@ pub struct Finished<'a> {
     pub status: u16,
     pub caller: Option<&'a crate::gate::Caller>,
     /// The key the request was about, admitted or refused.
-    pub key_id: Option<&'a str>,
+    pub key_id: Option<&'a crate::short_id::ShortId>,
     /// The refusal code, or `allowed`.
     pub outcome: &'a str,
     pub client_ip: IpAddr,
@@ -204,6 +204,7 @@ impl Checkpoint {
         }
         let micros = |d: Duration| d.as_micros().min(u128::from(u64::MAX)) as u64;
         let identity = request.caller.and_then(crate::gate::Caller::identity);
+        let key_id = request.key_id.map(crate::short_id::ShortId::as_str);
         self.access_log.log(&crate::access_log::Entry {
             ts: crate::clock::now_ms(),
             request_id: request.request_id,
@@ -216,8 +217,8 @@ impl Checkpoint {
             path: &crate::access_log::redact_path(request.path, &self.key_prefix),
             status: request.status,
             auth_method: request.caller.map_or("none", crate::gate::Caller::method),
-            key_id: request.key_id,
-            client_id: identity.map(|(_, client_id, _)| client_id),
+            key_id: key_id.as_deref(),
+            client_id: identity.as_ref().map(|identity| &*identity.client_id),
             outcome: request.outcome,
             client: request.client_ip,
             upstream: request.upstream.map(|(name, _, _)| name),

@@ -64,10 +64,10 @@ pub fn limit(limits: Option<&Limits>) -> Headers {
 pub fn identity(caller: Option<&Caller>) -> Headers {
     let method = caller.map_or("anonymous", Caller::method);
     let mut headers: Headers = vec![("x-tollgate-auth-method", HeaderValue::from_static(method))];
-    if let Some((subject, client_id, permissions)) = caller.and_then(Caller::identity) {
-        headers.push(("x-tollgate-subject", text(subject)));
-        headers.push(("x-tollgate-client-id", text(client_id)));
-        headers.push(("x-tollgate-permissions", text(permissions)));
+    if let Some(identity) = caller.and_then(Caller::identity) {
+        headers.push(("x-tollgate-subject", text(&identity.subject)));
+        headers.push(("x-tollgate-client-id", text(&identity.client_id)));
+        headers.push(("x-tollgate-permissions", identity.permissions.clone()));
     }
     headers
 }

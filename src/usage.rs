@@ -3,6 +3,7 @@
 
 use crate::clock;
 use crate::denial::Denial;
+use crate::short_id::ShortId;
 use crate::store::Store;
 use once_cell::race::OnceBox;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -105,12 +106,12 @@ pub struct UsageRecorder {
 }
 
 impl UsageRecorder {
-    pub fn record(&self, slot: &UsageSlot, key_id: &str, outcome: Outcome, now: i64) {
+    pub fn record(&self, slot: &UsageSlot, key_id: &ShortId, outcome: Outcome, now: i64) {
         let cell = match slot.0.get() {
             Some(cell) => cell,
             None => {
                 let cell = Arc::new(UsageCell {
-                    key_id: Arc::from(key_id),
+                    key_id: Arc::from(&*key_id.as_str()),
                     counts: Default::default(),
                     last_used: AtomicI64::new(0),
                     written: AtomicI64::new(0),
@@ -217,7 +218,7 @@ mod tests {
     #[test]
     fn counts_survive_a_credential_being_replaced() {
         let recorder = UsageRecorder::default();
-        let id: Arc<str> = Arc::from("key_1");
+        let id = ShortId::new("key_1");
         let first = UsageSlot::default();
         recorder.record(&first, &id, Outcome::Allowed, 1_000);
         let second = UsageSlot::carried_from(Some(&first));
@@ -238,9 +239,9 @@ mod tests {
     const AT: i64 = 1_700_000_000_000;
 
     /// A recorder that has counted one allowed request of `key_1` at [`AT`].
-    fn used_once() -> (UsageRecorder, Arc<str>, UsageSlot) {
+    fn used_once() -> (UsageRecorder, ShortId, UsageSlot) {
         let recorder = UsageRecorder::default();
-        let id: Arc<str> = Arc::from("key_1");
+        let id = ShortId::new("key_1");
         let slot = UsageSlot::default();
         recorder.record(&slot, &id, Outcome::Allowed, AT);
         (recorder, id, slot)

@@ -399,12 +399,12 @@ async fn full_load_matches_incremental_sync(url: StoreUrl) {
     }
     // Spot checks that the comparison compares something.
     let both = full.by_id(&saved[1].id).unwrap();
-    assert_eq!(&**both.permissions_header(), "accounts:read accounts:write");
+    assert_eq!(both.permissions_header(), "accounts:read accounts:write");
     assert!(both.allowlist().allows("10.9.1.1".parse().unwrap()));
     assert!(!both.allowlist().allows("127.0.0.1".parse().unwrap()));
     assert_eq!(both.rate_limit().map(|t| t.per_minute), Some(7));
     assert_eq!(
-        &**full.by_id(&saved[2].id).unwrap().permissions_header(),
+        full.by_id(&saved[2].id).unwrap().permissions_header(),
         "accounts:read"
     );
     assert!(matches!(
@@ -439,7 +439,7 @@ async fn full_load_matches_incremental_sync(url: StoreUrl) {
     builder.add_keys(&mut load, &rows);
     let damaged = builder.finish_full(load, policy(), store.other_changes(0, upto).await.unwrap());
     let both = damaged.by_id(&saved[1].id).unwrap();
-    assert_eq!(&**both.permissions_header(), "");
+    assert_eq!(both.permissions_header(), "");
     assert_eq!(both.rate_limit(), None);
     // A damaged allowlist closes the key rather than opening it to every address.
     for addr in ["192.0.2.7", "10.9.1.1", "127.0.0.1"] {
@@ -451,10 +451,10 @@ async fn full_load_matches_incremental_sync(url: StoreUrl) {
     );
     let both = incremental.by_id(&saved[1].id).unwrap();
     assert!(!both.allowlist().allows("192.0.2.7".parse().unwrap()));
-    assert_eq!(&**both.permissions_header(), "");
+    assert_eq!(both.permissions_header(), "");
     assert!(store.get_key(&saved[1].id).await.unwrap().ip_allowlist[0].starts_with("unreadable"));
     assert_eq!(
-        &**damaged.by_id(&saved[0].id).unwrap().permissions_header(),
+        damaged.by_id(&saved[0].id).unwrap().permissions_header(),
         "accounts:read"
     );
 }

@@ -40,7 +40,7 @@ pub struct VerifiedToken {
     pub client_id: Arc<str>,
     /// The token's scopes that name known permissions.
     pub scope: PermissionSet,
-    pub scope_header: Arc<str>,
+    pub scope_header: http::HeaderValue,
     /// Unix milliseconds.
     pub expires_at: i64,
 }
@@ -264,7 +264,8 @@ impl TokenVerifier {
             subject: Arc::from(claims.sub),
             client_id: Arc::from(client_id),
             scope,
-            scope_header: Arc::from(scope_header),
+            scope_header: http::HeaderValue::from_str(&scope_header)
+                .unwrap_or(http::HeaderValue::from_static("")),
             expires_at,
         })
     }

@@ -85,7 +85,7 @@ async fn answer(State(state): State<Arc<ForwardAuth>>, request: Request<Body>) -
         path: &asked.path,
         status: answer.denial().map_or(200, Denial::status),
         caller: answer.caller.as_ref(),
-        key_id: answer.key.as_ref().map(|key| &*key.id),
+        key_id: answer.key.as_ref().map(|key| &key.id),
         outcome: answer.denial().map_or("allowed", Denial::code),
         client_ip: asked.client_ip,
         upstream: None,

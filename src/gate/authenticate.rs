@@ -28,7 +28,7 @@ impl Gate<'_> {
             None if self.stale => Err((Denial::StoreUnavailable, None)),
             None => Err((Denial::InvalidApiKey, None)),
             Some(KeyEntry::Retired { key_id }) => {
-                Err((Denial::KeyRevoked, self.snapshot.by_id(key_id)))
+                Err((Denial::KeyRevoked, self.snapshot.by_short_id(key_id)))
             }
             Some(KeyEntry::Secret { credential, grace }) => {
                 if credential.revoked || grace.is_some_and(|grace| now >= grace.until) {
@@ -114,7 +114,7 @@ pub fn resolve_token(
                     .map(|n| &**n)
                     .collect::<Vec<&str>>()
                     .join(" ");
-                (set, Arc::from(header))
+                (set, header_text(&header))
             });
         Ok(OAuthCaller {
             token: token.clone(),
@@ -122,4 +122,9 @@ pub fn resolve_token(
             narrowed,
         })
     }
+}
+
+/// Permission names from the catalog, as a header value (always valid header text).
+fn header_text(names: &str) -> http::HeaderValue {
+    http::HeaderValue::from_str(names).unwrap_or(http::HeaderValue::from_static(""))
 }

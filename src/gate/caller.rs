@@ -3,7 +3,9 @@
 
 use crate::auth::jwt::VerifiedToken;
 use crate::policy::permissions::PermissionSet;
+use crate::short_id::IdText;
 use crate::store::snapshot::KeyRef;
+use http::HeaderValue;
 use std::sync::Arc;
 
 #[derive(Debug, Clone)]
@@ -20,7 +22,7 @@ pub struct OAuthCaller {
     /// The key a client-credentials token was issued to.
     pub credential: Option<KeyRef>,
     /// Set when the key's or app's permissions are now narrower than the token's scope.
-    pub(super) narrowed: Option<(PermissionSet, Arc<str>)>,
+    pub(super) narrowed: Option<(PermissionSet, HeaderValue)>,
 }
 
 impl OAuthCaller {
@@ -30,7 +32,7 @@ impl OAuthCaller {
             .map_or(&self.token.scope, |(set, _)| set)
     }
 
-    pub fn permissions_header(&self) -> &Arc<str> {
+    pub fn permissions_header(&self) -> &HeaderValue {
         self.narrowed
             .as_ref()
             .map_or(&self.token.scope_header, |(_, header)| header)
@@ -56,15 +58,27 @@ impl Caller {
     }
 
     /// Subject, client id and permissions, for the identity headers.
-    pub fn identity(&self) -> Option<(&str, &str, &str)> {
+    pub fn identity(&self) -> Option<Identity<'_>> {
         match self {
             Caller::Anonymous => None,
-            Caller::ApiKey(key) => Some((&key.id, &key.client_id, key.permissions_header())),
-            Caller::OAuth(oauth) => Some((
-                &oauth.token.subject,
-                &oauth.token.client_id,
-                oauth.permissions_header(),
-            )),
+            Caller::ApiKey(key) => Some(Identity {
+                subject: key.id.as_str(),
+                client_id: key.client_id.as_str(),
+                permissions: key.permissions_header(),
+            }),
+            Caller::OAuth(oauth) => Some(Identity {
+                subject: IdText::Borrowed(&oauth.token.subject),
+                client_id: IdText::Borrowed(&oauth.token.client_id),
+                permissions: oauth.permissions_header(),
+            }),
         }
     }
+}
+
+/// Who a caller is, as the identity headers say it. The permissions' value is made once per
+/// permission set (or token), not per request.
+pub struct Identity<'a> {
+    pub subject: IdText<'a>,
+    pub client_id: IdText<'a>,
+    pub permissions: &'a HeaderValue,
 }

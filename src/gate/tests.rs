@@ -151,7 +151,7 @@ fn token(issuer: Issuer, subject: &str, scope: &[&str], world: &World) -> Arc<Ve
         subject: Arc::from(subject),
         client_id: Arc::from("cid_key_1"),
         scope: world.catalog.set(scope).unwrap(),
-        scope_header: Arc::from(scope.join(" ")),
+        scope_header: crate::reply::text(&scope.join(" ")),
         expires_at: 60_000,
     })
 }
@@ -365,7 +365,7 @@ fn ip_not_allowed_and_insufficient_permission_are_about_the_key() {
     );
     let (key, outcome) = answer.usage().expect("a refusal of a known key counts");
     assert_eq!(
-        (&*key.id, outcome),
+        (&*key.id.as_str(), outcome),
         ("key_1", Outcome::InsufficientPermission)
     );
 }

@@ -4,6 +4,7 @@
 use super::params::{basic_credentials, OAuthError, Params};
 use super::OAuthServer;
 use crate::auth::api_key::{self, Digest};
+use crate::short_id::IdText;
 use crate::store::records::{ClientRecord, ClientType};
 use crate::store::snapshot::{KeyEntry, KeyRef};
 use crate::store::StoreError;
@@ -18,10 +19,10 @@ pub enum Client {
 }
 
 impl Client {
-    pub fn client_id(&self) -> &str {
+    pub fn client_id(&self) -> IdText<'_> {
         match self {
-            Client::Key(credential) => &credential.client_id,
-            Client::App(app) => &app.client_id,
+            Client::Key(credential) => credential.client_id.as_str(),
+            Client::App(app) => IdText::Borrowed(&app.client_id),
         }
     }
 }
@@ -107,7 +108,7 @@ fn key_client(
     let snapshot = server.syncer.snapshot.load();
     match snapshot.by_digest(&digest) {
         Some(KeyEntry::Secret { credential, grace })
-            if *credential.client_id == *id
+            if credential.client_id == *id
                 && !credential.revoked
                 && grace.is_none_or(|grace| now < grace.until)
                 && credential.expires_at().is_none_or(|expires| now < expires) =>

@@ -212,9 +212,10 @@ fn client_credentials(
         .collect();
     let scope = server.narrow(params.get("scope"), &allowed)?;
     let grant_id = format!("gr_{}", base62::random(20));
+    let (subject, client_id) = (key.id.as_str(), key.client_id.as_str());
     let issue = Issue {
-        subject: &key.id,
-        client_id: &key.client_id,
+        subject: &subject,
+        client_id: &client_id,
         scope: &scope,
         grant_id: &grant_id,
         key_version: Some(key.secret_version()),
@@ -389,7 +390,7 @@ async fn revoke_token(
         store
             .peek_refresh(api_key::digest(token.as_bytes()))
             .await?
-            .filter(|(grant, _)| grant.client_id == client.client_id())
+            .filter(|(grant, _)| grant.client_id == *client.client_id())
             .map(|(grant, _)| (grant.grant_id, grant.expires_at))
     } else {
         match server.verifier.verify(token.as_bytes(), now).await {
@@ -443,7 +444,7 @@ async fn introspect_token(
             return Ok(inactive);
         };
         let live = !used && now < grant.expires_at && !store.grant_revoked(&grant.grant_id).await?;
-        if !live || grant.client_id != client.client_id() {
+        if !live || grant.client_id != *client.client_id() {
             return Ok(inactive);
         }
         return Ok(json!({
@@ -458,7 +459,7 @@ async fn introspect_token(
         return Ok(inactive);
     }
     Ok(json!({
-        "active": true, "token_type": "Bearer", "scope": &*verified.scope_header,
+        "active": true, "token_type": "Bearer", "scope": verified.scope_header.to_str().unwrap_or_default(),
         "client_id": &*verified.client_id, "sub": &*verified.subject, "exp": verified.expires_at / 1000,
         "iss": server.config.issuer,
     }))

@@ -343,7 +343,7 @@ impl ProxyHttp for Gateway {
             path: request.uri.path(),
             status,
             caller: ctx.admission.caller.as_ref(),
-            key_id: ctx.admission.key_id.as_deref(),
+            key_id: ctx.admission.key_id.as_ref(),
             outcome: ctx.admission.outcome.unwrap_or("allowed"),
             client_ip: ctx.connection.client_ip,
             upstream,

@@ -16,19 +16,18 @@ use std::hash::BuildHasher;
 use std::ops::Deref;
 use std::sync::Arc;
 
-/// Records per chunk: 63 × 128 = 8,064 bytes, so a sync that changes one key copies that
+/// Records per chunk: 63 × 96 = 6,048 bytes, so a sync that changes one key copies that
 /// much, and the requests of two workers share a chunk's reference count only when their
-/// keys are among the same 63. Not 64: exactly 8 KiB of records cost 32 bytes a key more,
-/// as if mimalloc served it from its 10 KiB size class (rss.py at 1M keys, restart: 179 bytes a
-/// key with 64, 146 with 63, 147 with 256 and 1,024). The chunks' own cost is under a byte
-/// a key.
+/// keys are among the same 63. With 128-byte records, 64 (exactly 8 KiB) cost 32 bytes a
+/// key more than 63, 256 or 1,024, as if mimalloc served it from its next size class
+/// (rss.py at 1M keys, restart). The chunks' own cost is under a byte a key.
 pub const CHUNK: usize = 63;
 
 /// `expires_at` of a key that never expires.
 const NEVER: i64 = i64::MAX;
 
-/// What the data plane needs of a key: 128 bytes, with what keys share (permissions,
-/// allowlist, limits) behind one pointer.
+/// What the data plane needs of a key: 96 bytes (ids packed into 16 each, see
+/// [`ShortId`]), with what keys share (permissions, allowlist, limits) behind one pointer.
 #[derive(Debug, Clone)]
 pub struct Credential {
     /// The current secret's digest.
@@ -50,8 +49,8 @@ pub struct Credential {
 #[derive(Debug)]
 pub struct KeyRules {
     pub permissions: Arc<PermissionSet>,
-    /// `X-Tollgate-Permissions`: the names, space separated.
-    pub permissions_header: Arc<str>,
+    /// `X-Tollgate-Permissions`: the names, space separated, as the header's value.
+    pub permissions_header: http::HeaderValue,
     pub allowlist: Allowlist,
     /// The key's own limits, when it has them.
     pub rate_limit: Option<Tier>,
@@ -82,7 +81,7 @@ impl Credential {
         &self.rules.permissions
     }
 
-    pub fn permissions_header(&self) -> &Arc<str> {
+    pub fn permissions_header(&self) -> &http::HeaderValue {
         &self.rules.permissions_header
     }
 
@@ -277,14 +276,14 @@ impl KeyTable {
         })
     }
 
-    fn position(&self, id: &str) -> Option<u32> {
+    fn position(&self, id: &ShortId) -> Option<u32> {
         let chunks = &self.chunks;
         self.by_id
-            .find(self.ids.hash_one(id), |&i| &*record(chunks, i).id == id)
+            .find(self.ids.hash_one(id), |&i| record(chunks, i).id == *id)
             .copied()
     }
 
-    pub(super) fn id(&self, id: &str) -> Option<KeyRef> {
+    pub(super) fn id(&self, id: &ShortId) -> Option<KeyRef> {
         self.position(id).map(|at| self.key_ref(at))
     }
 
@@ -309,8 +308,8 @@ impl KeyTable {
                 let at = self.push(credential);
                 let (chunks, ids) = (&self.chunks, &self.ids);
                 let id = &record(chunks, at).id;
-                self.by_id.insert_unique(ids.hash_one(&**id), at, |&i| {
-                    ids.hash_one(&*record(chunks, i).id)
+                self.by_id.insert_unique(ids.hash_one(id), at, |&i| {
+                    ids.hash_one(&record(chunks, i).id)
                 });
                 at
             }
@@ -364,13 +363,13 @@ fn id_table(
 ) -> HashTable<u32> {
     let mut by_id = HashTable::with_capacity(count);
     for (at, credential) in (0u32..).zip(chunks.iter().flat_map(|c| c.iter())) {
-        let id = &*credential.id;
+        let id = &credential.id;
         put(
             &mut by_id,
             ids.hash_one(id),
             at,
-            |&i| &*record(chunks, i).id == id,
-            |&i| ids.hash_one(&*record(chunks, i).id),
+            |&i| record(chunks, i).id == *id,
+            |&i| ids.hash_one(&record(chunks, i).id),
         );
     }
     by_id
@@ -389,7 +388,7 @@ mod tests {
             expires_at: stored_expiry(None),
             rules: Arc::new(KeyRules {
                 permissions: Arc::default(),
-                permissions_header: Arc::from(""),
+                permissions_header: http::HeaderValue::from_static(""),
                 allowlist: Allowlist::default(),
                 rate_limit: None,
                 client_cert: None,
@@ -423,7 +422,7 @@ mod tests {
         assert!(table.digest(&digest(old.as_bytes())).is_none());
         assert!(matches!(
             table.digest(&digest(new.as_bytes())),
-            Some(KeyEntry::Secret { credential, grace: None }) if *credential.id == *id
+            Some(KeyEntry::Secret { credential, grace: None }) if credential.id == *id
         ));
         assert!(
             Arc::ptr_eq(&table.chunks[0], &before.chunks[0]),
@@ -435,12 +434,15 @@ mod tests {
         );
         assert!(matches!(
             before.digest(&digest(old.as_bytes())),
-            Some(KeyEntry::Secret { credential, .. }) if *credential.id == *id
+            Some(KeyEntry::Secret { credential, .. }) if credential.id == *id
         ));
         // A new key goes after the others and is found by both.
         let at = table.upsert(key("new", "s-new"));
         assert_eq!(at as usize, 3 * CHUNK);
-        assert_eq!(table.id("new").map(|k| k.digest), Some(digest(b"s-new")));
+        assert_eq!(
+            table.id(&ShortId::new("new")).map(|k| k.digest),
+            Some(digest(b"s-new"))
+        );
         assert_eq!(table.len(), 3 * CHUNK + 1);
         // A grace entry merged into another table follows its record to its new position.
         let mut overlay = KeyTable::default();
@@ -450,13 +452,13 @@ mod tests {
         table.merge(&overlay);
         assert!(matches!(
             table.digest(&digest(b"s7")),
-            Some(KeyEntry::Secret { credential, grace: Some(_) }) if &*credential.id == "k7"
+            Some(KeyEntry::Secret { credential, grace: Some(_) }) if credential.id == *"k7"
         ));
     }
 
     #[test]
-    fn a_record_is_128_bytes_and_a_request_holds_16() {
-        assert_eq!(std::mem::size_of::<Credential>(), 128);
+    fn a_record_is_96_bytes_and_a_request_holds_16() {
+        assert_eq!(std::mem::size_of::<Credential>(), 96);
         assert_eq!(std::mem::size_of::<KeyRef>(), 16);
     }
 }

@@ -80,6 +80,10 @@ impl Snapshot {
     }
 
     pub fn by_id(&self, id: &str) -> Option<KeyRef> {
+        self.by_short_id(&ShortId::new(id))
+    }
+
+    pub fn by_short_id(&self, id: &ShortId) -> Option<KeyRef> {
         self.overlay.id(id).or_else(|| self.base.id(id))
     }
 
@@ -266,7 +270,9 @@ impl SnapshotBuilder {
             .or_insert_with(|| {
                 Arc::new(KeyRules {
                     permissions,
-                    permissions_header,
+                    // Names from the catalog: always header text.
+                    permissions_header: http::HeaderValue::from_str(&permissions_header)
+                        .unwrap_or(http::HeaderValue::from_static("")),
                     allowlist,
                     rate_limit,
                     client_cert: row.client_cert,
@@ -450,7 +456,7 @@ mod tests {
         let Some(KeyEntry::Secret { credential, .. }) = first.by_digest(&digest(b"old")) else {
             panic!("old secret should resolve")
         };
-        assert_eq!(&**credential.permissions_header(), "a b");
+        assert_eq!(credential.permissions_header(), "a b");
 
         let mut rotated = record("k1", "new");
         rotated.secrets.version = 2;
@@ -518,7 +524,7 @@ mod tests {
             ));
             assert!(matches!(
                 snapshot.by_digest(&digest(b"s2")),
-                Some(KeyEntry::Retired { key_id }) if &**key_id == "k2"
+                Some(KeyEntry::Retired { key_id }) if *key_id == *"k2"
             ));
             for current in [&b"s1-new"[..], b"s2-new", b"s3"] {
                 assert!(matches!(
@@ -550,7 +556,7 @@ mod tests {
         legacy.permissions = vec![];
         legacy.role = Some("admin".into());
         let snapshot = builder.apply(&Snapshot::empty(policy()), changes(1, vec![legacy], vec![]));
-        assert_eq!(&**snapshot.by_id("k1").unwrap().permissions_header(), "a b");
+        assert_eq!(snapshot.by_id("k1").unwrap().permissions_header(), "a b");
         assert_eq!(snapshot.active_keys(KeyType::Legacy), 1);
     }
 }
