@@ -259,6 +259,19 @@ fn limiter(c: &mut Criterion) {
             black_box(local.check(&callers[i], &windows, now).allowed())
         })
     });
+    // The path a key's own requests take: the state the key holds, no map lookup.
+    let held: Vec<tollgate::policy::rate_limit::local::Held> =
+        callers.iter().map(|_| Default::default()).collect();
+    group.bench_function("local, held by the key (3 windows)", |b| {
+        b.iter(|| {
+            i = (i + 1) % callers.len();
+            black_box(
+                local
+                    .check_held(&held[i], &callers[i], &windows, now)
+                    .allowed(),
+            )
+        })
+    });
     group.bench_function("Mutex<HashMap> (3 windows)", |b| {
         b.iter(|| {
             i = (i + 1) % callers.len();

@@ -10,7 +10,7 @@ use crate::denial::Denial;
 use crate::gate::{self, Admission, Answer, Facts, Gate};
 use crate::metrics::ResolvedMetrics;
 use crate::policy::permissions::Catalog;
-use crate::policy::rate_limit::{headers::PolicyHeaders, LimitMetrics, Limiter};
+use crate::policy::rate_limit::{headers::PolicyHeaders, CallerKey, LimitMetrics, Limiter};
 use crate::reply::Limits;
 use crate::routes::RouteTable;
 use crate::store::sync::SnapshotHandle;
@@ -135,10 +135,24 @@ impl Checkpoint {
     ) -> Checked<'r> {
         let counted = &admission.counted_as;
         let verdict = if admission.counts() {
-            let verdict = self
-                .limiter
-                .check(&counted.caller, &counted.windows, now)
-                .await;
+            // A key's own requests reach its limiter state through the key.
+            let held = match (&counted.caller, &admission.key) {
+                (CallerKey::Key(id), Some(key)) if key.id == *id => {
+                    Some(self.usage.cell(&key.usage, &key.id).limits())
+                }
+                _ => None,
+            };
+            let verdict = match held {
+                Some(held) => {
+                    let (caller, windows) = (&counted.caller, &counted.windows);
+                    self.limiter.check_held(held, caller, windows, now).await
+                }
+                None => {
+                    self.limiter
+                        .check(&counted.caller, &counted.windows, now)
+                        .await
+                }
+            };
             self.limit_metrics.record(&verdict);
             verdict
         } else {

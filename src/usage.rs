@@ -3,6 +3,7 @@
 
 use crate::clock;
 use crate::denial::Denial;
+use crate::policy::rate_limit::local::Held;
 use crate::short_id::ShortId;
 use crate::store::Store;
 use once_cell::race::OnceBox;
@@ -72,7 +73,8 @@ impl Outcome {
     }
 }
 
-/// The counters of one key since the last flush.
+/// What one key keeps while it is in use: its counters since the last flush, and its
+/// limiter windows.
 #[derive(Debug)]
 pub struct UsageCell {
     key_id: Arc<str>,
@@ -80,6 +82,14 @@ pub struct UsageCell {
     last_used: AtomicI64,
     /// The `last_used` last handed to the store (0: none yet, or the write failed).
     written: AtomicI64,
+    /// The in-process limiter's state for this key, found without a map lookup.
+    limits: Held,
+}
+
+impl UsageCell {
+    pub fn limits(&self) -> &Held {
+        &self.limits
+    }
 }
 
 /// Where a credential's cell lives: created on first use, carried to the credential's
@@ -106,25 +116,29 @@ pub struct UsageRecorder {
 }
 
 impl UsageRecorder {
-    pub fn record(&self, slot: &UsageSlot, key_id: &ShortId, outcome: Outcome, now: i64) {
-        let cell = match slot.0.get() {
-            Some(cell) => cell,
-            None => {
-                let cell = Arc::new(UsageCell {
-                    key_id: Arc::from(&*key_id.as_str()),
-                    counts: Default::default(),
-                    last_used: AtomicI64::new(0),
-                    written: AtomicI64::new(0),
-                });
-                // Of two first uses at once, one cell wins; only the winner is listed.
-                if slot.0.set(Box::new(cell.clone())).is_ok() {
-                    if let Ok(mut cells) = self.cells.lock() {
-                        cells.push(cell.clone());
-                    }
-                }
-                slot.0.get_or_init(|| Box::new(cell))
+    /// The cell of the key `slot` belongs to, made and listed on the key's first use.
+    pub fn cell<'s>(&self, slot: &'s UsageSlot, key_id: &ShortId) -> &'s UsageCell {
+        if let Some(cell) = slot.0.get() {
+            return cell;
+        }
+        let cell = Arc::new(UsageCell {
+            key_id: Arc::from(&*key_id.as_str()),
+            counts: Default::default(),
+            last_used: AtomicI64::new(0),
+            written: AtomicI64::new(0),
+            limits: Held::new(),
+        });
+        // Of two first uses at once, one cell wins; only the winner is listed.
+        if slot.0.set(Box::new(cell.clone())).is_ok() {
+            if let Ok(mut cells) = self.cells.lock() {
+                cells.push(cell.clone());
             }
-        };
+        }
+        slot.0.get_or_init(|| Box::new(cell))
+    }
+
+    pub fn record(&self, slot: &UsageSlot, key_id: &ShortId, outcome: Outcome, now: i64) {
+        let cell = self.cell(slot, key_id);
         cell.counts[outcome as usize].fetch_add(1, Ordering::Relaxed);
         if outcome == Outcome::Allowed {
             cell.last_used.store(now, Ordering::Relaxed);

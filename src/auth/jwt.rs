@@ -245,12 +245,7 @@ impl TokenVerifier {
         };
         let known = scopes.iter().filter(|s| self.catalog.contains(s));
         let scope = self.catalog.set(known).unwrap_or_default();
-        let scope_header = self
-            .catalog
-            .names(&scope)
-            .map(|n| &**n)
-            .collect::<Vec<&str>>()
-            .join(" ");
+        let scope_header = self.catalog.header(&scope);
         let issuer = match external {
             None => Issuer::Own {
                 grant_id: Arc::from(claims.gid.as_deref().ok_or(Denial::InvalidToken)?),
@@ -264,8 +259,7 @@ impl TokenVerifier {
             subject: Arc::from(claims.sub),
             client_id: Arc::from(client_id),
             scope,
-            scope_header: http::HeaderValue::from_str(&scope_header)
-                .unwrap_or(http::HeaderValue::from_static("")),
+            scope_header,
             expires_at,
         })
     }

@@ -109,12 +109,8 @@ pub fn resolve_token(
             .filter(|allowed| allowed.first_missing(&token.scope).is_some())
             .map(|allowed| {
                 let set = token.scope.intersect(&allowed);
-                let header = catalog
-                    .names(&set)
-                    .map(|n| &**n)
-                    .collect::<Vec<&str>>()
-                    .join(" ");
-                (set, header_text(&header))
+                let header = catalog.header(&set);
+                (set, header)
             });
         Ok(OAuthCaller {
             token: token.clone(),
@@ -122,9 +118,4 @@ pub fn resolve_token(
             narrowed,
         })
     }
-}
-
-/// Permission names from the catalog, as a header value (always valid header text).
-fn header_text(names: &str) -> http::HeaderValue {
-    http::HeaderValue::from_str(names).unwrap_or(http::HeaderValue::from_static(""))
 }

@@ -55,6 +55,21 @@ impl Catalog {
             .filter(|(bit, _)| set.has_bit(*bit))
             .map(|(_, name)| name)
     }
+
+    /// The names in `set`, space-separated, as the `X-Tollgate-Permissions` value. Built
+    /// once per set (per snapshot, token or narrowing), never per request.
+    pub fn header(&self, set: &PermissionSet) -> http::HeaderValue {
+        let mut text = String::new();
+        for name in self.names(set) {
+            if !text.is_empty() {
+                text.push(' ');
+            }
+            text.push_str(name);
+        }
+        // Config names are checked to be header text when the config is read; a name that
+        // somehow is not yields an empty value rather than a broken head.
+        http::HeaderValue::from_str(&text).unwrap_or(http::HeaderValue::from_static(""))
+    }
 }
 
 impl PermissionSet {
@@ -118,6 +133,14 @@ mod tests {
         );
         assert_eq!(need.first_missing(&held), None);
         assert_eq!(held.first_missing(&PermissionSet::default()), None);
+    }
+
+    #[test]
+    fn the_header_lists_names_in_catalog_order() {
+        let catalog = Catalog::new(&["a:read", "b:write", "c:read"]);
+        let set = catalog.set(&["c:read", "a:read"]).unwrap();
+        assert_eq!(catalog.header(&set), "a:read c:read");
+        assert_eq!(catalog.header(&PermissionSet::default()), "");
     }
 
     #[test]

@@ -135,11 +135,11 @@ pub struct SnapshotBuilder {
     roles: HashMap<String, PermissionSet>,
     infrastructure: Vec<IpNet>,
     /// Interned permission sets with their header value: many keys share few sets.
-    interned: HashMap<PermissionSet, (Arc<PermissionSet>, Arc<str>), Fast>,
+    interned: HashMap<PermissionSet, (Arc<PermissionSet>, http::HeaderValue), Fast>,
     /// Without and with the infrastructure addresses.
     allowlists: [HashMap<Vec<String>, Allowlist, Fast>; 2],
     /// A full load's stored JSON texts, each parsed once.
-    permissions_by_text: HashMap<String, (Arc<PermissionSet>, Arc<str>), Fast>,
+    permissions_by_text: HashMap<String, (Arc<PermissionSet>, http::HeaderValue), Fast>,
     allowlists_by_text: [HashMap<String, Allowlist, Fast>; 2],
     /// Interned rules, by what they are made of.
     rules: HashMap<RulesName, Arc<KeyRules>, Fast>,
@@ -169,12 +169,11 @@ impl SnapshotBuilder {
         &self.catalog
     }
 
-    fn intern(&mut self, set: PermissionSet) -> (Arc<PermissionSet>, Arc<str>) {
+    fn intern(&mut self, set: PermissionSet) -> (Arc<PermissionSet>, http::HeaderValue) {
         if let Some(found) = self.interned.get(&set) {
             return found.clone();
         }
-        let header: Vec<&str> = self.catalog.names(&set).map(|name| &**name).collect();
-        let entry = (Arc::new(set.clone()), Arc::from(header.join(" ")));
+        let entry = (Arc::new(set.clone()), self.catalog.header(&set));
         self.interned.insert(set, entry.clone());
         entry
     }
@@ -200,7 +199,7 @@ impl SnapshotBuilder {
     }
 
     /// A key's permission set with its header value.
-    fn permissions(&mut self, row: &KeyRow<'_>) -> (Arc<PermissionSet>, Arc<str>) {
+    fn permissions(&mut self, row: &KeyRow<'_>) -> (Arc<PermissionSet>, http::HeaderValue) {
         match (row.key_type, &row.permissions) {
             (KeyType::Legacy, _) => self.intern(self.legacy(row.role.as_deref())),
             (KeyType::FineGrained, StoredList::Parsed(names)) => {
@@ -270,9 +269,7 @@ impl SnapshotBuilder {
             .or_insert_with(|| {
                 Arc::new(KeyRules {
                     permissions,
-                    // Names from the catalog: always header text.
-                    permissions_header: http::HeaderValue::from_str(&permissions_header)
-                        .unwrap_or(http::HeaderValue::from_static("")),
+                    permissions_header,
                     allowlist,
                     rate_limit,
                     client_cert: row.client_cert,

@@ -1,8 +1,12 @@
-//! In-process counters: one entry per caller in a sharded map, checked and counted under
-//! that entry's lock, so concurrent requests of one caller never overshoot a limit.
+//! In-process counters: one state per caller in a sharded map, checked and counted under
+//! that state's lock, so concurrent requests of one caller never overshoot a limit. A key's
+//! state is also held by the key itself ([`Held`]), so its requests find it without a map
+//! lookup.
 
 use super::{decide, states, CallerKey, Verdict, WindowKind, Windows, DAY_MS};
 use dashmap::DashMap;
+use smallvec::SmallVec;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 /// Callers idle this long may be forgotten (their daily count was persisted first).
 const IDLE_MS: i64 = 10 * 60_000;
@@ -17,12 +21,40 @@ struct Slot {
     count: u64,
 }
 
-#[derive(Debug, Default)]
-struct CallerState {
-    slots: Vec<Slot>,
+/// One caller's windows. Four fit inline (burst, minute, day and one route's), so a check
+/// touches one allocation; a caller of several limited routes spills to the heap.
+#[derive(Debug)]
+pub struct CallerState {
+    slots: SmallVec<[Slot; 4]>,
     last_seen: i64,
     /// The day count changed since it was last persisted.
     day_dirty: bool,
+    /// In the map, so persisted and swept; a held state the sweep forgot is listed again
+    /// on its next use.
+    listed: bool,
+}
+
+/// A caller's state as the map and a key's usage cell share it.
+pub type Shared = Arc<Mutex<CallerState>>;
+
+/// Where a key keeps its limiter state: set on the key's first check, carried with its
+/// usage cell across snapshots.
+pub type Held = OnceLock<Shared>;
+
+fn listed() -> Shared {
+    Arc::new(Mutex::new(CallerState {
+        slots: SmallVec::new(),
+        last_seen: 0,
+        day_dirty: false,
+        listed: true,
+    }))
+}
+
+/// A state's lock: counting cannot panic half-way, so a poisoned lock holds whole counts.
+fn lock(state: &Shared) -> MutexGuard<'_, CallerState> {
+    state
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl CallerState {
@@ -55,11 +87,52 @@ impl CallerState {
             .find(|s| s.kind == kind && s.start == start)
             .map_or(0, |s| s.count)
     }
+
+    /// Counts one request in every window, or none when a window is full.
+    fn check(&mut self, windows: &Windows, now: i64) -> Verdict {
+        let mut used = [0u64; 4];
+        let count = windows.iter().count();
+        for (index, spec) in windows.iter().enumerate() {
+            used[index] = self.slot(spec.kind, spec.start(now)).count;
+        }
+        let refused_by = decide(windows, &mut used[..count]);
+        if refused_by.is_none() {
+            for (index, spec) in windows.iter().enumerate() {
+                self.slot(spec.kind, spec.start(now)).count = used[index];
+                if spec.kind == WindowKind::Day {
+                    self.day_dirty = true;
+                }
+            }
+        }
+        self.last_seen = now;
+        Verdict {
+            refused_by,
+            windows: states(windows, &used[..count], now),
+            tier: windows.tier,
+            fallback: false,
+        }
+    }
+
+    /// Takes in the counts of `other`, a state made for the same caller through the map
+    /// while this one was unlisted: it started from nothing then, so counts of one window
+    /// add up, and the later of two windows of a kind wins.
+    fn absorb(&mut self, other: &CallerState) {
+        for theirs in &other.slots {
+            match self.slots.iter_mut().find(|s| s.kind == theirs.kind) {
+                Some(ours) if ours.start == theirs.start => ours.count += theirs.count,
+                Some(ours) if ours.start < theirs.start => *ours = *theirs,
+                Some(_) => {}
+                None => self.slots.push(*theirs),
+            }
+        }
+        self.last_seen = self.last_seen.max(other.last_seen);
+        self.day_dirty |= other.day_dirty;
+    }
 }
 
 pub struct LocalLimiter {
     /// Keyed by callers the client chooses (addresses, keys): a seeded, quality hash.
-    callers: DashMap<CallerKey, CallerState, foldhash::quality::RandomState>,
+    callers: DashMap<CallerKey, Shared, foldhash::quality::RandomState>,
     /// Above this many callers, idle ones are forgotten even with a daily count.
     max_callers: usize,
 }
@@ -81,31 +154,44 @@ impl LocalLimiter {
     /// Counts one request of `key` in every window, or none when a window is full.
     pub fn check(&self, key: &CallerKey, windows: &Windows, now: i64) -> Verdict {
         // A known caller is found without cloning its key; a new one is inserted.
-        let mut entry = match self.callers.get_mut(key) {
-            Some(entry) => entry,
-            None => self.callers.entry(key.clone()).or_default(),
-        };
-        let mut used = [0u64; 4];
-        let count = windows.iter().count();
-        for (index, spec) in windows.iter().enumerate() {
-            used[index] = entry.slot(spec.kind, spec.start(now)).count;
+        if let Some(entry) = self.callers.get(key) {
+            return lock(entry.value()).check(windows, now);
         }
-        let refused_by = decide(windows, &mut used[..count]);
-        if refused_by.is_none() {
-            for (index, spec) in windows.iter().enumerate() {
-                entry.slot(spec.kind, spec.start(now)).count = used[index];
-                if spec.kind == WindowKind::Day {
-                    entry.day_dirty = true;
-                }
-            }
+        let entry = self.callers.entry(key.clone()).or_insert_with(listed);
+        let verdict = lock(entry.value()).check(windows, now);
+        verdict
+    }
+
+    /// [`check`](Self::check) through the state `held` keeps for `key`: the map is read on
+    /// the key's first check only, and again when the sweep had forgotten the state.
+    pub fn check_held(&self, held: &Held, key: &CallerKey, windows: &Windows, now: i64) -> Verdict {
+        let state = held.get_or_init(|| {
+            let entry = self.callers.entry(key.clone()).or_insert_with(listed);
+            entry.value().clone()
+        });
+        let mut guard = lock(state);
+        let verdict = guard.check(windows, now);
+        let listed = guard.listed;
+        drop(guard);
+        // Listed after counting, so the count it just made is persisted and swept as any.
+        if !listed {
+            self.relist(key, state);
         }
-        entry.last_seen = now;
-        Verdict {
-            refused_by,
-            windows: states(windows, &used[..count], now),
-            tier: windows.tier,
-            fallback: false,
+        verdict
+    }
+
+    /// Puts a held state back in the map. Locks are taken map first, then state, as the
+    /// sweep takes them.
+    fn relist(&self, key: &CallerKey, state: &Shared) {
+        let mut entry = self
+            .callers
+            .entry(key.clone())
+            .or_insert_with(|| state.clone());
+        if !Arc::ptr_eq(entry.value(), state) {
+            let other = std::mem::replace(entry.value_mut(), state.clone());
+            lock(state).absorb(&lock(&other));
         }
+        lock(state).listed = true;
     }
 
     /// Where `key` stands, counting nothing (for the headers of refused requests).
@@ -113,8 +199,9 @@ impl LocalLimiter {
         let mut used = [0u64; 4];
         let count = windows.iter().count();
         if let Some(entry) = self.callers.get(key) {
+            let state = lock(entry.value());
             for (index, spec) in windows.iter().enumerate() {
-                used[index] = entry.count(spec.kind, spec.start(now));
+                used[index] = state.count(spec.kind, spec.start(now));
             }
         }
         Verdict {
@@ -130,12 +217,13 @@ impl LocalLimiter {
         // The data plane waits on a shard's lock while this walks the shard: under it, only
         // flags are cleared and keys cloned; the text is made after, with no lock held.
         let mut dirty = Vec::new();
-        for mut entry in self.callers.iter_mut() {
-            if !entry.day_dirty {
+        for entry in self.callers.iter() {
+            let mut state = lock(entry.value());
+            if !state.day_dirty {
                 continue;
             }
-            entry.day_dirty = false;
-            if let Some(day) = entry.slots.iter().find(|s| s.kind == WindowKind::Day) {
+            state.day_dirty = false;
+            if let Some(day) = state.slots.iter().find(|s| s.kind == WindowKind::Day) {
                 dirty.push((entry.key().clone(), day.start, day.count));
             }
         }
@@ -148,34 +236,38 @@ impl LocalLimiter {
     /// Marks a caller's daily count as unsaved again (after a failed save).
     pub fn mark_day_dirty(&self, caller: &str) {
         if let Some(key) = CallerKey::parse(caller) {
-            if let Some(mut entry) = self.callers.get_mut(&key) {
-                entry.day_dirty = true;
+            if let Some(entry) = self.callers.get(&key) {
+                lock(entry.value()).day_dirty = true;
             }
         }
     }
 
     /// Puts a persisted daily count back (at start, so a restart hands out no new quota).
     pub fn restore_day(&self, key: CallerKey, day_start: i64, count: u64) {
-        let mut entry = self.callers.entry(key).or_default();
-        let slot = entry.slot(WindowKind::Day, day_start);
+        let entry = self.callers.entry(key).or_insert_with(listed);
+        let mut state = lock(entry.value());
+        let slot = state.slot(WindowKind::Day, day_start);
         slot.count = slot.count.max(count);
     }
 
     /// Forgets callers idle for a while whose daily count is persisted or over; above
-    /// `max_callers`, every idle caller.
+    /// `max_callers`, every idle caller. A key still holds its state: it is only unlisted.
     pub fn sweep(&self, now: i64) {
         let crowded = self.is_crowded();
         let today = now - now.rem_euclid(DAY_MS as i64);
-        self.callers.retain(|_, state| {
+        self.callers.retain(|_, shared| {
+            let mut state = lock(shared);
             let idle = now - state.last_seen > IDLE_MS;
-            if crowded && now - state.last_seen > CROWDED_IDLE_MS {
-                return false;
-            }
             let day_over = state
                 .slots
                 .iter()
                 .all(|s| s.kind != WindowKind::Day || s.start < today || s.count == 0);
-            !(idle && (crowded || (!state.day_dirty && day_over)))
+            let forget = (crowded && now - state.last_seen > CROWDED_IDLE_MS)
+                || (idle && (crowded || (!state.day_dirty && day_over)));
+            if forget {
+                state.listed = false;
+            }
+            !forget
         });
     }
 
@@ -346,5 +438,92 @@ mod tests {
         assert_eq!(limiter.len(), 1, "today's count is still needed");
         limiter.sweep(DAY_MS as i64 + IDLE_MS);
         assert!(limiter.is_empty());
+    }
+
+    #[test]
+    fn a_held_state_is_the_one_the_map_holds() {
+        let w = windows(None);
+        let limiter = LocalLimiter::default();
+        let held = Held::new();
+        for t in 0..3 {
+            assert!(limiter.check_held(&held, &key(), &w, t).allowed());
+        }
+        assert!(limiter.check(&key(), &w, 3).allowed());
+        assert!(limiter.check_held(&held, &key(), &w, 4).allowed());
+        assert_eq!(limiter.len(), 1);
+        assert_eq!(limiter.peek(&key(), &w, 5).windows[1].used, 5);
+        assert_eq!(limiter.take_dirty_days(), [("k:key_1".to_string(), 0, 5)]);
+    }
+
+    #[test]
+    fn a_held_state_the_sweep_forgot_is_listed_again_on_its_next_use() {
+        let w = windows(None);
+        let limiter = LocalLimiter::new(10);
+        let held = Held::new();
+        limiter.check_held(&held, &key(), &w, 0);
+        limiter.take_dirty_days();
+        let tomorrow = DAY_MS as i64 + IDLE_MS;
+        limiter.sweep(tomorrow);
+        assert!(limiter.is_empty(), "idle, its day saved and over");
+        // The key still holds its state; its next request lists it again, so its new
+        // day is persisted and seen by peek.
+        limiter.check_held(&held, &key(), &w, tomorrow + 1);
+        assert_eq!(limiter.len(), 1);
+        assert_eq!(limiter.peek(&key(), &w, tomorrow + 2).windows[2].used, 1);
+        assert_eq!(
+            limiter.take_dirty_days(),
+            [("k:key_1".to_string(), DAY_MS as i64, 1)]
+        );
+    }
+
+    #[test]
+    fn a_state_made_meanwhile_through_the_map_is_absorbed_not_lost() {
+        let w = windows(None);
+        // Crowded from its first caller: an idle one is forgotten after a minute.
+        let limiter = LocalLimiter::new(0);
+        let held = Held::new();
+        let day = DAY_MS as i64;
+        limiter.check_held(&held, &key(), &w, day);
+        limiter.sweep(day + CROWDED_IDLE_MS + 1);
+        assert!(limiter.is_empty());
+        // Requests counted without the key (through the map) start a second state...
+        let later = day + CROWDED_IDLE_MS + 10;
+        for t in 0..3 {
+            limiter.check(&key(), &w, later + t);
+        }
+        // ...and the held one, listed again, adds them to its own: none is lost.
+        limiter.check_held(&held, &key(), &w, later + 5);
+        assert_eq!(limiter.len(), 1);
+        assert_eq!(limiter.peek(&key(), &w, later + 6).windows[2].used, 5);
+        assert_eq!(limiter.take_dirty_days(), [("k:key_1".to_string(), day, 5)]);
+    }
+
+    #[test]
+    fn concurrent_requests_through_the_key_and_the_map_never_overshoot() {
+        let config = Config::parse(
+            "rate_limits: { tiers: { api_key: { per_minute: 1000, per_day: 100000 } }, burst: { requests: 100000, per: 10s } }",
+        )
+        .unwrap();
+        let w = Windows::new(&config.rate_limits, TierKind::ApiKey, None, None);
+        let limiter = LocalLimiter::default();
+        let held = Held::new();
+        let allowed = std::sync::atomic::AtomicU64::new(0);
+        std::thread::scope(|scope| {
+            for thread in 0..4 {
+                let (limiter, held, allowed, w) = (&limiter, &held, &allowed, &w);
+                scope.spawn(move || {
+                    for _ in 0..1000 {
+                        let verdict = match thread % 2 {
+                            0 => limiter.check_held(held, &key(), w, 1_000),
+                            _ => limiter.check(&key(), w, 1_000),
+                        };
+                        if verdict.allowed() {
+                            allowed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
+                    }
+                });
+            }
+        });
+        assert_eq!(allowed.into_inner(), 1000);
     }
 }

@@ -214,6 +214,21 @@ impl Limiter {
         }
     }
 
+    /// [`check`](Self::check) for a key whose state `held` keeps (in-process counters
+    /// only: the shared ones live in Redis).
+    pub async fn check_held(
+        &self,
+        held: &local::Held,
+        caller: &CallerKey,
+        windows: &Windows,
+        now: i64,
+    ) -> Verdict {
+        match self {
+            Limiter::Local(local) => local.check_held(held, caller, windows, now),
+            Limiter::Redis(shared) => shared.check(caller, windows, now).await,
+        }
+    }
+
     pub async fn peek(&self, caller: &CallerKey, windows: &Windows, now: i64) -> Verdict {
         match self {
             Limiter::Local(local) => local.peek(caller, windows, now),
