@@ -142,17 +142,10 @@ impl Checkpoint {
                 }
                 _ => None,
             };
-            let verdict = match held {
-                Some(held) => {
-                    let (caller, windows) = (&counted.caller, &counted.windows);
-                    self.limiter.check_held(held, caller, windows, now).await
-                }
-                None => {
-                    self.limiter
-                        .check(&counted.caller, &counted.windows, now)
-                        .await
-                }
-            };
+            let verdict = self
+                .limiter
+                .check(held, &counted.caller, &counted.windows, now)
+                .await;
             self.limit_metrics.record(&verdict);
             verdict
         } else {

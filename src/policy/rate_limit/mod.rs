@@ -207,25 +207,19 @@ pub enum Limiter {
 }
 
 impl Limiter {
-    pub async fn check(&self, caller: &CallerKey, windows: &Windows, now: i64) -> Verdict {
-        match self {
-            Limiter::Local(local) => local.check(caller, windows, now),
-            Limiter::Redis(shared) => shared.check(caller, windows, now).await,
-        }
-    }
-
-    /// [`check`](Self::check) for a key whose state `held` keeps (in-process counters
-    /// only: the shared ones live in Redis).
-    pub async fn check_held(
+    /// Counts one request of `caller`. `held` is the state a key keeps of its in-process
+    /// counters, reached without a map lookup; the shared counters live in Redis.
+    pub async fn check(
         &self,
-        held: &local::Held,
+        held: Option<&local::Held>,
         caller: &CallerKey,
         windows: &Windows,
         now: i64,
     ) -> Verdict {
-        match self {
-            Limiter::Local(local) => local.check_held(held, caller, windows, now),
-            Limiter::Redis(shared) => shared.check(caller, windows, now).await,
+        match (self, held) {
+            (Limiter::Local(local), Some(held)) => local.check_held(held, caller, windows, now),
+            (Limiter::Local(local), None) => local.check(caller, windows, now),
+            (Limiter::Redis(shared), _) => shared.check(caller, windows, now).await,
         }
     }
 
