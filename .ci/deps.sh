@@ -125,6 +125,17 @@ need_h2_clients() {
   command -v curl >/dev/null 2>&1 || apt_install curl
 }
 
+# standardwebhooks (PyPI), the official verifier of Standard Webhooks signatures, in the
+# same environment: the webhook tests' receiver checks every delivery with it.
+STANDARDWEBHOOKS_VERSION=1.3.0
+need_standardwebhooks() {
+  local venv="target/tools/py"
+  if [ -x "$venv/bin/python" ] && "$venv/bin/python" -c "import standardwebhooks" 2>/dev/null; then return; fi
+  [ -x "$venv/bin/python" ] || need_schemathesis
+  echo "installing standardwebhooks $STANDARDWEBHOOKS_VERSION from PyPI"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "standardwebhooks==$STANDARDWEBHOOKS_VERSION"
+}
+
 # Debian's Chromium and chromedriver, for the console tests in a real browser.
 need_browser() {
   if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then return; fi
@@ -171,6 +182,7 @@ case "${1:-build}" in
     need_promtool
     need_schemathesis
     need_h2_clients
+    need_standardwebhooks
     need_browser
     need_forward_auth_proxies
     ;;

@@ -11,6 +11,9 @@ use crate::checkpoint::Checkpoint;
 use crate::config::Config;
 use crate::config::Environment;
 use crate::config::LimitBackend;
+use crate::events::delivery::{Deliverer, WebhookMetrics};
+use crate::leak_reports::github_keys::GithubKeys;
+use crate::leak_reports::LeakReports;
 use crate::lifecycle;
 use crate::lifecycle::Readiness;
 use crate::listener::{RouterApp, Sockets, Wanted};
@@ -152,11 +155,26 @@ pub fn serve(config: Config, options: ServeOptions) -> anyhow::Result<()> {
         metrics: resolved,
         access_log: access_log.clone(),
     });
+    // Leak reports: GitHub's keys are read now, so a bad file stops the start.
+    let leak_reports = match &config.leak_reports.github_public_keys_path {
+        Some(path) => Some(crate::leak_reports::router(Arc::new(LeakReports {
+            keys: GithubKeys::load(path)?,
+            action: config.leak_reports.action,
+            rules: KeyRules::new(&config),
+            syncer: syncer.clone(),
+            reports: LeakReports::metric(&metrics),
+        }))),
+        None => None,
+    };
     let gateway = Gateway {
         checkpoint: checkpoint.clone(),
         upstreams,
         trusted_proxies: config.trusted_proxies.clone(),
-        oauth: oauth::router(oauth),
+        leak_reports: leak_reports.is_some(),
+        oauth: match leak_reports {
+            Some(reports) => oauth::router(oauth).merge(reports),
+            None => oauth::router(oauth),
+        },
         edge: Edge::new(
             config
                 .tls
@@ -190,6 +208,7 @@ pub fn serve(config: Config, options: ServeOptions) -> anyhow::Result<()> {
         secure_cookies: config.admin.tls.is_some(),
         admin_requests,
         signins,
+        webhooks: config.webhooks.clone(),
     });
 
     if let Some(folder) = config
@@ -303,6 +322,21 @@ pub fn serve(config: Config, options: ServeOptions) -> anyhow::Result<()> {
             terminators: data_tls.into_iter().chain(admin_tls).collect(),
             metrics: tls_metrics,
         },
+    ));
+    server.add_service(background_service(
+        "expiry scanner",
+        crate::tasks::expiry_scanner::ExpiryScanner {
+            syncer: syncer.clone(),
+        },
+    ));
+    server.add_service(background_service(
+        "webhook delivery",
+        Deliverer::new(
+            &config.webhooks,
+            syncer.clone(),
+            WebhookMetrics::new(&metrics),
+        )
+        .context("webhooks: cannot build the delivery client")?,
     ));
     server.add_service(background_service(
         "usage flush",

@@ -90,6 +90,13 @@ fn the_reference_config_sets_every_option() {
         "require:",
         "rate_limit:",
         "name:",
+        "webhooks:",
+        "allow_private_destinations:",
+        "max_attempts:",
+        "retry_base:",
+        "leak_reports:",
+        "github_public_keys_path:",
+        "action:",
     ] {
         assert!(
             text.contains(key),

@@ -247,6 +247,7 @@ async fn the_console_runs_the_whole_key_lifecycle_in_a_browser() {
         "presets:\n  read_only: [accounts:read]",
         "presets:\n  read_only: [accounts:read]\n  full_access: [accounts:read, accounts:write]",
     );
+    let config = config + "webhooks: { allow_private_destinations: true }\n";
     let gw = Gateway::start(&config);
     let admin = Admin::of(&gw);
     for (email, role) in [
@@ -489,6 +490,53 @@ async fn the_console_runs_the_whole_key_lifecycle_in_a_browser() {
     assert!(page_text(&client).await.contains("Not allowed"));
     let (_, keys) = admin.get("/keys?name=forged").await;
     assert!(keys["data"].as_array().unwrap().is_empty());
+
+    // Webhooks: an endpoint added (its signing secret shown once), a test event sent, and
+    // its delivery listed on the endpoint's page.
+    client
+        .goto(&gw.admin_url("/console/webhooks"))
+        .await
+        .unwrap();
+    assert!(page_text(&client).await.contains("No endpoints yet."));
+    fill(
+        &client,
+        "URL",
+        &format!("http://{}/hooks/tollgate", up.addr),
+    )
+    .await;
+    press(&client, "Add endpoint").await;
+    let signing = client
+        .find(Locator::Id("secret"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(signing.starts_with("whsec_"), "{signing}");
+    press(&client, "Done").await;
+    press(&client, "Send a test event").await;
+    assert!(page_text(&client)
+        .await
+        .contains("A webhook.test event is on its way."));
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !page_text(&client).await.contains("delivered") {
+        assert!(Instant::now() < deadline, "{}", page_text(&client).await);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        client.refresh().await.unwrap();
+    }
+    let text = page_text(&client).await;
+    assert!(
+        text.contains("webhook.test") && text.contains("200"),
+        "{text}"
+    );
+    screenshot(&client, "webhook-deliveries").await;
+    assert!(
+        up.recorder
+            .requests()
+            .iter()
+            .any(|r| r.uri == "/hooks/tollgate" && !r.header("webhook-signature").is_empty()),
+        "the endpoint got a signed delivery"
+    );
 
     // At 360 px wide nothing overflows the page (tables scroll in their box).
     client.set_window_size(360, 800).await.unwrap();

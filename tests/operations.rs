@@ -240,6 +240,7 @@ fn the_alert_rules_pass_promtool_and_the_dashboard_covers_the_signals() {
         "status=~\"5..\"",
         "tollgate_rate_limit_fallback_active",
         "tollgate_upstream_requests_total",
+        "tollgate_webhook_deliveries_total",
     ] {
         assert!(rules.contains(signal), "no alert on {signal}");
     }
@@ -265,6 +266,8 @@ fn the_alert_rules_pass_promtool_and_the_dashboard_covers_the_signals() {
         "tollgate_request_duration_seconds_bucket",
         "tollgate_rate_limit_decisions_total",
         "tollgate_snapshot_age_seconds",
+        "tollgate_webhook_deliveries_total",
+        "tollgate_webhook_queue_depth",
     ] {
         assert!(
             exprs.contains(metric),

@@ -223,3 +223,42 @@ fn an_idle_gateway_stops_at_once_on_sigint() {
     let took = started.elapsed();
     assert!(took < Duration::from_secs(1), "took {took:?} to stop");
 }
+
+/// A GitHub public-keys file that cannot be read or is not GitHub's stops the start, and
+/// `tollgate check` names it; nothing half-starts.
+#[test]
+fn a_bad_github_keys_file_stops_the_start_and_check_names_it() {
+    let up = upstream();
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("github-keys.json");
+    std::fs::write(
+        &keys,
+        "{\"public_keys\": [{\"key_identifier\": \"a\", \"key\": \"not a key\"}]}",
+    )
+    .unwrap();
+    let config = dir.path().join("tollgate.yaml");
+    let yaml = basic_config(&up)
+        .replace("{listen}", &format!("127.0.0.1:{}", free_port()))
+        .replace("{admin}", &format!("127.0.0.1:{}", free_port()))
+        .replace("{metrics}", &format!("127.0.0.1:{}", free_port()))
+        .replace("{dir}", &dir.path().display().to_string())
+        + &format!(
+            "leak_reports: {{ github_public_keys_path: \"{}\" }}\n",
+            keys.display()
+        );
+    std::fs::write(&config, yaml).unwrap();
+    let (code, stderr, _) = serve_to_exit(&config);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("leak_reports.github_public_keys_path") && stderr.contains("PUBLIC KEY"),
+        "{stderr}"
+    );
+    let check = Command::new(BIN)
+        .args(["check", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(check.status.code(), Some(1));
+    let said = String::from_utf8_lossy(&check.stderr);
+    assert!(said.contains("github-keys.json"), "{said}");
+}

@@ -6,7 +6,7 @@
 
 use super::endpoint::{Access, Doc, Endpoint};
 use super::principal::{authenticate, Principal};
-use super::{keys, me, oauth_apps, operators, policy, tokens, AdminError, AdminState};
+use super::{keys, me, oauth_apps, operators, policy, tokens, webhooks, AdminError, AdminState};
 use crate::admin_access::Permission;
 use axum::body::Body;
 use axum::extract::{MatchedPath, Request, State};
@@ -274,6 +274,114 @@ pub const ENDPOINTS: &[Endpoint] = &[
         query: &[],
         handler: || post(tokens::revoke),
         doc: doc("Revoke an admin token; final, on every replica at once", Some("Empty"), (200, "Token")),
+    },
+    Endpoint {
+        method: "POST",
+        path: "/webhooks",
+        access: Needs(P::WebhooksWrite),
+        query: &[],
+        handler: || post(webhooks::create),
+        doc: idempotent(doc(
+            "Add a webhook endpoint; its signing `secret` is shown once",
+            Some("CreateWebhook"),
+            (201, "WebhookWithSecret"),
+        )),
+    },
+    Endpoint {
+        method: "GET",
+        path: "/webhooks",
+        access: Needs(P::WebhooksRead),
+        query: PAGE,
+        handler: || get(webhooks::list),
+        doc: doc("List webhook endpoints, newest first", None, (200, "WebhookPage")),
+    },
+    Endpoint {
+        method: "GET",
+        path: "/webhooks/{id}",
+        access: Needs(P::WebhooksRead),
+        query: &[],
+        handler: || get(webhooks::show),
+        doc: doc("Show a webhook endpoint", None, (200, "Webhook")),
+    },
+    Endpoint {
+        method: "PATCH",
+        path: "/webhooks/{id}",
+        access: Needs(P::WebhooksWrite),
+        query: &[],
+        handler: || patch(webhooks::update),
+        doc: doc(
+            "Change url, events, description or disabled",
+            Some("PatchWebhook"),
+            (200, "Webhook"),
+        ),
+    },
+    Endpoint {
+        method: "DELETE",
+        path: "/webhooks/{id}",
+        access: Needs(P::WebhooksWrite),
+        query: &[],
+        handler: || delete(webhooks::delete),
+        doc: doc(
+            "Delete a webhook endpoint and its deliveries",
+            None,
+            (200, "WebhookDeleted"),
+        ),
+    },
+    Endpoint {
+        method: "POST",
+        path: "/webhooks/{id}/rotate-secret",
+        access: Needs(P::WebhooksWrite),
+        query: &[],
+        handler: || post(webhooks::rotate_secret),
+        doc: doc(
+            "A new signing secret, shown once; the old one also signs for 24 h",
+            Some("Empty"),
+            (200, "WebhookWithSecret"),
+        ),
+    },
+    Endpoint {
+        method: "POST",
+        path: "/webhooks/{id}/test",
+        access: Needs(P::WebhooksWrite),
+        query: &[],
+        handler: || post(webhooks::test),
+        doc: doc(
+            "Enqueue a webhook.test event for this endpoint, whatever its events filter",
+            Some("Empty"),
+            (202, "TestEvent"),
+        ),
+    },
+    Endpoint {
+        method: "GET",
+        path: "/webhooks/{id}/deliveries",
+        access: Needs(P::WebhooksRead),
+        query: PAGE,
+        handler: || get(webhooks::deliveries),
+        doc: doc(
+            "The endpoint's deliveries, newest first: attempts, last status and error, state",
+            None,
+            (200, "DeliveryPage"),
+        ),
+    },
+    Endpoint {
+        method: "POST",
+        path: "/webhooks/{id}/deliveries/{delivery_id}/retry",
+        access: Needs(P::WebhooksWrite),
+        query: &[],
+        handler: || post(webhooks::retry),
+        doc: doc("Try a failed delivery again now", Some("Empty"), (200, "Delivery")),
+    },
+    Endpoint {
+        method: "GET",
+        path: "/events",
+        access: Needs(P::WebhooksRead),
+        query: PAGE,
+        handler: || get(webhooks::events),
+        doc: doc(
+            "Every event, oldest first, after the cursor; NDJSON with Accept: application/x-ndjson",
+            None,
+            (200, "EventPage"),
+        ),
     },
     Endpoint {
         method: "POST",

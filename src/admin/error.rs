@@ -64,6 +64,9 @@ pub enum AdminError {
     BodyTooLarge,
     #[error("this endpoint does not take that method")]
     MethodNotAllowed,
+    /// A webhook URL that is, or resolves to, a loopback, private or link-local address.
+    #[error("{0}")]
+    DestinationNotAllowed(String),
 }
 
 impl AdminError {
@@ -93,6 +96,7 @@ impl AdminError {
             AdminError::StoreUnavailable => "store_unavailable",
             AdminError::BodyTooLarge => "body_too_large",
             AdminError::MethodNotAllowed => "method_not_allowed",
+            AdminError::DestinationNotAllowed(_) => "destination_not_allowed",
         }
     }
 

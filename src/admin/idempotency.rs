@@ -11,7 +11,7 @@ use std::future::Future;
 
 const WINDOW_MS: i64 = 24 * 3_600_000;
 /// Fields never written to the idempotency table.
-const SECRET_FIELDS: &[&str] = &["key", "client_secret", "token"];
+const SECRET_FIELDS: &[&str] = &["key", "client_secret", "token", "secret"];
 
 pub async fn idempotent<F: Future<Output = Answer>>(
     state: &AdminState,

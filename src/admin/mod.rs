@@ -15,6 +15,7 @@ mod policy;
 pub mod principal;
 mod retry;
 mod tokens;
+mod webhooks;
 
 pub use error::AdminError;
 pub use operators::new_operator;
@@ -56,6 +57,8 @@ pub struct AdminState {
     pub admin_requests: prometheus::IntCounterVec,
     /// `tollgate_signins_total{result}`.
     pub signins: prometheus::IntCounterVec,
+    /// Where webhooks may be registered to (`webhooks.allow_private_destinations`).
+    pub webhooks: crate::config::WebhookConfig,
 }
 
 impl AdminState {

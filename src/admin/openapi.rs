@@ -44,9 +44,13 @@ fn query_parameter(name: &str) -> Value {
 fn operation(endpoint: &Endpoint) -> Value {
     let doc = &endpoint.doc;
     let mut parameters: Vec<Value> = Vec::new();
-    if endpoint.path.contains("{id}") {
+    for name in endpoint
+        .path
+        .split('/')
+        .filter_map(|part| part.strip_prefix('{')?.strip_suffix('}'))
+    {
         parameters.push(
-            json!({"name": "id", "in": "path", "required": true, "schema": {"type": "string"}}),
+            json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}),
         );
     }
     parameters.extend(endpoint.query.iter().map(|name| query_parameter(name)));
@@ -243,7 +247,40 @@ fn schemas() -> Value {
             "kind": {"enum": ["operator", "token", "bootstrap"]}, "id": {"type": ["string", "null"]},
             "name": {"type": "string"}, "role": {"type": ["string", "null"]}, "permissions": {"type": "array", "items": {"type": "string"}}}}
     });
-    for part in [more, workbench] {
+    let event_filters: Vec<&str> = std::iter::once("*")
+        .chain(crate::events::catalog::TYPES.iter().copied())
+        .collect();
+    let events = json!({
+        "Webhook": {"type": "object", "required": ["id", "url", "events", "description", "disabled", "created_at", "updated_at"], "properties": {
+            "id": {"type": "string"}, "url": {"type": "string", "format": "uri"},
+            "events": {"type": "array", "items": {"enum": event_filters}},
+            "description": {"type": "string"}, "disabled": {"type": "boolean"},
+            "created_at": time.clone(), "updated_at": time.clone(),
+            "previous_secret_until": {"type": ["string", "null"], "format": "date-time",
+                "description": "Until then the previous secret signs too, after the new one"}}},
+        "WebhookWithSecret": with_secret("Webhook", "secret"),
+        "WebhookPage": page("Webhook"),
+        "CreateWebhook": {"type": "object", "additionalProperties": false, "required": ["url", "events"], "properties": {
+            "url": {"type": "string", "format": "uri"}, "events": {"type": "array", "minItems": 1, "items": {"type": "string"}},
+            "description": {"type": "string", "maxLength": 500}, "disabled": {"type": "boolean"}}},
+        "PatchWebhook": {"type": "object", "additionalProperties": false, "properties": {
+            "url": {"type": "string", "format": "uri"}, "events": {"type": "array", "minItems": 1, "items": {"type": "string"}},
+            "description": {"type": "string", "maxLength": 500}, "disabled": {"type": "boolean"}}},
+        "WebhookDeleted": {"type": "object", "required": ["id", "deleted"], "properties": {
+            "id": {"type": "string"}, "deleted": {"type": "boolean"}}},
+        "TestEvent": {"type": "object", "required": ["event_id", "type", "webhook_id"], "properties": {
+            "event_id": {"type": "string"}, "type": {"const": "webhook.test"}, "webhook_id": {"type": "string"}}},
+        "Delivery": {"type": "object", "required": ["id", "event_id", "type", "attempts", "last_status", "last_error", "next_attempt_at", "state", "created_at"], "properties": {
+            "id": {"type": "string"}, "event_id": {"type": "string"}, "type": {"type": "string"},
+            "attempts": {"type": "integer"}, "last_status": {"type": ["integer", "null"]}, "last_error": {"type": ["string", "null"]},
+            "next_attempt_at": maybe_time.clone(), "state": {"enum": ["pending", "delivered", "failed"]}, "created_at": time.clone()}},
+        "DeliveryPage": page("Delivery"),
+        "Event": {"type": "object", "required": ["id", "type", "timestamp", "data"], "properties": {
+            "id": {"type": "string"}, "type": {"type": "string"}, "timestamp": time.clone(), "data": {"type": "object"}}},
+        "EventPage": {"type": "object", "required": ["data", "next_cursor"], "properties": {
+            "data": {"type": "array", "items": reference("Event")}, "next_cursor": {"type": "string"}}}
+    });
+    for part in [more, workbench, events] {
         if let (Some(into), Value::Object(from)) = (all.as_object_mut(), part) {
             into.extend(from);
         }

@@ -5,6 +5,7 @@ mod audit;
 mod demo;
 mod keys;
 mod oauth;
+mod webhooks;
 mod workbench;
 
 use crate::config::Config;
@@ -125,6 +126,25 @@ enum Command {
         #[command(subcommand)]
         command: audit::AuditCommand,
     },
+    /// Webhook endpoints: add, change, rotate their secret, test, and see deliveries
+    /// (through the admin API).
+    Webhooks {
+        #[command(flatten)]
+        admin: admin_client::AdminArgs,
+        #[command(subcommand)]
+        command: webhooks::WebhooksCommand,
+    },
+    /// Read the event stream, oldest first, from a cursor (through the admin API).
+    Events {
+        #[command(flatten)]
+        admin: admin_client::AdminArgs,
+        /// Where the last read ended (its "next:" line); from the first event when left out.
+        #[arg(long)]
+        cursor: Option<String>,
+        /// Events to read, 1 to 500 (default 50).
+        #[arg(long)]
+        limit: Option<u32>,
+    },
 }
 
 pub fn run(cli: Cli) -> ExitCode {
@@ -132,8 +152,14 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Check { config } => match Config::load(&config.config) {
             Ok(mut loaded) => {
                 let file = config.config.display();
-                // The files the config names: certificates, keys and CAs.
-                let files = crate::tls::inspect::inspect(&loaded, crate::clock::now_ms() / 1000);
+                // The files the config names: certificates, keys and CAs, GitHub's keys.
+                let mut files =
+                    crate::tls::inspect::inspect(&loaded, crate::clock::now_ms() / 1000);
+                if let Some(path) = &loaded.leak_reports.github_public_keys_path {
+                    if let Err(error) = crate::leak_reports::github_keys::GithubKeys::load(path) {
+                        files.errors.push(format!("{error:#}"));
+                    }
+                }
                 if !files.errors.is_empty() {
                     eprintln!("{file}: {} error(s)", files.errors.len());
                     for error in &files.errors {
@@ -213,6 +239,14 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Audit { admin, command } => {
             report_admin(&admin, block_on(audit::audit(&admin, command)))
         }
+        Command::Webhooks { admin, command } => {
+            report_admin(&admin, block_on(webhooks::webhooks(&admin, command)))
+        }
+        Command::Events {
+            admin,
+            cursor,
+            limit,
+        } => report_admin(&admin, block_on(webhooks::events(&admin, cursor, limit))),
     }
 }
 

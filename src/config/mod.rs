@@ -85,9 +85,59 @@ pub struct Config {
     pub rate_limits: RateLimitConfig,
     pub upstreams: BTreeMap<String, UpstreamConfig>,
     pub routes: Vec<RouteConfig>,
+    /// Webhook delivery (SPEC section 14).
+    pub webhooks: WebhookConfig,
+    /// Leaked-key reports from GitHub's secret scanning (SPEC section 14).
+    pub leak_reports: LeakReportConfig,
     /// What is valid but probably not meant (a route that can never match): `check`
     /// prints them and `serve` logs them.
     pub warnings: Vec<ConfigError>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookConfig {
+    /// Deliver to loopback, private and link-local addresses too (tests, a private network).
+    pub allow_private_destinations: bool,
+    /// How long an attempt may take, connecting included.
+    pub timeout: Duration,
+    pub max_attempts: u32,
+    /// The wait after the first failure; each next one is four times longer, at most 10 h.
+    pub retry_base: Duration,
+}
+
+impl Default for WebhookConfig {
+    fn default() -> Self {
+        WebhookConfig {
+            allow_private_destinations: false,
+            timeout: Duration::from_secs(10),
+            max_attempts: 12,
+            retry_base: Duration::from_secs(5),
+        }
+    }
+}
+
+/// What a leaked key reported by a scanner gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeakAction {
+    Revoke,
+    Notify,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeakReportConfig {
+    /// GitHub's secret-scanning public keys, saved as GitHub serves them; the endpoint is
+    /// off when unset.
+    pub github_public_keys_path: Option<PathBuf>,
+    pub action: LeakAction,
+}
+
+impl Default for LeakReportConfig {
+    fn default() -> Self {
+        LeakReportConfig {
+            github_public_keys_path: None,
+            action: LeakAction::Revoke,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

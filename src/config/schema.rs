@@ -29,6 +29,8 @@ const TOP_KEYS: &[&str] = &[
     "rate_limits",
     "upstreams",
     "routes",
+    "webhooks",
+    "leak_reports",
 ];
 
 const METHODS: &[&str] = &[
@@ -192,6 +194,8 @@ fn read_config(r: &mut Reader<'_>, value: &Value) -> Option<Config> {
         })
         .unwrap_or_default();
     let routes = read_routes(r, &top, &known, &declared_upstreams);
+    let webhooks = read_webhooks(r, &top);
+    let leak_reports = read_leak_reports(r, &top);
 
     let mut others = vec![
         ("admin.listen", admin.listen),
@@ -254,8 +258,72 @@ fn read_config(r: &mut Reader<'_>, value: &Value) -> Option<Config> {
         rate_limits,
         upstreams,
         routes,
+        webhooks,
+        leak_reports,
         warnings: Vec::new(),
     })
+}
+
+fn read_webhooks(r: &mut Reader<'_>, top: &Object<'_>) -> WebhookConfig {
+    let mut webhooks = WebhookConfig::default();
+    const KEYS: &[&str] = &[
+        "allow_private_destinations",
+        "timeout",
+        "max_attempts",
+        "retry_base",
+    ];
+    if let Some(object) = section(r, top, "webhooks", KEYS) {
+        webhooks.allow_private_destinations =
+            r.field(&object, "allow_private_destinations", false, Reader::bool);
+        webhooks.timeout = r.field(&object, "timeout", webhooks.timeout, Reader::duration);
+        webhooks.retry_base = r.field(&object, "retry_base", webhooks.retry_base, Reader::duration);
+        webhooks.max_attempts = r.field(&object, "max_attempts", 12, |r, value, path| {
+            let attempts = r.positive(value, path)?;
+            if attempts > 100 {
+                r.error(path, "must be 1 to 100");
+                return None;
+            }
+            Some(attempts as u32)
+        });
+    }
+    webhooks
+}
+
+fn read_leak_reports(r: &mut Reader<'_>, top: &Object<'_>) -> LeakReportConfig {
+    let mut reports = LeakReportConfig::default();
+    if let Some(object) = section(
+        r,
+        top,
+        "leak_reports",
+        &["github_public_keys_path", "action"],
+    ) {
+        reports.github_public_keys_path = r.field(
+            &object,
+            "github_public_keys_path",
+            None,
+            |r, value, path| match value {
+                Value::Null => Some(None),
+                _ => r.string(value, path).map(|p| Some(PathBuf::from(p))),
+            },
+        );
+        reports.action = r.field(
+            &object,
+            "action",
+            LeakAction::Revoke,
+            |r, value, path| match r.string(value, path)?.as_str() {
+                "revoke" => Some(LeakAction::Revoke),
+                "notify" => Some(LeakAction::Notify),
+                other => {
+                    r.error(
+                        path,
+                        format!("expected revoke or notify, found \"{other}\""),
+                    );
+                    None
+                }
+            },
+        );
+    }
+    reports
 }
 
 /// Two listen addresses on the same port clash if either is a wildcard or they are equal.

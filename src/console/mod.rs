@@ -8,6 +8,7 @@ mod charts;
 mod keys;
 mod login;
 mod page;
+mod webhooks;
 mod workbench;
 
 use axum::body::Body;
@@ -64,6 +65,7 @@ pub fn router(console: Arc<Console>) -> Router {
         .route("/console/logout", post(login::logout))
         .merge(keys::routes())
         .merge(workbench::routes())
+        .merge(webhooks::routes())
         .route(
             "/console/{*rest}",
             axum::routing::any(|| async { page::not_found() }),

@@ -39,7 +39,11 @@ pub struct Gateway {
     pub checkpoint: Arc<Checkpoint>,
     pub upstreams: Upstreams,
     pub trusted_proxies: Vec<IpNet>,
+    /// The endpoints tollgate answers itself on the data plane: OAuth, and leak reports
+    /// when they are on.
     pub oauth: axum::Router,
+    /// `POST /secret-scanning/github` is answered (`leak_reports.github_public_keys_path`).
+    pub leak_reports: bool,
     pub edge: edge::Edge,
 }
 
@@ -160,7 +164,9 @@ impl ProxyHttp for Gateway {
         let forwarded_for = forwarded_for.iter().map(|v| v.as_bytes());
         ctx.connection.client_ip =
             client_ip(peer_ip(session), forwarded_for, &self.trusted_proxies);
-        if oauth::PATHS.contains(&session.req_header().uri.path()) {
+        let path = session.req_header().uri.path();
+        if oauth::PATHS.contains(&path) || (self.leak_reports && path == crate::leak_reports::PATH)
+        {
             return self.serve_oauth(session, ctx).await;
         }
         let request = session.req_header();

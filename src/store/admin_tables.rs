@@ -1,5 +1,5 @@
-//! The audit log (written inside each change's transaction) and the idempotency records
-//! of the admin API.
+//! The audit log (written inside each change's transaction, with the events the change
+//! announces) and the idempotency records of the admin API.
 
 use super::records::{Actor, AuditEntry, Timestamp};
 use super::statement::{to_json, Args};
@@ -173,6 +173,16 @@ pub(super) async fn audit(
     before: Option<String>,
     after: Option<String>,
 ) -> StoreResult<()> {
+    let announced = crate::events::catalog::announced_by(action);
+    // What the events carry: the record as the admin API shows it, after the change, or as
+    // it was when the change removed it. Records serialise without their secrets.
+    let data: Option<serde_json::Value> = (!announced.is_empty()).then(|| {
+        after
+            .as_deref()
+            .or(before.as_deref())
+            .and_then(|text| serde_json::from_str(text).ok())
+            .unwrap_or_else(|| serde_json::json!({"id": target}))
+    });
     sqlx::query(
         "INSERT INTO audit (at, actor, action, target, before, after, actor_kind, actor_id) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -187,5 +197,10 @@ pub(super) async fn audit(
     .bind(actor.id.clone())
     .execute(&mut **tx)
     .await?;
+    if let Some(data) = data {
+        for kind in announced {
+            super::outbox::emit(tx, now, kind, &data, None).await?;
+        }
+    }
     Ok(())
 }

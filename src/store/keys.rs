@@ -195,6 +195,15 @@ impl Store {
         key_from_row(&row)
     }
 
+    /// The key whose current secret has this digest, if any.
+    pub async fn key_by_digest(&self, digest: &Digest) -> StoreResult<Option<KeyRecord>> {
+        let row = sqlx::query(&format!("SELECT {KEY_COLUMNS} FROM keys WHERE digest = $1"))
+            .bind(digest.0.to_vec())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(key_from_row).transpose()
+    }
+
     /// Keys newest first, after the `(created_at, id)` of the cursor, with the status and
     /// type `filter` asks for.
     pub async fn list_keys(

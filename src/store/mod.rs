@@ -4,10 +4,12 @@
 mod admin_tables;
 mod changes;
 mod dialect;
+mod event_tables;
 mod key_table;
 mod keys;
 mod oauth_tables;
 mod operator_tables;
+mod outbox;
 pub mod records;
 pub mod snapshot;
 pub mod snapshot_file;
@@ -18,6 +20,9 @@ mod usage_table;
 pub use admin_tables::{AuditFilter, Idempotent};
 pub use changes::KeyChanges;
 pub use dialect::{Dialect, CHANGES_CHANNEL};
+pub use event_tables::{
+    Claimed, DeliveryRecord, DeliveryState, EventRecord, WebhookChange, WebhookRecord,
+};
 pub use keys::KeyFilter;
 pub use oauth_tables::Redeemed;
 pub use usage_table::{UsageBatch, UsageHour};

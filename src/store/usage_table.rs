@@ -68,6 +68,18 @@ impl Store {
     /// Adds a batch in one transaction; counts from every replica add up.
     pub async fn add_usage(&self, batch: &UsageBatch) -> StoreResult<()> {
         let mut tx = self.pool.begin().await?;
+        // Keys refused by their daily quota announce it (once a day), in this transaction:
+        // off the request path, as sure as the counts themselves.
+        let over_quota: Vec<(&str, i64)> = batch
+            .counts
+            .iter()
+            .filter(|(_, _, outcome, _)| *outcome == "quota_exceeded")
+            .map(|(key_id, day, _, _)| (key_id.as_str(), *day))
+            .collect();
+        if !over_quota.is_empty() {
+            // Before any row is written, as every versioned write takes it.
+            self.dialect.lock_writes(&mut tx).await?;
+        }
         for chunk in batch.counts.chunks(ROWS_PER_STATEMENT) {
             let sql = format!(
                 "INSERT INTO usage_daily (key_id, day, outcome, count) VALUES {} \
@@ -118,6 +130,10 @@ impl Store {
                 query = query.bind(key_id.clone()).bind(*at);
             }
             query.execute(&mut *tx).await?;
+        }
+        let now = crate::clock::now_ms();
+        for (key_id, day) in over_quota {
+            super::event_tables::quota_exceeded(&mut tx, key_id, day, now).await?;
         }
         tx.commit().await?;
         Ok(())
