@@ -16,14 +16,16 @@ pub enum WebhooksCommand {
         /// Event types it takes, comma-separated, or * for every one (the default).
         #[arg(long, value_delimiter = ',', default_value = "*")]
         events: Vec<String>,
+        /// What the endpoint is for, for the people who read the list.
         #[arg(long, default_value = "")]
         description: String,
-        /// Add it disabled: nothing is sent until it is enabled.
+        /// Add it paused: its deliveries wait until it is enabled.
         #[arg(long)]
         disabled: bool,
     },
     /// List endpoints, newest first.
     List {
+        /// Endpoints per page, 1 to 500 (default 50).
         #[arg(long)]
         limit: Option<u32>,
         /// Where the previous page ended (its "more:" line).
@@ -31,14 +33,21 @@ pub enum WebhooksCommand {
         cursor: Option<String>,
     },
     /// Show an endpoint.
-    Show { id: String },
-    /// Change an endpoint's url, events, description, or whether it is disabled.
-    Update {
+    Show {
+        /// The endpoint's id (wh_...).
         id: String,
+    },
+    /// Change an endpoint's url, events, description, or whether it is paused.
+    Update {
+        /// The endpoint's id (wh_...).
+        id: String,
+        /// A new destination.
         #[arg(long)]
         url: Option<String>,
+        /// The event types it takes from now on, comma-separated, or *.
         #[arg(long, value_delimiter = ',')]
         events: Option<Vec<String>>,
+        /// A new description.
         #[arg(long)]
         description: Option<String>,
         /// true to pause deliveries (they wait, pending), false to resume them.
@@ -46,21 +55,38 @@ pub enum WebhooksCommand {
         disabled: Option<bool>,
     },
     /// Delete an endpoint and its deliveries.
-    Delete { id: String },
+    Delete {
+        /// The endpoint's id (wh_...).
+        id: String,
+    },
     /// A new signing secret, shown once; the old one also signs for 24 hours.
-    RotateSecret { id: String },
+    RotateSecret {
+        /// The endpoint's id (wh_...).
+        id: String,
+    },
     /// Send a webhook.test event to the endpoint, whatever its events.
-    Test { id: String },
+    Test {
+        /// The endpoint's id (wh_...).
+        id: String,
+    },
     /// The endpoint's deliveries, newest first.
     Deliveries {
+        /// The endpoint's id (wh_...).
         id: String,
+        /// Deliveries per page, 1 to 500 (default 50).
         #[arg(long)]
         limit: Option<u32>,
+        /// Where the previous page ended (its "more:" line).
         #[arg(long)]
         cursor: Option<String>,
     },
     /// Try a failed delivery again now.
-    Retry { id: String, delivery_id: String },
+    Retry {
+        /// The endpoint's id (wh_...).
+        id: String,
+        /// The delivery's id (dlv_...).
+        delivery_id: String,
+    },
 }
 
 fn cell(value: &Value) -> String {

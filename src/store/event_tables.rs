@@ -537,6 +537,16 @@ impl Store {
         lease_until: i64,
         limit: i64,
     ) -> StoreResult<Vec<Claimed>> {
+        // A read first: most polls find nothing due, and need no write.
+        let due = sqlx::query(
+            "SELECT 1 FROM webhook_deliveries WHERE state = 'pending' AND next_attempt_at <= $1 LIMIT 1",
+        )
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        if due.is_none() {
+            return Ok(Vec::new());
+        }
         let lock = match self.dialect {
             Dialect::Postgres => "FOR UPDATE OF d SKIP LOCKED",
             Dialect::Sqlite => "",
