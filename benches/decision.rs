@@ -55,6 +55,7 @@ fn record(index: usize, digest: Digest) -> KeyRecord {
         rate_limit: None,
         metadata: serde_json::Value::Null,
         client_cert_sha256: None,
+        owner_id: None,
         secrets: Secrets {
             digest,
             grace_digest: None,
@@ -272,6 +273,28 @@ fn limiter(c: &mut Criterion) {
             )
         })
     });
+    // A key whose owner has a limit: the key's held state, then the owner's from the map;
+    // 100 owners of 100 keys each.
+    let owned = windows.with_owner(tollgate::config::Tier {
+        per_minute: 1_000_000_000,
+        per_day: 1_000_000_000,
+    });
+    let owners: Vec<CallerKey> = (0..100)
+        .map(|i| CallerKey::Owner(tollgate::short_id::ShortId::new(&format!("own_{i}"))))
+        .collect();
+    group.bench_function(
+        "local, held by the key, with its owner's (5 windows)",
+        |b| {
+            b.iter(|| {
+                i = (i + 1) % callers.len();
+                black_box(
+                    local
+                        .check_held_with(&held[i], &callers[i], Some(&owners[i % 100]), &owned, now)
+                        .allowed(),
+                )
+            })
+        },
+    );
     group.bench_function("Mutex<HashMap> (3 windows)", |b| {
         b.iter(|| {
             i = (i + 1) % callers.len();
@@ -295,8 +318,8 @@ fn limiter(c: &mut Criterion) {
             tollgate::policy::rate_limit::redis::RedisLimiter::new(&url, 1, Arc::new(|_| {}));
         // Time the shared counters, not the local fallback: the first answers must come
         // from Redis.
-        let first = runtime.block_on(shared.check(&callers[0], &windows, now));
-        let second = runtime.block_on(shared.check(&callers[0], &windows, now));
+        let first = runtime.block_on(shared.check(&callers[0], None, &windows, now));
+        let second = runtime.block_on(shared.check(&callers[0], None, &windows, now));
         assert!(
             !first.fallback || !second.fallback,
             "Redis at {url} answers TCP but not the limiter script"
@@ -304,7 +327,7 @@ fn limiter(c: &mut Criterion) {
         group.bench_function("redis (one script round trip)", |b| {
             b.iter(|| {
                 i = (i + 1) % callers.len();
-                let verdict = runtime.block_on(shared.check(&callers[i], &windows, now));
+                let verdict = runtime.block_on(shared.check(&callers[i], None, &windows, now));
                 black_box(verdict.fallback)
             })
         });

@@ -38,6 +38,7 @@ fn record(index: usize, digest: Digest, start: String) -> KeyRecord {
         rate_limit: None,
         metadata: serde_json::json!({}),
         client_cert_sha256: None,
+        owner_id: None,
         secrets: Secrets {
             digest,
             grace_digest: None,

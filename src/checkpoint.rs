@@ -144,13 +144,24 @@ impl Checkpoint {
             };
             let verdict = self
                 .limiter
-                .check(held, &counted.caller, &counted.windows, now)
+                .check(
+                    held,
+                    &counted.caller,
+                    counted.owner.as_ref(),
+                    &counted.windows,
+                    now,
+                )
                 .await;
             self.limit_metrics.record(&verdict);
             verdict
         } else {
             self.limiter
-                .peek(&counted.caller, &counted.windows, now)
+                .peek(
+                    &counted.caller,
+                    counted.owner.as_ref(),
+                    &counted.windows,
+                    now,
+                )
                 .await
         };
         let policy = self.policy_headers.get(&counted.windows);

@@ -69,6 +69,9 @@ pub fn identity(caller: Option<&Caller>) -> Headers {
         headers.push(("x-tollgate-client-id", text(&identity.client_id)));
         headers.push(("x-tollgate-permissions", identity.permissions.clone()));
     }
+    if let Some(owner) = caller.and_then(Caller::key).and_then(|key| key.owner()) {
+        headers.push(("x-tollgate-owner-id", owner.header.clone()));
+    }
     headers
 }
 

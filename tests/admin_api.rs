@@ -387,6 +387,21 @@ async fn every_operation_in_the_openapi_document_answers() {
     let (_, token) = admin
         .post("/tokens", json!({"name": "doc", "role": "viewer"}))
         .await;
+    // A public address, so registration accepts it; nothing listens there and no test waits
+    // for its deliveries.
+    let hook = json!({"url": "https://203.0.113.7/hook", "events": ["key.created"]});
+    let (_, webhook) = admin.post("/webhooks", hook.clone()).await;
+    let (_, doomed) = admin.post("/webhooks", hook.clone()).await;
+    let webhook = webhook["id"].as_str().unwrap().to_string();
+    let (_, owner) = admin.post("/owners", json!({"name": "doc"})).await;
+    let owner = owner["id"].as_str().unwrap().to_string();
+    let doomed = doomed["id"].as_str().unwrap().to_string();
+    let (status, _) = admin
+        .post(&format!("/webhooks/{webhook}/test"), json!({}))
+        .await;
+    assert_eq!(status, 202);
+    let (_, deliveries) = admin.get(&format!("/webhooks/{webhook}/deliveries")).await;
+    let delivery = deliveries["data"][0]["id"].as_str().unwrap().to_string();
     let document: serde_json::Value = reqwest::get(gw.admin_url("/admin/v1/openapi.json"))
         .await
         .unwrap()
@@ -411,10 +426,19 @@ async fn every_operation_in_the_openapi_document_answers() {
                 operator["id"].as_str().unwrap()
             } else if path.starts_with("/tokens") {
                 token["id"].as_str().unwrap()
+            } else if path == "/webhooks/{id}" && method == Method::DELETE {
+                // Sorted paths put DELETE before GET and PATCH: delete another endpoint.
+                doomed.as_str()
+            } else if path.starts_with("/webhooks") {
+                webhook.as_str()
+            } else if path.starts_with("/owners") {
+                owner.as_str()
             } else {
                 id.as_str()
             };
-            let concrete = path.replace("{id}", target);
+            let concrete = path
+                .replace("{id}", target)
+                .replace("{delivery_id}", &delivery);
             let body = match (method.as_str(), path.as_str()) {
                 ("POST", "/keys") => {
                     Some(json!({"name": "doc2", "permissions": ["accounts:read"]}))
@@ -428,11 +452,17 @@ async fn every_operation_in_the_openapi_document_answers() {
                 ("POST", "/operators") => Some(
                     json!({"email": format!("doc{operations}@example.com"), "name": "Doc", "password": "a long enough password", "role": "viewer"}),
                 ),
+                ("POST", "/webhooks") => Some(hook.clone()),
+                ("POST", "/owners") => Some(json!({"name": format!("owner {operations}")})),
                 ("POST", "/tokens") => Some(json!({"name": "doc2", "permissions": ["keys:read"]})),
                 ("POST", "/session") => {
                     Some(json!({"email": "doc@example.com", "password": "a long enough password"}))
                 }
                 ("PATCH", p) if p.starts_with("/users") => Some(json!({"disabled": false})),
+                ("PATCH", p) if p.starts_with("/webhooks") => {
+                    Some(json!({"description": "renamed"}))
+                }
+                ("PATCH", p) if p.starts_with("/owners") => Some(json!({"name": "renamed"})),
                 ("PATCH", _) => Some(json!({"name": "renamed"})),
                 ("PUT", _) => Some(json!({"block_legacy_keys": false})),
                 ("POST", _) => Some(json!({})),

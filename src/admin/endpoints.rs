@@ -6,7 +6,9 @@
 
 use super::endpoint::{Access, Doc, Endpoint};
 use super::principal::{authenticate, Principal};
-use super::{keys, me, oauth_apps, operators, policy, tokens, webhooks, AdminError, AdminState};
+use super::{
+    keys, me, oauth_apps, operators, owners, policy, tokens, webhooks, AdminError, AdminState,
+};
 use crate::admin_access::Permission;
 use axum::body::Body;
 use axum::extract::{MatchedPath, Request, State};
@@ -274,6 +276,54 @@ pub const ENDPOINTS: &[Endpoint] = &[
         query: &[],
         handler: || post(tokens::revoke),
         doc: doc("Revoke an admin token; final, on every replica at once", Some("Empty"), (200, "Token")),
+    },
+    Endpoint {
+        method: "POST",
+        path: "/owners",
+        access: Needs(P::OwnersWrite),
+        query: &[],
+        handler: || post(owners::create),
+        doc: idempotent(doc(
+            "Add an owner: a customer whose keys share its rate limit",
+            Some("CreateOwner"),
+            (201, "Owner"),
+        )),
+    },
+    Endpoint {
+        method: "GET",
+        path: "/owners",
+        access: Needs(P::OwnersRead),
+        query: &["limit", "cursor", "external_id"],
+        handler: || get(owners::list),
+        doc: doc("List owners, newest first", None, (200, "OwnerPage")),
+    },
+    Endpoint {
+        method: "GET",
+        path: "/owners/{id}",
+        access: Needs(P::OwnersRead),
+        query: &[],
+        handler: || get(owners::show),
+        doc: doc("Show an owner", None, (200, "Owner")),
+    },
+    Endpoint {
+        method: "PATCH",
+        path: "/owners/{id}",
+        access: Needs(P::OwnersWrite),
+        query: &[],
+        handler: || patch(owners::update),
+        doc: doc(
+            "Change name, external_id, rate limit or metadata",
+            Some("PatchOwner"),
+            (200, "Owner"),
+        ),
+    },
+    Endpoint {
+        method: "GET",
+        path: "/owners/{id}/keys",
+        access: Needs(P::OwnersRead),
+        query: PAGE,
+        handler: || get(owners::keys),
+        doc: doc("The owner's keys, newest first", None, (200, "KeyPage")),
     },
     Endpoint {
         method: "POST",

@@ -43,6 +43,8 @@ pub struct CreateKey {
     pub metadata: Option<Map<String, Value>>,
     #[serde(default, deserialize_with = "super::not_null")]
     pub client_cert_sha256: Option<String>,
+    #[serde(default, deserialize_with = "super::not_null")]
+    pub owner_id: Option<String>,
 }
 
 /// `PATCH /keys/{id}`. `rate_limit: null` clears the override, `client_cert_sha256: null`
@@ -66,6 +68,15 @@ pub struct PatchKey {
     pub metadata: Option<Map<String, Value>>,
     #[serde(default, deserialize_with = "present")]
     pub client_cert_sha256: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    pub owner_id: Option<Value>,
+}
+
+impl PatchKey {
+    /// The owner the patch moves the key to, when it names one (which must exist).
+    pub fn new_owner(&self) -> Option<&str> {
+        self.owner_id.as_ref().and_then(Value::as_str)
+    }
 }
 
 /// Reads a `PATCH /keys/{id}` body: `expires_at` changes only by rotation.
@@ -78,7 +89,9 @@ pub fn parse_patch(body: &[u8]) -> Result<PatchKey, AdminError> {
 }
 
 /// Distinguishes a field sent as `null` (Some(Null)) from one left out (None).
-fn present<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<Value>, D::Error> {
+pub(super) fn present<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Value>, D::Error> {
     Value::deserialize(deserializer).map(Some)
 }
 
@@ -205,6 +218,7 @@ impl KeyRules {
                 .as_deref()
                 .map(check_fingerprint)
                 .transpose()?,
+            owner_id: input.owner_id,
             secrets: Secrets {
                 digest: minted.digest,
                 grace_digest: None,
@@ -262,6 +276,17 @@ impl KeyRules {
                 _ => {
                     return Err(AdminError::InvalidRequest(
                         "client_cert_sha256 must be a string or null".into(),
+                    ))
+                }
+            };
+        }
+        if let Some(value) = input.owner_id {
+            record.owner_id = match value {
+                Value::Null => None,
+                Value::String(id) => Some(id),
+                _ => {
+                    return Err(AdminError::InvalidRequest(
+                        "owner_id must be a string or null".into(),
                     ))
                 }
             };
@@ -368,7 +393,7 @@ impl KeyRules {
     }
 }
 
-fn check_name(name: &str) -> Result<String, AdminError> {
+pub(super) fn check_name(name: &str) -> Result<String, AdminError> {
     let name = name.trim();
     if name.is_empty() || name.len() > MAX_NAME || name.chars().any(char::is_control) {
         return Err(AdminError::InvalidRequest(format!(
@@ -425,7 +450,7 @@ fn check_allowlist(list: Vec<String>) -> Result<Vec<String>, AdminError> {
         .collect()
 }
 
-fn check_rate_limit(
+pub(super) fn check_rate_limit(
     limit: Option<RateLimitOverride>,
 ) -> Result<Option<RateLimitOverride>, AdminError> {
     match limit {
@@ -459,7 +484,7 @@ pub fn check_fingerprint(text: &str) -> Result<String, AdminError> {
     Ok(hex.to_ascii_lowercase())
 }
 
-fn check_metadata(metadata: Option<Map<String, Value>>) -> Result<Value, AdminError> {
+pub(super) fn check_metadata(metadata: Option<Map<String, Value>>) -> Result<Value, AdminError> {
     let metadata = Value::Object(metadata.unwrap_or_default());
     if metadata.to_string().len() > MAX_METADATA_BYTES {
         return Err(AdminError::InvalidRequest(format!(

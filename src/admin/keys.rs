@@ -36,6 +36,9 @@ pub async fn create(
         let (policy, _) = state.policy().await?;
         let now = state.now();
         let change = state.rules.create(input, &policy, now)?;
+        if let Some(owner) = &change.record.owner_id {
+            super::owners::must_exist(&state, owner).await?;
+        }
         let store = state.store()?;
         let saved = state
             .call(store.insert_key(&change.record, &principal.actor, now))
@@ -168,7 +171,9 @@ pub async fn update(
     body: Bytes,
 ) -> Response {
     let answer = async {
-        parse_patch(&body)?;
+        if let Some(owner) = parse_patch(&body)?.new_owner() {
+            super::owners::must_exist(&state, owner).await?;
+        }
         change_key(
             &state,
             &principal.actor,

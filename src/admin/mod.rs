@@ -11,6 +11,7 @@ mod me;
 mod oauth_apps;
 pub mod openapi;
 mod operators;
+mod owners;
 mod policy;
 pub mod principal;
 mod retry;

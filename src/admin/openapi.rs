@@ -163,7 +163,9 @@ fn schemas() -> Value {
             "rate_limit": {"oneOf": [reference("RateLimit"), {"type": "null"}]},
             "metadata": {"type": "object"},
             "client_cert_sha256": {"type": ["string", "null"],
-                "description": "The SHA-256 of the only client certificate the key works with (lowercase hex); null when unbound"}}},
+                "description": "The SHA-256 of the only client certificate the key works with (lowercase hex); null when unbound"},
+            "owner_id": {"type": ["string", "null"],
+                "description": "The owner whose shared rate limit the key also counts in"}}},
         "KeyWithSecret": with_secret("Key", "key"),
         "KeyPage": page("Key"),
         "CreateKey": {"type": "object", "additionalProperties": false, "required": ["name"], "properties": {
@@ -172,12 +174,13 @@ fn schemas() -> Value {
             "ip_allowlist": names.clone(), "allow_infrastructure_ips": {"type": "boolean"},
             "expires_at": time.clone(), "environment": {"type": "string"},
             "rate_limit": reference("RateLimit"), "metadata": {"type": "object"},
-            "client_cert_sha256": fingerprint.clone()}},
+            "client_cert_sha256": fingerprint.clone(), "owner_id": {"type": "string"}}},
         "PatchKey": {"type": "object", "additionalProperties": false, "properties": {
             "name": {"type": "string", "minLength": 1, "maxLength": 200}, "permissions": names.clone(),
             "ip_allowlist": names.clone(), "allow_infrastructure_ips": {"type": "boolean"},
             "rate_limit": {"oneOf": [reference("RateLimit"), {"type": "null"}]}, "metadata": {"type": "object"},
-            "client_cert_sha256": {"oneOf": [fingerprint.clone(), {"type": "null"}]}}},
+            "client_cert_sha256": {"oneOf": [fingerprint.clone(), {"type": "null"}]},
+            "owner_id": {"type": ["string", "null"]}}},
         "RotateKey": {"type": "object", "additionalProperties": false, "properties": {
             "expires_at": time.clone(), "grace": {"type": "string", "examples": ["1h"]},
             "ip_allowlist": names.clone()}},
@@ -280,7 +283,23 @@ fn schemas() -> Value {
         "EventPage": {"type": "object", "required": ["data", "next_cursor"], "properties": {
             "data": {"type": "array", "items": reference("Event")}, "next_cursor": {"type": "string"}}}
     });
-    for part in [more, workbench, events] {
+    let owners = json!({
+        "Owner": {"type": "object", "required": ["id", "name", "external_id", "rate_limit", "metadata", "created_at", "updated_at"], "properties": {
+            "id": {"type": "string"}, "name": {"type": "string"}, "external_id": {"type": ["string", "null"]},
+            "rate_limit": {"oneOf": [reference("RateLimit"), {"type": "null"}],
+                "description": "Windows shared by all the owner's keys, checked beside each key's own"},
+            "metadata": {"type": "object"}, "created_at": time.clone(), "updated_at": time.clone()}},
+        "OwnerPage": page("Owner"),
+        "CreateOwner": {"type": "object", "additionalProperties": false, "required": ["name"], "properties": {
+            "name": {"type": "string", "minLength": 1, "maxLength": 200},
+            "external_id": {"type": "string", "minLength": 1, "maxLength": 200},
+            "rate_limit": reference("RateLimit"), "metadata": {"type": "object"}}},
+        "PatchOwner": {"type": "object", "additionalProperties": false, "properties": {
+            "name": {"type": "string", "minLength": 1, "maxLength": 200},
+            "external_id": {"type": ["string", "null"], "minLength": 1, "maxLength": 200},
+            "rate_limit": {"oneOf": [reference("RateLimit"), {"type": "null"}]}, "metadata": {"type": "object"}}}
+    });
+    for part in [more, workbench, events, owners] {
         if let (Some(into), Value::Object(from)) = (all.as_object_mut(), part) {
             into.extend(from);
         }

@@ -51,6 +51,9 @@ pub enum KeysCommand {
         /// key=value metadata; repeat for several.
         #[arg(long = "metadata")]
         metadata: Vec<String>,
+        /// The owner (own_...) whose shared rate limit the key also counts in.
+        #[arg(long)]
+        owner: Option<String>,
         /// Makes a retried create safe: the same key and body within 24 h create one key.
         #[arg(long)]
         idempotency_key: Option<String>,
@@ -101,6 +104,9 @@ pub enum KeysCommand {
         /// key=value metadata, replacing the current metadata; repeat for several.
         #[arg(long = "metadata")]
         metadata: Vec<String>,
+        /// Move the key to this owner (own_...), or `none` to take it from its owner.
+        #[arg(long)]
+        owner: Option<String>,
     },
     /// Issue a new secret; the old one stops at once, or after --grace.
     Rotate {
@@ -165,7 +171,7 @@ fn expiry(at: Option<String>, within: Option<String>) -> anyhow::Result<Option<S
     }
 }
 
-fn rate_limit(text: &str) -> anyhow::Result<Value> {
+pub(super) fn rate_limit(text: &str) -> anyhow::Result<Value> {
     if text == "none" {
         return Ok(Value::Null);
     }
@@ -176,7 +182,7 @@ fn rate_limit(text: &str) -> anyhow::Result<Value> {
     Ok(json!({"per_minute": minute, "per_day": day}))
 }
 
-fn metadata(pairs: Vec<String>) -> anyhow::Result<Value> {
+pub(super) fn metadata(pairs: Vec<String>) -> anyhow::Result<Value> {
     let mut map = Map::new();
     for pair in pairs {
         let (k, v) = pair
@@ -212,6 +218,7 @@ pub async fn keys(args: &AdminArgs, command: KeysCommand) -> anyhow::Result<()> 
             environment,
             rate_limit,
             metadata,
+            owner,
             idempotency_key,
         } => {
             let mut body = Map::new();
@@ -251,6 +258,9 @@ pub async fn keys(args: &AdminArgs, command: KeysCommand) -> anyhow::Result<()> 
             }
             if !metadata.is_empty() {
                 put("metadata", self::metadata(metadata)?);
+            }
+            if let Some(owner) = owner {
+                put("owner_id", json!(owner));
             }
             let created = client
                 .answer(
@@ -294,8 +304,17 @@ pub async fn keys(args: &AdminArgs, command: KeysCommand) -> anyhow::Result<()> 
             allow_infrastructure_ips,
             rate_limit,
             metadata,
+            owner,
         } => {
             let mut body = Map::new();
+            if let Some(owner) = owner {
+                let owner = if owner == "none" {
+                    Value::Null
+                } else {
+                    json!(owner)
+                };
+                body.insert("owner_id".into(), owner);
+            }
             if let Some(name) = name {
                 body.insert("name".into(), json!(name));
             }

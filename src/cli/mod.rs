@@ -5,6 +5,7 @@ mod audit;
 mod demo;
 mod keys;
 mod oauth;
+mod owners;
 mod webhooks;
 mod workbench;
 
@@ -126,6 +127,14 @@ enum Command {
         #[command(subcommand)]
         command: audit::AuditCommand,
     },
+    /// Owners: the customers keys are issued to, whose rate limit their keys share
+    /// (through the admin API).
+    Owners {
+        #[command(flatten)]
+        admin: admin_client::AdminArgs,
+        #[command(subcommand)]
+        command: owners::OwnersCommand,
+    },
     /// Webhook endpoints: add, change, rotate their secret, test, and see deliveries
     /// (through the admin API).
     Webhooks {
@@ -238,6 +247,9 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Bootstrap(args) => report(block_on(workbench::bootstrap(args))),
         Command::Audit { admin, command } => {
             report_admin(&admin, block_on(audit::audit(&admin, command)))
+        }
+        Command::Owners { admin, command } => {
+            report_admin(&admin, block_on(owners::owners(&admin, command)))
         }
         Command::Webhooks { admin, command } => {
             report_admin(&admin, block_on(webhooks::webhooks(&admin, command)))

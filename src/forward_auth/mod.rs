@@ -95,10 +95,11 @@ async fn answer(State(state): State<Arc<ForwardAuth>>, request: Request<Body>) -
     response
 }
 
-const IDENTITY: [&str; 3] = [
+const IDENTITY: [&str; 4] = [
     "x-tollgate-subject",
     "x-tollgate-client-id",
     "x-tollgate-permissions",
+    "x-tollgate-owner-id",
 ];
 
 /// An allowed request: `200`, no body, and the headers the proxy copies upstream. A

@@ -4,7 +4,7 @@
 use super::caller::Caller;
 use super::Admission;
 use crate::denial::Denial;
-use crate::policy::rate_limit::{Verdict, WindowKind, Windows};
+use crate::policy::rate_limit::{Verdict, Windows};
 use crate::routes::Route;
 use crate::store::snapshot::{Grace, KeyRef};
 use crate::usage::Outcome;
@@ -35,7 +35,7 @@ impl<'r> Admission<'r> {
     pub fn with(self, verdict: Verdict) -> Answer<'r> {
         let decision = match (self.refusal, verdict.refused_by) {
             (Some(denial), _) => Decision::Refuse(denial),
-            (None, Some(WindowKind::Day)) => Decision::Refuse(Denial::QuotaExceeded),
+            (None, Some(kind)) if kind.is_day() => Decision::Refuse(Denial::QuotaExceeded),
             (None, Some(_)) => Decision::Refuse(Denial::RateLimited),
             (None, None) => Decision::Forward,
         };

@@ -1,35 +1,40 @@
 //! Whom a request counts against, and in which windows: the key (a key's own token counts
-//! as the key, in the key's tier), the token's subject, or the client address.
+//! as the key, in the key's tier), the token's subject, or the client address; and the
+//! key's owner, in the windows all its keys share.
 
 use super::caller::Caller;
 use crate::config::RateLimitConfig;
 use crate::policy::rate_limit::{CallerKey, TierKind, Windows};
 use crate::routes::Route;
-use crate::store::snapshot::{Credential, KeyRef};
+use crate::store::snapshot::{Credential, KeyRef, Snapshot};
 use std::net::IpAddr;
 
 /// The caller's counters and the windows that apply to this request.
 #[derive(Debug, Clone)]
 pub struct CountedAs {
     pub caller: CallerKey,
+    /// The key's owner, when it has limits: the owner's windows are counted under it.
+    pub owner: Option<CallerKey>,
     pub windows: Windows,
 }
 
 /// An admitted caller's counters.
 pub fn counted_as(
     limits: &RateLimitConfig,
+    snapshot: &Snapshot,
     caller: &Caller,
     route: Option<&Route>,
     client_ip: IpAddr,
 ) -> CountedAs {
     match caller {
         Caller::Anonymous => anonymous(limits, client_ip, route),
-        Caller::ApiKey(credential) => key(limits, credential, route),
+        Caller::ApiKey(credential) => key(limits, snapshot, credential, route),
         // The tier is who the caller is, not how it presented itself.
         Caller::OAuth(oauth) => match &oauth.credential {
-            Some(credential) => key(limits, credential, route),
+            Some(credential) => key(limits, snapshot, credential, route),
             None => CountedAs {
                 caller: CallerKey::Subject(oauth.token.subject.clone()),
+                owner: None,
                 windows: Windows::new(limits, TierKind::OAuth, None, route_window(route)),
             },
         },
@@ -39,12 +44,13 @@ pub fn counted_as(
 /// A refused request's counters: its key's when the key was identified, else its address's.
 pub fn refused_as(
     limits: &RateLimitConfig,
+    snapshot: &Snapshot,
     key: Option<&KeyRef>,
     route: Option<&Route>,
     client_ip: IpAddr,
 ) -> CountedAs {
     match key {
-        Some(credential) => self::key(limits, credential, route),
+        Some(credential) => self::key(limits, snapshot, credential, route),
         None => anonymous(limits, client_ip, route),
     }
 }
@@ -53,19 +59,37 @@ pub fn refused_as(
 pub fn anonymous(limits: &RateLimitConfig, client_ip: IpAddr, route: Option<&Route>) -> CountedAs {
     CountedAs {
         caller: CallerKey::anonymous(client_ip),
+        owner: None,
         windows: Windows::new(limits, TierKind::Anonymous, None, route_window(route)),
     }
 }
 
-fn key(limits: &RateLimitConfig, credential: &Credential, route: Option<&Route>) -> CountedAs {
-    CountedAs {
-        caller: CallerKey::Key(credential.id.clone()),
-        windows: Windows::new(
-            limits,
-            TierKind::ApiKey,
-            credential.rate_limit(),
-            route_window(route),
-        ),
+fn key(
+    limits: &RateLimitConfig,
+    snapshot: &Snapshot,
+    credential: &Credential,
+    route: Option<&Route>,
+) -> CountedAs {
+    let windows = Windows::new(
+        limits,
+        TierKind::ApiKey,
+        credential.rate_limit(),
+        route_window(route),
+    );
+    let owner = credential
+        .owner()
+        .and_then(|owner| Some((owner, snapshot.owner_limit(&owner.id)?)));
+    match owner {
+        Some((owner, shared)) => CountedAs {
+            caller: CallerKey::Key(credential.id.clone()),
+            owner: Some(CallerKey::Owner(owner.id.clone())),
+            windows: windows.with_owner(shared),
+        },
+        None => CountedAs {
+            caller: CallerKey::Key(credential.id.clone()),
+            owner: None,
+            windows,
+        },
     }
 }
 

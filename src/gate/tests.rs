@@ -131,8 +131,18 @@ fn answer<'w>(world: &'w World, limiter: &LocalLimiter, request: &Request<'_>) -
     let admission = admit(world, request);
     let counted = &admission.counted_as;
     let verdict = match admission.counts() {
-        true => limiter.check(&counted.caller, &counted.windows, request.now),
-        false => limiter.peek(&counted.caller, &counted.windows, request.now),
+        true => limiter.check_with(
+            &counted.caller,
+            counted.owner.as_ref(),
+            &counted.windows,
+            request.now,
+        ),
+        false => limiter.peek_with(
+            &counted.caller,
+            counted.owner.as_ref(),
+            &counted.windows,
+            request.now,
+        ),
     };
     admission.with(verdict)
 }

@@ -2,7 +2,7 @@
 //! snapshots are built from incrementally.
 
 use super::keys::{digest_of, key_from_row, policy_from_row, KeyPage, KEY_COLUMNS};
-use super::records::{KeyRecord, Policy};
+use super::records::{KeyRecord, Policy, RateLimitOverride};
 use super::{Store, StoreResult};
 use crate::auth::api_key::Digest;
 use sqlx::Row;
@@ -19,6 +19,14 @@ pub struct KeyChanges {
     /// `(user id, disabled)`.
     pub users: Vec<(String, bool)>,
     pub revoked_grants: Vec<String>,
+    pub owners: Vec<OwnerChange>,
+}
+
+/// What the data plane needs of an owner that changed: the limits its keys share.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnerChange {
+    pub id: String,
+    pub rate_limit: Option<RateLimitOverride>,
 }
 
 /// What the data plane needs of an OAuth app that changed.
@@ -37,6 +45,7 @@ impl KeyChanges {
             && self.clients.is_empty()
             && self.users.is_empty()
             && self.revoked_grants.is_empty()
+            && self.owners.is_empty()
     }
 }
 
@@ -194,6 +203,20 @@ impl Store {
             .iter()
             .map(|row| row.try_get(0))
             .collect::<Result<Vec<String>, _>>()?;
+        let rows =
+            sqlx::query("SELECT id, rate_limit FROM owners WHERE version > $1 AND version <= $2")
+                .bind(since)
+                .bind(upto)
+                .fetch_all(&mut *conn)
+                .await?;
+        let mut owners = Vec::with_capacity(rows.len());
+        for row in rows {
+            let rate_limit: Option<String> = row.try_get(1)?;
+            owners.push(OwnerChange {
+                id: row.try_get(0)?,
+                rate_limit: rate_limit.and_then(|text| serde_json::from_str(&text).ok()),
+            });
+        }
         Ok(KeyChanges {
             version: upto,
             keys,
@@ -202,6 +225,7 @@ impl Store {
             clients,
             users,
             revoked_grants,
+            owners,
         })
     }
 }

@@ -56,6 +56,16 @@ pub struct KeyRules {
     pub rate_limit: Option<Tier>,
     /// The SHA-256 of the only client certificate the key works with.
     pub client_cert: Option<[u8; 32]>,
+    /// The owner whose shared windows the key also counts in.
+    pub owner: Option<KeyOwner>,
+}
+
+/// A key's owner: its id, and its `X-Tollgate-Owner-Id` value, made once per owner and
+/// rules rather than per request.
+#[derive(Debug)]
+pub struct KeyOwner {
+    pub id: ShortId,
+    pub header: http::HeaderValue,
 }
 
 /// How a key without an expiry is stored.
@@ -96,6 +106,11 @@ impl Credential {
     /// The client certificate the key is bound to, if any.
     pub fn client_cert(&self) -> Option<&[u8; 32]> {
         self.rules.client_cert.as_ref()
+    }
+
+    /// The owner the key belongs to, if any.
+    pub fn owner(&self) -> Option<&KeyOwner> {
+        self.rules.owner.as_ref()
     }
 }
 
@@ -392,6 +407,7 @@ mod tests {
                 allowlist: Allowlist::default(),
                 rate_limit: None,
                 client_cert: None,
+                owner: None,
             }),
             usage: UsageSlot::default(),
             secret_version: 1,

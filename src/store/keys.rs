@@ -17,7 +17,7 @@ pub(super) const KEY_COLUMNS: &str =
     "id, client_id, name, key_type, permissions, role, environment, start, \
     digest, grace_digest, grace_until, secret_version, ip_allowlist, allow_infrastructure_ips, \
     expires_at, created_at, rotated_at, revoked_at, last_used_at, rate_limit, metadata, version, \
-    client_cert_sha256";
+    client_cert_sha256, owner_id";
 
 /// Which keys a listing shows.
 #[derive(Debug, Clone, Copy, Default)]
@@ -83,6 +83,7 @@ pub(super) fn key_from_row(row: &AnyRow) -> StoreResult<KeyRecord> {
         },
         version: row.try_get("version")?,
         client_cert_sha256: row.try_get("client_cert_sha256")?,
+        owner_id: row.try_get("owner_id")?,
     })
 }
 
@@ -111,6 +112,7 @@ struct PageRow<'a>(
     i64,                                   // version
     Option<i64>,                           // rotated_at
     #[serde(borrow)] Option<Cow<'a, str>>, // client_cert_sha256, hex
+    #[serde(borrow)] Option<Cow<'a, str>>, // owner_id
 );
 
 fn hex_digest(text: &str) -> StoreResult<Digest> {
@@ -158,6 +160,7 @@ impl<'a> PageRow<'a> {
             version,
             rotated_at,
             client_cert_sha256,
+            owner_id,
         ) = self;
         let grace_digest = grace_digest.filter(|hex| !hex.is_empty());
         Ok(KeyRow {
@@ -181,6 +184,7 @@ impl<'a> PageRow<'a> {
             rate_limit: rate_limit.and_then(|text| serde_json::from_str(&text).ok()),
             version,
             client_cert: client_cert_sha256.as_deref().map(client_cert_binding),
+            owner_id,
         })
     }
 }
@@ -278,7 +282,7 @@ impl Store {
         record.version = version;
         sqlx::query(&format!(
             "INSERT INTO keys ({KEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, \
-             $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23)"
+             $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24)"
         ))
         .bind(record.id.clone())
         .bind(record.client_id.clone())
@@ -303,6 +307,7 @@ impl Store {
         .bind(to_json(&record.metadata))
         .bind(version)
         .bind(record.client_cert_sha256.clone())
+        .bind(record.owner_id.clone())
         .execute(&mut *tx)
         .await?;
         audit(
@@ -326,7 +331,7 @@ impl Store {
         for record in records {
             sqlx::query(&format!(
                 "INSERT INTO keys ({KEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, \
-                 $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23)"
+                 $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24)"
             ))
             .bind(record.id.clone())
             .bind(record.client_id.clone())
@@ -351,6 +356,7 @@ impl Store {
             .bind(to_json(&record.metadata))
             .bind(version)
             .bind(record.client_cert_sha256.clone())
+            .bind(record.owner_id.clone())
             .execute(&mut *tx)
             .await?;
         }
@@ -387,7 +393,7 @@ impl Store {
             "UPDATE keys SET name = $1, permissions = $2, digest = $3, grace_digest = $4, \
              grace_until = $5, secret_version = $6, ip_allowlist = $7, allow_infrastructure_ips = $8, \
              expires_at = $9, rotated_at = $10, revoked_at = $11, rate_limit = $12, metadata = $13, \
-             start = $14, version = $15, client_cert_sha256 = $16 WHERE id = $17",
+             start = $14, version = $15, client_cert_sha256 = $16, owner_id = $17 WHERE id = $18",
         )
         .bind(after.name.clone())
         .bind(to_json(&after.permissions))
@@ -405,6 +411,7 @@ impl Store {
         .bind(after.start.clone())
         .bind(version)
         .bind(after.client_cert_sha256.clone())
+        .bind(after.owner_id.clone())
         .bind(after.id.clone())
         .execute(&mut *tx)
         .await?;

@@ -10,6 +10,7 @@ mod keys;
 mod oauth_tables;
 mod operator_tables;
 mod outbox;
+mod owner_table;
 pub mod records;
 pub mod snapshot;
 pub mod snapshot_file;
@@ -18,7 +19,7 @@ pub mod sync;
 mod usage_table;
 
 pub use admin_tables::{AuditFilter, Idempotent};
-pub use changes::KeyChanges;
+pub use changes::{KeyChanges, OwnerChange};
 pub use dialect::{Dialect, CHANGES_CHANNEL};
 pub use event_tables::{
     Claimed, DeliveryRecord, DeliveryState, EventRecord, WebhookChange, WebhookRecord,
@@ -169,6 +170,7 @@ pub mod keys_for_tests {
             rate_limit: None,
             metadata: serde_json::json!({}),
             client_cert_sha256: None,
+            owner_id: None,
             secrets: Secrets {
                 digest,
                 grace_digest: None,

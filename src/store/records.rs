@@ -126,8 +126,26 @@ pub struct KeyRecord {
     pub metadata: serde_json::Value,
     /// The client certificate (SHA-256 of its DER, lowercase hex) the key works with only.
     pub client_cert_sha256: Option<String>,
+    /// The owner (SPEC 15) whose shared windows the key also counts in.
+    pub owner_id: Option<String>,
     #[serde(skip)]
     pub secrets: Secrets,
+    /// The change that last wrote this record.
+    #[serde(skip)]
+    pub version: i64,
+}
+
+/// An owner (SPEC 15): a customer its keys are issued to. Its `rate_limit` is shared by
+/// all its keys.
+#[derive(Debug, Clone, Serialize)]
+pub struct OwnerRecord {
+    pub id: String,
+    pub name: String,
+    pub external_id: Option<String>,
+    pub rate_limit: Option<RateLimitOverride>,
+    pub metadata: serde_json::Value,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
     /// The change that last wrote this record.
     #[serde(skip)]
     pub version: i64,
@@ -157,6 +175,7 @@ pub struct KeyRow<'a> {
     pub version: i64,
     /// The SHA-256 of the only client certificate the key works with.
     pub client_cert: Option<[u8; 32]>,
+    pub owner_id: Option<Cow<'a, str>>,
 }
 
 /// A stored certificate binding. One that cannot be read binds the key to no certificate
@@ -198,6 +217,7 @@ impl<'a> KeyRow<'a> {
                 .client_cert_sha256
                 .as_deref()
                 .map(client_cert_binding),
+            owner_id: record.owner_id.as_deref().map(Cow::Borrowed),
         }
     }
 }

@@ -16,7 +16,7 @@ use ipnet::IpNet;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-pub use super::key_table::{Credential, Grace, KeyEntry, KeyRef, KeyRules};
+pub use super::key_table::{Credential, Grace, KeyEntry, KeyOwner, KeyRef, KeyRules};
 
 type Fast = foldhash::fast::RandomState;
 
@@ -44,6 +44,8 @@ pub struct Snapshot {
     base: Arc<KeyTable>,
     overlay: Arc<KeyTable>,
     oauth: Arc<OAuthIndex>,
+    /// The limits of owners that have them, shared by each owner's keys.
+    owners: Arc<HashMap<ShortId, Tier, Fast>>,
     /// Active (not revoked) keys by type: fine-grained, legacy.
     counts: [u64; 2],
 }
@@ -56,8 +58,14 @@ impl Snapshot {
             base: Arc::default(),
             overlay: Arc::default(),
             oauth: Arc::default(),
+            owners: Arc::default(),
             counts: [0, 0],
         }
+    }
+
+    /// The limits an owner's keys share, when it has them.
+    pub fn owner_limit(&self, owner: &ShortId) -> Option<Tier> {
+        self.owners.get(owner).copied()
     }
 
     pub fn grant_revoked(&self, grant_id: &str) -> bool {
@@ -126,8 +134,14 @@ fn insert_secrets(
 }
 
 /// What names a key's rules: its permission set's and allowlist's addresses (both are
-/// interned), its limits and its certificate binding.
-type RulesName = (usize, usize, Option<Tier>, Option<[u8; 32]>);
+/// interned), its limits, its certificate binding and its owner.
+type RulesName = (
+    usize,
+    usize,
+    Option<Tier>,
+    Option<[u8; 32]>,
+    Option<ShortId>,
+);
 
 /// Turns key records into credentials; holds what the config says about permissions.
 pub struct SnapshotBuilder {
@@ -258,11 +272,13 @@ impl SnapshotBuilder {
             per_day: r.per_day,
         });
         // Permission sets and allowlists are interned, so their addresses name them.
+        let owner = row.owner_id.as_deref().map(ShortId::new);
         let name = (
             Arc::as_ptr(&permissions) as usize,
             allowlist.identity(),
             rate_limit,
             row.client_cert,
+            owner.clone(),
         );
         self.rules
             .entry(name)
@@ -273,6 +289,10 @@ impl SnapshotBuilder {
                     allowlist,
                     rate_limit,
                     client_cert: row.client_cert,
+                    owner: owner.and_then(|id| {
+                        let header = http::HeaderValue::from_str(&id.as_str()).ok()?;
+                        Some(KeyOwner { id, header })
+                    }),
                 })
             })
             .clone()
@@ -339,6 +359,7 @@ impl SnapshotBuilder {
             base: Arc::new(table),
             overlay: Arc::default(),
             oauth: Arc::default(),
+            owners: Arc::default(),
             counts,
         };
         self.apply(&loaded, rest)
@@ -399,12 +420,32 @@ impl SnapshotBuilder {
                 .extend(changes.revoked_grants.iter().cloned());
             Arc::new(oauth)
         };
+        let owners = if changes.owners.is_empty() {
+            current.owners.clone()
+        } else {
+            let mut owners = (*current.owners).clone();
+            for owner in &changes.owners {
+                let id = ShortId::new(&owner.id);
+                match owner.rate_limit {
+                    Some(limit) => owners.insert(
+                        id,
+                        Tier {
+                            per_minute: limit.per_minute,
+                            per_day: limit.per_day,
+                        },
+                    ),
+                    None => owners.remove(&id),
+                };
+            }
+            Arc::new(owners)
+        };
         Snapshot {
             version: changes.version.max(current.version),
             policy: changes.policy.unwrap_or(current.policy),
             base,
             overlay,
             oauth,
+            owners,
             counts,
         }
     }

@@ -14,7 +14,7 @@
 //! retired digests, the policy, the apps, the users and the revoked grants). A reader
 //! holds one block at a time, never the whole file.
 
-use super::changes::{AppChange, KeyChanges};
+use super::changes::{AppChange, KeyChanges, OwnerChange};
 use super::records::{KeyRow, KeyType, Policy, RateLimitOverride, Secrets, StoredList};
 use crate::auth::api_key::Digest;
 use std::borrow::Cow;
@@ -24,7 +24,7 @@ use std::time::Duration;
 
 const MAGIC: &[u8; 8] = b"TGSNAPSH";
 /// Bumped whenever the layout changes: a file of another format is ignored.
-const FORMAT: u32 = 2;
+const FORMAT: u32 = 3;
 const HEADER: usize = 8 + 4 + 8 + 8 + 8 + 8 + 4;
 
 /// Which store, at which change, a file was written from.
@@ -379,19 +379,34 @@ fn encode_row(out: &mut Vec<u8>, row: &KeyRow<'_>) {
     put_opt_i64(out, row.expires_at);
     out.push(u8::from(row.revoked));
     put_opt_i64(out, row.rotated_at);
-    match row.rate_limit {
-        Some(limit) => {
-            out.push(1);
-            out.extend_from_slice(&limit.per_minute.to_le_bytes());
-            out.extend_from_slice(&limit.per_day.to_le_bytes());
-        }
-        None => out.push(0),
-    }
+    put_limit(out, row.rate_limit);
     out.extend_from_slice(&row.version.to_le_bytes());
     match &row.client_cert {
         Some(fingerprint) => {
             out.push(1);
             out.extend_from_slice(fingerprint);
+        }
+        None => out.push(0),
+    }
+    put_opt_str(out, row.owner_id.as_deref());
+}
+
+fn put_opt_str(out: &mut Vec<u8>, text: Option<&str>) {
+    match text {
+        Some(text) => {
+            out.push(1);
+            put_str(out, text);
+        }
+        None => out.push(0),
+    }
+}
+
+fn put_limit(out: &mut Vec<u8>, limit: Option<RateLimitOverride>) {
+    match limit {
+        Some(limit) => {
+            out.push(1);
+            out.extend_from_slice(&limit.per_minute.to_le_bytes());
+            out.extend_from_slice(&limit.per_day.to_le_bytes());
         }
         None => out.push(0),
     }
@@ -423,6 +438,11 @@ fn encode_rest(out: &mut Vec<u8>, rest: &KeyChanges) {
         out.push(u8::from(*disabled));
     }
     put_strings(out, &rest.revoked_grants);
+    out.extend_from_slice(&(rest.owners.len() as u32).to_le_bytes());
+    for owner in &rest.owners {
+        put_str(out, &owner.id);
+        put_limit(out, owner.rate_limit);
+    }
 }
 
 /// Reads the body, every read bounds-checked: a damaged file is an error, never a panic.
@@ -532,14 +552,7 @@ impl<'a> Decoder<'a> {
         let expires_at = self.opt_i64()?;
         let revoked = self.flag()?;
         let rotated_at = self.opt_i64()?;
-        let rate_limit = if self.flag()? {
-            Some(RateLimitOverride {
-                per_minute: self.u64()?,
-                per_day: self.u64()?,
-            })
-        } else {
-            None
-        };
+        let rate_limit = self.limit()?;
         Ok(KeyRow {
             id,
             client_id,
@@ -565,6 +578,22 @@ impl<'a> Decoder<'a> {
             } else {
                 None
             },
+            owner_id: if self.flag()? {
+                Some(Cow::Borrowed(self.str()?))
+            } else {
+                None
+            },
+        })
+    }
+
+    fn limit(&mut self) -> Result<Option<RateLimitOverride>, FileError> {
+        Ok(if self.flag()? {
+            Some(RateLimitOverride {
+                per_minute: self.u64()?,
+                per_day: self.u64()?,
+            })
+        } else {
+            None
         })
     }
 
@@ -599,6 +628,14 @@ impl<'a> Decoder<'a> {
             users.push((self.str()?.to_string(), self.flag()?));
         }
         let revoked_grants = self.strings()?;
+        let count = self.u32()? as usize;
+        let mut owners = Vec::with_capacity(count.min(self.bytes.len() / 5));
+        for _ in 0..count {
+            owners.push(OwnerChange {
+                id: self.str()?.to_string(),
+                rate_limit: self.limit()?,
+            });
+        }
         Ok(KeyChanges {
             version,
             keys: Vec::new(),
@@ -607,6 +644,7 @@ impl<'a> Decoder<'a> {
             clients,
             users,
             revoked_grants,
+            owners,
         })
     }
 }
@@ -641,6 +679,7 @@ mod tests {
             }),
             version: 7,
             client_cert: Some([7u8; 32]),
+            owner_id: Some(Cow::Borrowed("own_1")),
         }
     }
 
@@ -660,6 +699,13 @@ mod tests {
             }],
             users: vec![("u1".into(), true)],
             revoked_grants: vec!["g1".into()],
+            owners: vec![OwnerChange {
+                id: "own_1".into(),
+                rate_limit: Some(RateLimitOverride {
+                    per_minute: 100,
+                    per_day: 1000,
+                }),
+            }],
         }
     }
 
@@ -703,6 +749,7 @@ mod tests {
         assert_eq!(back.clients, expected.clients);
         assert_eq!(back.users, expected.users);
         assert_eq!(back.revoked_grants, expected.revoked_grants);
+        assert_eq!(back.owners, expected.owners);
         assert_eq!(back.version, 9);
         // Nothing but the file is left beside it.
         let names: Vec<_> = std::fs::read_dir(path.parent().unwrap())
@@ -763,18 +810,18 @@ mod tests {
             Err(FileError::Checksum)
         ));
 
-        // A file of the previous format (before keys carried a certificate binding), or
-        // of a later one.
+        // A file of the previous format (before keys carried their owner), or of a later
+        // one.
         let mut other_format = good.clone();
-        other_format[8] = 1;
+        other_format[8] = 2;
         assert!(matches!(
             outcome(dir.path(), &other_format),
-            Err(FileError::Format(1))
+            Err(FileError::Format(2))
         ));
-        other_format[8] = 3;
+        other_format[8] = 4;
         assert!(matches!(
             outcome(dir.path(), &other_format),
-            Err(FileError::Format(3))
+            Err(FileError::Format(4))
         ));
 
         for foreign in [

@@ -3,7 +3,7 @@
 //! state is also held by the key itself ([`Held`]), so its requests find it without a map
 //! lookup.
 
-use super::{decide, states, CallerKey, Verdict, WindowKind, Windows, DAY_MS};
+use super::{decide, states, CallerKey, Verdict, WindowKind, Windows, DAY_MS, MAX_WINDOWS};
 use dashmap::DashMap;
 use smallvec::SmallVec;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
@@ -90,27 +90,7 @@ impl CallerState {
 
     /// Counts one request in every window, or none when a window is full.
     fn check(&mut self, windows: &Windows, now: i64) -> Verdict {
-        let mut used = [0u64; 4];
-        let count = windows.iter().count();
-        for (index, spec) in windows.iter().enumerate() {
-            used[index] = self.slot(spec.kind, spec.start(now)).count;
-        }
-        let refused_by = decide(windows, &mut used[..count]);
-        if refused_by.is_none() {
-            for (index, spec) in windows.iter().enumerate() {
-                self.slot(spec.kind, spec.start(now)).count = used[index];
-                if spec.kind == WindowKind::Day {
-                    self.day_dirty = true;
-                }
-            }
-        }
-        self.last_seen = now;
-        Verdict {
-            refused_by,
-            windows: states(windows, &used[..count], now),
-            tier: windows.tier,
-            fallback: false,
-        }
+        check_pair(self, None, windows, now)
     }
 
     /// Takes in the counts of `other`, a state made for the same caller through the map
@@ -127,6 +107,55 @@ impl CallerState {
         }
         self.last_seen = self.last_seen.max(other.last_seen);
         self.day_dirty |= other.day_dirty;
+    }
+}
+
+/// The state that counts a window: the owner's for the owner's windows, else the caller's.
+fn pick<'s>(
+    own: &'s mut CallerState,
+    owner: &'s mut Option<&mut CallerState>,
+    kind: WindowKind,
+) -> &'s mut CallerState {
+    match owner {
+        Some(owner) if kind.is_owner() => owner,
+        _ => own,
+    }
+}
+
+/// Counts one request in every window of the caller and of its owner, or in none when
+/// one window of either is full: a refused request counts against neither.
+fn check_pair(
+    own: &mut CallerState,
+    mut owner: Option<&mut CallerState>,
+    windows: &Windows,
+    now: i64,
+) -> Verdict {
+    let mut used = [0u64; MAX_WINDOWS];
+    let count = windows.iter().count();
+    for (index, spec) in windows.iter().enumerate() {
+        used[index] = pick(own, &mut owner, spec.kind)
+            .slot(spec.kind, spec.start(now))
+            .count;
+    }
+    let refused_by = decide(windows, &mut used[..count]);
+    if refused_by.is_none() {
+        for (index, spec) in windows.iter().enumerate() {
+            let state = pick(own, &mut owner, spec.kind);
+            state.slot(spec.kind, spec.start(now)).count = used[index];
+            if spec.kind.is_day() {
+                state.day_dirty = true;
+            }
+        }
+    }
+    own.last_seen = now;
+    if let Some(owner) = owner {
+        owner.last_seen = now;
+    }
+    Verdict {
+        refused_by,
+        windows: states(windows, &used[..count], now),
+        tier: windows.tier,
+        fallback: false,
     }
 }
 
@@ -162,15 +191,61 @@ impl LocalLimiter {
         verdict
     }
 
+    /// [`check`](Self::check) with the windows `owner` shares with its other keys, counted
+    /// under its own state. Locks are taken caller first, then owner; nothing takes an
+    /// owner's lock and then a caller's.
+    pub fn check_with(
+        &self,
+        key: &CallerKey,
+        owner: Option<&CallerKey>,
+        windows: &Windows,
+        now: i64,
+    ) -> Verdict {
+        let Some(owner) = owner else {
+            return self.check(key, windows, now);
+        };
+        let own = self.state(key);
+        let shared = self.state(owner);
+        let mut own = lock(&own);
+        let verdict = check_pair(&mut own, Some(&mut lock(&shared)), windows, now);
+        verdict
+    }
+
+    /// A caller's state, listed in the map.
+    fn state(&self, key: &CallerKey) -> Shared {
+        if let Some(entry) = self.callers.get(key) {
+            return entry.value().clone();
+        }
+        let entry = self.callers.entry(key.clone()).or_insert_with(listed);
+        entry.value().clone()
+    }
+
     /// [`check`](Self::check) through the state `held` keeps for `key`: the map is read on
     /// the key's first check only, and again when the sweep had forgotten the state.
     pub fn check_held(&self, held: &Held, key: &CallerKey, windows: &Windows, now: i64) -> Verdict {
+        self.check_held_with(held, key, None, windows, now)
+    }
+
+    /// [`check_held`](Self::check_held) with the windows `owner` shares (see
+    /// [`check_with`](Self::check_with)); the owner's state is found in the map.
+    pub fn check_held_with(
+        &self,
+        held: &Held,
+        key: &CallerKey,
+        owner: Option<&CallerKey>,
+        windows: &Windows,
+        now: i64,
+    ) -> Verdict {
         let state = held.get_or_init(|| {
             let entry = self.callers.entry(key.clone()).or_insert_with(listed);
             entry.value().clone()
         });
+        let shared = owner.map(|owner| self.state(owner));
         let mut guard = lock(state);
-        let verdict = guard.check(windows, now);
+        let verdict = match &shared {
+            Some(shared) => check_pair(&mut guard, Some(&mut lock(shared)), windows, now),
+            None => guard.check(windows, now),
+        };
         let listed = guard.listed;
         drop(guard);
         // Listed after counting, so the count it just made is persisted and swept as any.
@@ -196,12 +271,26 @@ impl LocalLimiter {
 
     /// Where `key` stands, counting nothing (for the headers of refused requests).
     pub fn peek(&self, key: &CallerKey, windows: &Windows, now: i64) -> Verdict {
-        let mut used = [0u64; 4];
+        self.peek_with(key, None, windows, now)
+    }
+
+    /// [`peek`](Self::peek), with the windows `owner` shares read from its state.
+    pub fn peek_with(
+        &self,
+        key: &CallerKey,
+        owner: Option<&CallerKey>,
+        windows: &Windows,
+        now: i64,
+    ) -> Verdict {
+        let mut used = [0u64; MAX_WINDOWS];
         let count = windows.iter().count();
-        if let Some(entry) = self.callers.get(key) {
-            let state = lock(entry.value());
-            for (index, spec) in windows.iter().enumerate() {
-                used[index] = state.count(spec.kind, spec.start(now));
+        for (index, spec) in windows.iter().enumerate() {
+            let caller = match owner {
+                Some(owner) if spec.kind.is_owner() => owner,
+                _ => key,
+            };
+            if let Some(entry) = self.callers.get(caller) {
+                used[index] = lock(entry.value()).count(spec.kind, spec.start(now));
             }
         }
         Verdict {
@@ -223,7 +312,7 @@ impl LocalLimiter {
                 continue;
             }
             state.day_dirty = false;
-            if let Some(day) = state.slots.iter().find(|s| s.kind == WindowKind::Day) {
+            if let Some(day) = state.slots.iter().find(|s| s.kind.is_day()) {
                 dirty.push((entry.key().clone(), day.start, day.count));
             }
         }
@@ -244,9 +333,13 @@ impl LocalLimiter {
 
     /// Puts a persisted daily count back (at start, so a restart hands out no new quota).
     pub fn restore_day(&self, key: CallerKey, day_start: i64, count: u64) {
+        let kind = match key {
+            CallerKey::Owner(_) => WindowKind::OwnerDay,
+            _ => WindowKind::Day,
+        };
         let entry = self.callers.entry(key).or_insert_with(listed);
         let mut state = lock(entry.value());
-        let slot = state.slot(WindowKind::Day, day_start);
+        let slot = state.slot(kind, day_start);
         slot.count = slot.count.max(count);
     }
 
@@ -261,7 +354,7 @@ impl LocalLimiter {
             let day_over = state
                 .slots
                 .iter()
-                .all(|s| s.kind != WindowKind::Day || s.start < today || s.count == 0);
+                .all(|s| !s.kind.is_day() || s.start < today || s.count == 0);
             let forget = (crowded && now - state.last_seen > CROWDED_IDLE_MS)
                 || (idle && (crowded || (!state.day_dirty && day_over)));
             if forget {
@@ -525,5 +618,63 @@ mod tests {
             }
         });
         assert_eq!(allowed.into_inner(), 1000);
+    }
+
+    #[test]
+    fn an_owners_windows_are_shared_and_a_refusal_counts_against_neither() {
+        let config = Config::parse(
+            "rate_limits: { tiers: { api_key: { per_minute: 3, per_day: 100 } }, burst: { requests: 100, per: 10s } }",
+        )
+        .unwrap();
+        let windows = Windows::new(&config.rate_limits, TierKind::ApiKey, None, None).with_owner(
+            crate::config::Tier {
+                per_minute: 5,
+                per_day: 100,
+            },
+        );
+        let limiter = LocalLimiter::default();
+        let owner = CallerKey::Owner(ShortId::new("own_1"));
+        let (a, b) = (
+            CallerKey::Key(ShortId::new("key_a")),
+            CallerKey::Key(ShortId::new("key_b")),
+        );
+        let held = Held::default();
+        for t in 0..3 {
+            assert!(limiter
+                .check_held_with(&held, &a, Some(&owner), &windows, t)
+                .allowed());
+        }
+        // A's own minute refuses its 4th; the owner's count stays at 3.
+        let refused = limiter.check_held_with(&held, &a, Some(&owner), &windows, 3);
+        assert_eq!(refused.refused_by, Some(WindowKind::Minute));
+        assert!(limiter.check_with(&b, Some(&owner), &windows, 4).allowed());
+        assert!(limiter.check_with(&b, Some(&owner), &windows, 5).allowed());
+        let refused = limiter.check_with(&b, Some(&owner), &windows, 6);
+        assert_eq!(refused.refused_by, Some(WindowKind::OwnerMinute));
+        // B's refusal by its owner counted nothing against B either.
+        let peek = limiter.peek_with(&b, Some(&owner), &windows, 7);
+        let used = |kind| {
+            peek.windows
+                .iter()
+                .find(|w| w.spec.kind == kind)
+                .unwrap()
+                .used
+        };
+        assert_eq!(used(WindowKind::Minute), 2);
+        assert_eq!(used(WindowKind::OwnerMinute), 5);
+        // The owner's day is persisted under its own caller key, and restored there.
+        let dirty = limiter.take_dirty_days();
+        assert!(dirty.contains(&("o:own_1".to_string(), 0, 5)), "{dirty:?}");
+        let restarted = LocalLimiter::default();
+        restarted.restore_day(owner.clone(), 0, 5);
+        let peek = restarted.peek_with(&b, Some(&owner), &windows, 8);
+        assert_eq!(
+            peek.windows
+                .iter()
+                .find(|w| w.spec.kind == WindowKind::OwnerDay)
+                .unwrap()
+                .used,
+            5
+        );
     }
 }

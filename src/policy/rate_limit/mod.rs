@@ -13,6 +13,8 @@ use std::sync::Arc;
 
 pub const MINUTE_MS: u64 = 60_000;
 pub const DAY_MS: u64 = 86_400_000;
+/// Burst, minute, day, a route's, and an owner's minute and day.
+pub const MAX_WINDOWS: usize = 6;
 
 /// Whom a request is counted against.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -23,6 +25,8 @@ pub enum CallerKey {
     Subject(Arc<str>),
     /// Anonymous callers, by client address.
     Address(IpAddr),
+    /// An owner, whose windows all its keys share (SPEC 15).
+    Owner(ShortId),
 }
 
 impl CallerKey {
@@ -45,6 +49,7 @@ impl CallerKey {
             CallerKey::Key(id) => format!("k:{id}"),
             CallerKey::Subject(sub) => format!("s:{sub}"),
             CallerKey::Address(ip) => format!("a:{ip}"),
+            CallerKey::Owner(id) => format!("o:{id}"),
         }
     }
 
@@ -54,6 +59,7 @@ impl CallerKey {
             "k" => Some(CallerKey::Key(ShortId::new(rest))),
             "s" => Some(CallerKey::Subject(Arc::from(rest))),
             "a" => rest.parse().ok().map(CallerKey::Address),
+            "o" => Some(CallerKey::Owner(ShortId::new(rest))),
             _ => None,
         }
     }
@@ -68,6 +74,9 @@ pub enum WindowKind {
     /// A route's own safeguard, by the route's name (its path prefix when it has none),
     /// so its counters and its name in the headers stay put when routes are reordered.
     Route(&'static str),
+    /// The windows an owner's keys share.
+    OwnerMinute,
+    OwnerDay,
 }
 
 /// The name of a route's window, kept for the life of the process: route names come
@@ -92,7 +101,19 @@ impl WindowKind {
             WindowKind::Minute => "minute",
             WindowKind::Day => "day",
             WindowKind::Route(_) => "route",
+            WindowKind::OwnerMinute => "owner_minute",
+            WindowKind::OwnerDay => "owner_day",
         }
+    }
+
+    /// Counted under the caller's owner, not the caller.
+    pub fn is_owner(self) -> bool {
+        matches!(self, WindowKind::OwnerMinute | WindowKind::OwnerDay)
+    }
+
+    /// A daily quota (persisted, and refused as `quota_exceeded`).
+    pub fn is_day(self) -> bool {
+        matches!(self, WindowKind::Day | WindowKind::OwnerDay)
     }
 
     /// The IETF policy name.
@@ -142,10 +163,10 @@ impl WindowSpec {
 }
 
 /// The windows of one request: the tier's (or the key's own) minute and day, the burst
-/// window, and the route's safeguard.
+/// window, the route's safeguard, and the minute and day its owner's keys share.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Windows {
-    specs: [Option<WindowSpec>; 4],
+    specs: [Option<WindowSpec>; MAX_WINDOWS],
     pub tier: TierKind,
 }
 
@@ -180,9 +201,26 @@ impl Windows {
                     period_ms: DAY_MS,
                 }),
                 route.map(|(name, limit)| window(WindowKind::Route(name), limit)),
+                None,
+                None,
             ],
             tier,
         }
+    }
+
+    /// The same windows with those an owner's keys share.
+    pub fn with_owner(mut self, owner: Tier) -> Windows {
+        self.specs[4] = Some(WindowSpec {
+            kind: WindowKind::OwnerMinute,
+            limit: owner.per_minute,
+            period_ms: MINUTE_MS,
+        });
+        self.specs[5] = Some(WindowSpec {
+            kind: WindowKind::OwnerDay,
+            limit: owner.per_day,
+            period_ms: DAY_MS,
+        });
+        self
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &WindowSpec> {
@@ -207,26 +245,36 @@ pub enum Limiter {
 }
 
 impl Limiter {
-    /// Counts one request of `caller`. `held` is the state a key keeps of its in-process
-    /// counters, reached without a map lookup; the shared counters live in Redis.
+    /// Counts one request of `caller`, and of its `owner` in the owner's windows, in one
+    /// step: both or neither. `held` is the state a key keeps of its in-process counters,
+    /// reached without a map lookup; the shared counters live in Redis.
     pub async fn check(
         &self,
         held: Option<&local::Held>,
         caller: &CallerKey,
+        owner: Option<&CallerKey>,
         windows: &Windows,
         now: i64,
     ) -> Verdict {
         match (self, held) {
-            (Limiter::Local(local), Some(held)) => local.check_held(held, caller, windows, now),
-            (Limiter::Local(local), None) => local.check(caller, windows, now),
-            (Limiter::Redis(shared), _) => shared.check(caller, windows, now).await,
+            (Limiter::Local(local), Some(held)) => {
+                local.check_held_with(held, caller, owner, windows, now)
+            }
+            (Limiter::Local(local), None) => local.check_with(caller, owner, windows, now),
+            (Limiter::Redis(shared), _) => shared.check(caller, owner, windows, now).await,
         }
     }
 
-    pub async fn peek(&self, caller: &CallerKey, windows: &Windows, now: i64) -> Verdict {
+    pub async fn peek(
+        &self,
+        caller: &CallerKey,
+        owner: Option<&CallerKey>,
+        windows: &Windows,
+        now: i64,
+    ) -> Verdict {
         match self {
-            Limiter::Local(local) => local.peek(caller, windows, now),
-            Limiter::Redis(shared) => shared.peek(caller, windows, now).await,
+            Limiter::Local(local) => local.peek_with(caller, owner, windows, now),
+            Limiter::Redis(shared) => shared.peek(caller, owner, windows, now).await,
         }
     }
 
@@ -257,7 +305,14 @@ pub struct LimitMetrics {
 }
 
 const TIERS: [TierKind; 3] = [TierKind::Anonymous, TierKind::ApiKey, TierKind::OAuth];
-const WINDOW_LABELS: [&str; 4] = ["burst", "minute", "day", "route"];
+const WINDOW_LABELS: [&str; MAX_WINDOWS] = [
+    "burst",
+    "minute",
+    "day",
+    "route",
+    "owner_minute",
+    "owner_day",
+];
 
 impl LimitMetrics {
     pub fn new(metrics: &crate::metrics::Metrics) -> Self {
@@ -309,8 +364,10 @@ impl LimitMetrics {
             WindowKind::Minute => 1,
             WindowKind::Day => 2,
             WindowKind::Route(_) => 3,
+            WindowKind::OwnerMinute => 4,
+            WindowKind::OwnerDay => 5,
         };
-        &self.decisions[(tier * 4 + window) * 2 + usize::from(limited)]
+        &self.decisions[(tier * MAX_WINDOWS + window) * 2 + usize::from(limited)]
     }
 
     /// Counts every window as allowed, or the refusing window as limited.
@@ -407,10 +464,10 @@ pub fn states(windows: &Windows, used: &[u64], now: i64) -> WindowStates {
     states
 }
 
-/// The (at most four) windows of a verdict, kept inline: no allocation per request.
+/// The (at most six) windows of a verdict, kept inline: no allocation per request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WindowStates {
-    items: [WindowState; 4],
+    items: [WindowState; MAX_WINDOWS],
     len: usize,
 }
 
@@ -426,7 +483,7 @@ impl Default for WindowStates {
             reset_ms: 0,
         };
         WindowStates {
-            items: [empty; 4],
+            items: [empty; MAX_WINDOWS],
             len: 0,
         }
     }
@@ -510,6 +567,7 @@ mod tests {
             CallerKey::Key(ShortId::new("key_1")),
             CallerKey::Subject(Arc::from("usr_1")),
             CallerKey::Address("2001:db8::1".parse().unwrap()),
+            CallerKey::Owner(ShortId::new("own_1")),
         ] {
             assert_eq!(CallerKey::parse(&key.text()), Some(key));
         }

@@ -50,9 +50,28 @@ pub struct RedisLimiter {
     on_fallback: Arc<dyn Fn(bool) + Send + Sync>,
 }
 
-fn key_of(caller: &CallerKey, window: &super::WindowSpec, now: i64) -> String {
+/// The counter of one window. A caller with an owner names every counter by the owner
+/// in braces, a Redis Cluster hash tag: the key's windows and the owner's, which one
+/// script touches together, then live in one slot.
+fn key_of(
+    caller: &CallerKey,
+    owner: Option<&CallerKey>,
+    window: &super::WindowSpec,
+    now: i64,
+) -> String {
     let kind = window.kind.policy_name();
-    format!("tg:rl:{}:{kind}:{}", caller.text(), window.start(now))
+    let start = window.start(now);
+    match owner {
+        None => format!("tg:rl:{}:{kind}:{start}", caller.text()),
+        Some(owner) if window.kind.is_owner() => {
+            format!("tg:rl:{{{}}}:{kind}:{start}", owner.text())
+        }
+        Some(owner) => format!(
+            "tg:rl:{{{}}}:{}:{kind}:{start}",
+            owner.text(),
+            caller.text()
+        ),
+    }
 }
 
 impl RedisLimiter {
@@ -106,6 +125,7 @@ impl RedisLimiter {
     async fn shared(
         &self,
         caller: &CallerKey,
+        owner: Option<&CallerKey>,
         windows: &Windows,
         now: i64,
         count: bool,
@@ -118,7 +138,7 @@ impl RedisLimiter {
             if count {
                 let mut invocation = self.script.prepare_invoke();
                 for spec in windows.iter() {
-                    invocation.key(key_of(caller, spec, now));
+                    invocation.key(key_of(caller, owner, spec, now));
                     invocation.arg(spec.limit).arg(spec.end(now));
                 }
                 invocation
@@ -128,7 +148,7 @@ impl RedisLimiter {
             } else {
                 let keys: Vec<String> = windows
                     .iter()
-                    .map(|spec| key_of(caller, spec, now))
+                    .map(|spec| key_of(caller, owner, spec, now))
                     .collect();
                 let values: Vec<Option<u64>> = redis::cmd("MGET")
                     .arg(&keys)
@@ -156,8 +176,14 @@ impl RedisLimiter {
         }
     }
 
-    pub async fn check(&self, caller: &CallerKey, windows: &Windows, now: i64) -> Verdict {
-        match self.shared(caller, windows, now, true).await {
+    pub async fn check(
+        &self,
+        caller: &CallerKey,
+        owner: Option<&CallerKey>,
+        windows: &Windows,
+        now: i64,
+    ) -> Verdict {
+        match self.shared(caller, owner, windows, now, true).await {
             Some(answer) if !answer.is_empty() => {
                 let used: Vec<u64> = answer[1..].to_vec();
                 let refused_index = answer[0] as usize;
@@ -172,17 +198,23 @@ impl RedisLimiter {
                 }
             }
             _ => {
-                let mut verdict = self
-                    .fallback
-                    .check(caller, &windows.share(self.replicas), now);
+                let mut verdict =
+                    self.fallback
+                        .check_with(caller, owner, &windows.share(self.replicas), now);
                 verdict.fallback = true;
                 verdict
             }
         }
     }
 
-    pub async fn peek(&self, caller: &CallerKey, windows: &Windows, now: i64) -> Verdict {
-        match self.shared(caller, windows, now, false).await {
+    pub async fn peek(
+        &self,
+        caller: &CallerKey,
+        owner: Option<&CallerKey>,
+        windows: &Windows,
+        now: i64,
+    ) -> Verdict {
+        match self.shared(caller, owner, windows, now, false).await {
             Some(answer) => Verdict {
                 refused_by: None,
                 windows: states(windows, &answer[1..], now),
@@ -190,9 +222,9 @@ impl RedisLimiter {
                 fallback: false,
             },
             None => {
-                let mut verdict = self
-                    .fallback
-                    .peek(caller, &windows.share(self.replicas), now);
+                let mut verdict =
+                    self.fallback
+                        .peek_with(caller, owner, &windows.share(self.replicas), now);
                 verdict.fallback = true;
                 verdict
             }
