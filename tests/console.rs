@@ -538,6 +538,41 @@ async fn the_console_runs_the_whole_key_lifecycle_in_a_browser() {
         "the endpoint got a signed delivery"
     );
 
+    // Owners: one added with a shared limit, a key given to it, the limit edited.
+    client.goto(&gw.admin_url("/console/owners")).await.unwrap();
+    assert!(page_text(&client).await.contains("No owners yet."));
+    fill(&client, "Name", "Acme Corp").await;
+    fill(&client, "External ID", "cus_acme").await;
+    fill(&client, "Requests per minute", "100").await;
+    fill(&client, "Requests per day", "10000").await;
+    press(&client, "Add owner").await;
+    let owner_id = path(&client)
+        .await
+        .trim_start_matches("/console/owners/")
+        .to_string();
+    assert!(owner_id.starts_with("own_"), "{owner_id}");
+    assert!(page_text(&client)
+        .await
+        .contains("100 a minute, 10000 a day"));
+    let (_, owned) = admin
+        .create_key(
+            json!({"name": "acme-key", "permissions": ["accounts:read"], "owner_id": owner_id}),
+        )
+        .await;
+    assert!(!owned.is_empty());
+    fill(&client, "Requests per minute", "50").await;
+    press(&client, "Save").await;
+    let text = page_text(&client).await;
+    assert!(
+        text.contains("Saved.")
+            && text.contains("50 a minute, 10000 a day")
+            && text.contains("acme-key"),
+        "{text}"
+    );
+    let (_, stored) = admin.get(&format!("/owners/{owner_id}")).await;
+    assert_eq!(stored["rate_limit"]["per_minute"], 50);
+    screenshot(&client, "owner").await;
+
     // At 360 px wide nothing overflows the page (tables scroll in their box).
     client.set_window_size(360, 800).await.unwrap();
     client.goto(&gw.admin_url("/console/keys")).await.unwrap();

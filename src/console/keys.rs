@@ -746,6 +746,9 @@ fn key_page(
             @if let Some(fingerprint) = key["client_cert_sha256"].as_str() {
                 dt { "Client certificate" } dd { "only with the certificate whose SHA-256 is " code { (fingerprint) } }
             }
+            @if let Some(owner) = key["owner_id"].as_str() {
+                dt { "Owner" } dd { a href=(format!("/console/owners/{owner}")) { code { (owner) } } }
+            }
             dt { "Environment" } dd { (text(&key["environment"])) }
             dt { "Expires" } dd { (time(key["expires_at"].as_str(), now())) }
             dt { "Created" } dd { (time(key["created_at"].as_str(), now())) }

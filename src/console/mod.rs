@@ -7,6 +7,7 @@
 mod charts;
 mod keys;
 mod login;
+mod owners;
 mod page;
 mod webhooks;
 mod workbench;
@@ -65,6 +66,7 @@ pub fn router(console: Arc<Console>) -> Router {
         .route("/console/logout", post(login::logout))
         .merge(keys::routes())
         .merge(workbench::routes())
+        .merge(owners::routes())
         .merge(webhooks::routes())
         .route(
             "/console/{*rest}",

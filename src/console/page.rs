@@ -35,6 +35,7 @@ const NAVIGATION: &[(&str, &str, &str)] = &[
     ("/console/users", "Users", "users:read"),
     ("/console/operators", "Operators", "operators:read"),
     ("/console/tokens", "Tokens", "tokens:read"),
+    ("/console/owners", "Owners", "owners:read"),
     ("/console/webhooks", "Webhooks", "webhooks:read"),
     ("/console/audit", "Audit log", "audit:read"),
     ("/console/settings", "Settings", "policy:read"),
