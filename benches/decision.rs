@@ -22,7 +22,7 @@ use tollgate::gate::{Facts, Gate};
 use tollgate::policy::ip_allowlist::Allowlist;
 use tollgate::policy::permissions::Catalog;
 use tollgate::policy::rate_limit::local::LocalLimiter;
-use tollgate::policy::rate_limit::{CallerKey, TierKind, Windows};
+use tollgate::policy::rate_limit::{CallerKey, Counted, TierKind, Windows};
 use tollgate::routes::RouteTable;
 use tollgate::store::records::{KeyRecord, KeyType, Policy, Secrets, Timestamp};
 use tollgate::store::snapshot::{Snapshot, SnapshotBuilder};
@@ -56,6 +56,7 @@ fn record(index: usize, digest: Digest) -> KeyRecord {
         metadata: serde_json::Value::Null,
         client_cert_sha256: None,
         owner_id: None,
+        credits: None,
         secrets: Secrets {
             digest,
             grace_digest: None,
@@ -289,7 +290,16 @@ fn limiter(c: &mut Criterion) {
                 i = (i + 1) % callers.len();
                 black_box(
                     local
-                        .check_held_with(&held[i], &callers[i], Some(&owners[i % 100]), &owned, now)
+                        .check_held_with(
+                            &held[i],
+                            Counted {
+                                caller: &callers[i],
+                                owner: Some(&owners[i % 100]),
+                                windows: &owned,
+                                credits: None,
+                            },
+                            now,
+                        )
                         .allowed(),
                 )
             })
@@ -318,8 +328,8 @@ fn limiter(c: &mut Criterion) {
             tollgate::policy::rate_limit::redis::RedisLimiter::new(&url, 1, Arc::new(|_| {}));
         // Time the shared counters, not the local fallback: the first answers must come
         // from Redis.
-        let first = runtime.block_on(shared.check(&callers[0], None, &windows, now));
-        let second = runtime.block_on(shared.check(&callers[0], None, &windows, now));
+        let first = runtime.block_on(shared.check(Counted::alone(&callers[0], &windows), now));
+        let second = runtime.block_on(shared.check(Counted::alone(&callers[0], &windows), now));
         assert!(
             !first.fallback || !second.fallback,
             "Redis at {url} answers TCP but not the limiter script"
@@ -327,7 +337,8 @@ fn limiter(c: &mut Criterion) {
         group.bench_function("redis (one script round trip)", |b| {
             b.iter(|| {
                 i = (i + 1) % callers.len();
-                let verdict = runtime.block_on(shared.check(&callers[i], None, &windows, now));
+                let verdict =
+                    runtime.block_on(shared.check(Counted::alone(&callers[i], &windows), now));
                 black_box(verdict.fallback)
             })
         });

@@ -39,6 +39,7 @@ fn record(index: usize, digest: Digest, start: String) -> KeyRecord {
         metadata: serde_json::json!({}),
         client_cert_sha256: None,
         owner_id: None,
+        credits: None,
         secrets: Secrets {
             digest,
             grace_digest: None,

@@ -142,16 +142,7 @@ impl Checkpoint {
                 }
                 _ => None,
             };
-            let verdict = self
-                .limiter
-                .check(
-                    held,
-                    &counted.caller,
-                    counted.owner.as_ref(),
-                    &counted.windows,
-                    now,
-                )
-                .await;
+            let verdict = self.limiter.check(held, counted.counted(), now).await;
             self.limit_metrics.record(&verdict);
             verdict
         } else {

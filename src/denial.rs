@@ -28,6 +28,8 @@ pub enum Denial {
     RouteNotFound,
     RateLimited,
     QuotaExceeded,
+    /// The key's or its owner's credits are below the route's cost.
+    CreditsExhausted,
     UpstreamUnavailable,
     StoreUnavailable,
     UpstreamTimeout,
@@ -61,6 +63,7 @@ impl Denial {
             Denial::RouteNotFound => "route_not_found",
             Denial::RateLimited => "rate_limited",
             Denial::QuotaExceeded => "quota_exceeded",
+            Denial::CreditsExhausted => "credits_exhausted",
             Denial::UpstreamUnavailable => "upstream_unavailable",
             Denial::StoreUnavailable => "store_unavailable",
             Denial::UpstreamTimeout => "upstream_timeout",
@@ -89,7 +92,7 @@ impl Denial {
             Denial::HeadTimeout => 408,
             Denial::BodyTooLarge => 413,
             Denial::UriTooLong => 414,
-            Denial::RateLimited | Denial::QuotaExceeded => 429,
+            Denial::RateLimited | Denial::QuotaExceeded | Denial::CreditsExhausted => 429,
             Denial::HeadersTooLarge => 431,
             Denial::Internal => 500,
             Denial::UpstreamUnavailable => 502,
@@ -139,6 +142,9 @@ impl fmt::Display for Denial {
             Denial::QuotaExceeded => {
                 f.write_str("the daily quota is used up; it resets at 00:00 UTC")
             }
+            Denial::CreditsExhausted => f.write_str(
+                "no credits left for this request; they come back with a refill or a top-up",
+            ),
             Denial::UpstreamUnavailable => f.write_str("the upstream could not be reached"),
             Denial::StoreUnavailable => {
                 f.write_str("the credential store is unreachable; try again shortly")

@@ -168,7 +168,7 @@ pub fn admin_json(data: &[u8]) {
         if let Ok(change) = rules.create(input, &policy, 1_000_000) {
             assert!(change.minted.is_some());
             if let Ok(patch) = serde_json::from_slice::<PatchKey>(data) {
-                let _ = rules.patch(&change.record, patch);
+                let _ = rules.patch(&change.record, patch, 1_500_000);
             }
             if let Ok(rotate) = serde_json::from_slice::<RotateKey>(data) {
                 let _ = rules.rotate(&change.record, rotate, &policy, 2_000_000);

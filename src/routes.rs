@@ -20,6 +20,8 @@ pub struct Route {
     pub anonymous: bool,
     /// The route's safeguard, under the route's name.
     pub rate_limit: Option<(&'static str, Window)>,
+    /// The credits an allowed request spends from a caller that has credits.
+    pub cost: u64,
 }
 
 #[derive(Debug, Default)]
@@ -50,6 +52,7 @@ impl RouteTable {
                 rate_limit: route
                     .rate_limit
                     .map(|window| (crate::policy::rate_limit::route_window(&route.name), window)),
+                cost: route.cost,
             })
             .collect();
         RouteTable { routes }

@@ -209,6 +209,7 @@ pub fn serve(config: Config, options: ServeOptions) -> anyhow::Result<()> {
         admin_requests,
         signins,
         webhooks: config.webhooks.clone(),
+        limiter: Some(limiter.clone()),
     });
 
     if let Some(folder) = config

@@ -33,9 +33,10 @@ pub enum Outcome {
     InsufficientPermission,
     RateLimited,
     QuotaExceeded,
+    CreditsExhausted,
 }
 
-const OUTCOMES: [Outcome; 7] = [
+const OUTCOMES: [Outcome; 8] = [
     Outcome::Allowed,
     Outcome::KeyRevoked,
     Outcome::KeyExpired,
@@ -43,6 +44,7 @@ const OUTCOMES: [Outcome; 7] = [
     Outcome::InsufficientPermission,
     Outcome::RateLimited,
     Outcome::QuotaExceeded,
+    Outcome::CreditsExhausted,
 ];
 
 impl Outcome {
@@ -56,6 +58,7 @@ impl Outcome {
             Denial::InsufficientPermission { .. } => Some(Outcome::InsufficientPermission),
             Denial::RateLimited => Some(Outcome::RateLimited),
             Denial::QuotaExceeded => Some(Outcome::QuotaExceeded),
+            Denial::CreditsExhausted => Some(Outcome::CreditsExhausted),
             _ => None,
         }
     }
@@ -69,6 +72,7 @@ impl Outcome {
             Outcome::InsufficientPermission => "insufficient_permission",
             Outcome::RateLimited => "rate_limited",
             Outcome::QuotaExceeded => "quota_exceeded",
+            Outcome::CreditsExhausted => "credits_exhausted",
         }
     }
 }

@@ -453,6 +453,7 @@ async fn every_operation_in_the_openapi_document_answers() {
                     json!({"email": format!("doc{operations}@example.com"), "name": "Doc", "password": "a long enough password", "role": "viewer"}),
                 ),
                 ("POST", "/webhooks") => Some(hook.clone()),
+                ("POST", p) if p.ends_with("/credits") => Some(json!({"op": "set", "amount": 100})),
                 ("POST", "/owners") => Some(json!({"name": format!("owner {operations}")})),
                 ("POST", "/tokens") => Some(json!({"name": "doc2", "permissions": ["keys:read"]})),
                 ("POST", "/session") => {

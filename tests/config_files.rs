@@ -78,6 +78,7 @@ fn the_reference_config_sets_every_option() {
         "per_minute:",
         "per_day:",
         "burst:",
+        "cost:",
         "upstreams:",
         "targets:",
         "tls:",

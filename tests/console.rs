@@ -571,6 +571,22 @@ async fn the_console_runs_the_whole_key_lifecycle_in_a_browser() {
     );
     let (_, stored) = admin.get(&format!("/owners/{owner_id}")).await;
     assert_eq!(stored["rate_limit"]["per_minute"], 50);
+    // Credits: set on the owner's page, then topped up.
+    fill(&client, "Credits", "250").await;
+    press(&client, "Apply").await;
+    let text = page_text(&client).await;
+    assert!(
+        text.contains("Credits changed.") && text.contains("250 left"),
+        "{text}"
+    );
+    labelled(&client, "Change")
+        .await
+        .select_by_value("increment")
+        .await
+        .unwrap();
+    fill(&client, "Credits", "50").await;
+    press(&client, "Apply").await;
+    assert!(page_text(&client).await.contains("300 left"));
     screenshot(&client, "owner").await;
 
     // At 360 px wide nothing overflows the page (tables scroll in their box).

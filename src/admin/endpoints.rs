@@ -7,7 +7,8 @@
 use super::endpoint::{Access, Doc, Endpoint};
 use super::principal::{authenticate, Principal};
 use super::{
-    keys, me, oauth_apps, operators, owners, policy, tokens, webhooks, AdminError, AdminState,
+    credits, keys, me, oauth_apps, operators, owners, policy, tokens, webhooks, AdminError,
+    AdminState,
 };
 use crate::admin_access::Permission;
 use axum::body::Body;
@@ -96,6 +97,18 @@ pub const ENDPOINTS: &[Endpoint] = &[
         query: &[],
         handler: || post(keys::revoke),
         doc: idempotent(doc("Revoke a key; final", Some("Empty"), (200, "Key"))),
+    },
+    Endpoint {
+        method: "POST",
+        path: "/keys/{id}/credits",
+        access: Needs(P::KeysWrite),
+        query: &[],
+        handler: || post(credits::key),
+        doc: doc(
+            "Set, increment or decrement the key's credits, from the balance spent so far",
+            Some("CreditOp"),
+            (200, "Key"),
+        ),
     },
     Endpoint {
         method: "GET",
@@ -314,6 +327,18 @@ pub const ENDPOINTS: &[Endpoint] = &[
         doc: doc(
             "Change name, external_id, rate limit or metadata",
             Some("PatchOwner"),
+            (200, "Owner"),
+        ),
+    },
+    Endpoint {
+        method: "POST",
+        path: "/owners/{id}/credits",
+        access: Needs(P::OwnersWrite),
+        query: &[],
+        handler: || post(credits::owner),
+        doc: doc(
+            "Set, increment or decrement the owner's credits, from the balance spent so far",
+            Some("CreditOp"),
             (200, "Owner"),
         ),
     },

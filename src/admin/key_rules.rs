@@ -6,6 +6,7 @@ use crate::auth::api_key::{self, Digest, MintedKey};
 use crate::auth::base62;
 use crate::config::{format_duration, parse_cidr_exact, parse_duration, Config, Environment};
 use crate::policy::permissions::Catalog;
+use crate::policy::rate_limit::credits::{Credits, Refill};
 use crate::store::records::{KeyRecord, KeyType, Policy, RateLimitOverride, Secrets, Timestamp};
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -45,7 +46,55 @@ pub struct CreateKey {
     pub client_cert_sha256: Option<String>,
     #[serde(default, deserialize_with = "super::not_null")]
     pub owner_id: Option<String>,
+    #[serde(default, deserialize_with = "super::not_null")]
+    pub credits: Option<CreditsInput>,
 }
+
+/// Credits as the admin API takes them: a balance and an optional refill.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreditsInput {
+    pub remaining: u64,
+    #[serde(default)]
+    pub refill: Option<Refill>,
+}
+
+/// Credits from the API's shape, as an operator's change of `generation`.
+pub fn check_credits(
+    input: CreditsInput,
+    generation: i64,
+    now: i64,
+) -> Result<Credits, AdminError> {
+    if input.remaining > MAX_CREDITS
+        || input
+            .refill
+            .is_some_and(|r| r.amount == 0 || r.amount > MAX_CREDITS)
+    {
+        return Err(AdminError::InvalidRequest(format!(
+            "credits: remaining and refill.amount must be 1 to {MAX_CREDITS} (remaining may be 0)"
+        )));
+    }
+    Ok(Credits::new(input.remaining, input.refill, generation, now))
+}
+
+/// Reads `credits` of a `PATCH`: `null` removes them, else a new balance and refill.
+pub fn patched_credits(
+    value: Value,
+    current: Option<&Credits>,
+    now: i64,
+) -> Result<Option<Credits>, AdminError> {
+    if value.is_null() {
+        return Ok(None);
+    }
+    let input: CreditsInput = serde_json::from_value(value)
+        .map_err(|e| AdminError::InvalidRequest(format!("credits: {e}")))?;
+    let generation = current.map_or(0, |c| c.balance.generation) + 1;
+    check_credits(input, generation, now).map(Some)
+}
+
+/// The largest balance: what the store's signed 64-bit columns and Redis's scripts hold
+/// exactly.
+pub const MAX_CREDITS: u64 = 1 << 50;
 
 /// `PATCH /keys/{id}`. `rate_limit: null` clears the override, `client_cert_sha256: null`
 /// the certificate binding. `expires_at` is not a field:
@@ -70,6 +119,8 @@ pub struct PatchKey {
     pub client_cert_sha256: Option<Value>,
     #[serde(default, deserialize_with = "present")]
     pub owner_id: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    pub credits: Option<Value>,
 }
 
 impl PatchKey {
@@ -219,6 +270,10 @@ impl KeyRules {
                 .map(check_fingerprint)
                 .transpose()?,
             owner_id: input.owner_id,
+            credits: input
+                .credits
+                .map(|credits| check_credits(credits, 1, now))
+                .transpose()?,
             secrets: Secrets {
                 digest: minted.digest,
                 grace_digest: None,
@@ -234,7 +289,12 @@ impl KeyRules {
         })
     }
 
-    pub fn patch(&self, current: &KeyRecord, input: PatchKey) -> Result<KeyChange, AdminError> {
+    pub fn patch(
+        &self,
+        current: &KeyRecord,
+        input: PatchKey,
+        now: i64,
+    ) -> Result<KeyChange, AdminError> {
         if current.revoked_at.is_some() {
             return Err(AdminError::AlreadyRevoked);
         }
@@ -279,6 +339,9 @@ impl KeyRules {
                     ))
                 }
             };
+        }
+        if let Some(value) = input.credits {
+            record.credits = patched_credits(value, current.credits.as_ref(), now)?;
         }
         if let Some(value) = input.owner_id {
             record.owner_id = match value {

@@ -109,7 +109,7 @@ async fn list_keys(state: &AdminState, params: ListParams, filter: KeyListFilter
     ))
 }
 
-async fn find(state: &AdminState, id: &str) -> Result<KeyRecord, AdminError> {
+pub(super) async fn find(state: &AdminState, id: &str) -> Result<KeyRecord, AdminError> {
     let store = state.store()?;
     match state.call(store.get_key(id)).await {
         Err(AdminError::NotFound(_)) => Err(AdminError::NotFound("key")),
@@ -179,7 +179,7 @@ pub async fn update(
             &principal.actor,
             &id,
             "key.update",
-            |current, _, _| state.rules.patch(current, parse_patch(&body)?),
+            |current, _, now| state.rules.patch(current, parse_patch(&body)?, now),
         )
         .await
     };

@@ -1,6 +1,7 @@
 //! The admin listener: the control plane of SPEC sections 6 and 10 under `/admin/v1`, each
 //! endpoint behind the permission its table entry names, plus health and readiness.
 
+mod credits;
 pub mod endpoint;
 pub mod endpoints;
 mod error;
@@ -60,6 +61,8 @@ pub struct AdminState {
     pub signins: prometheus::IntCounterVec,
     /// Where webhooks may be registered to (`webhooks.allow_private_destinations`).
     pub webhooks: crate::config::WebhookConfig,
+    /// The data plane's counters, for credit changes that start from what it counted.
+    pub limiter: Option<Arc<crate::policy::rate_limit::Limiter>>,
 }
 
 impl AdminState {

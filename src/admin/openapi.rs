@@ -165,7 +165,8 @@ fn schemas() -> Value {
             "client_cert_sha256": {"type": ["string", "null"],
                 "description": "The SHA-256 of the only client certificate the key works with (lowercase hex); null when unbound"},
             "owner_id": {"type": ["string", "null"],
-                "description": "The owner whose shared rate limit the key also counts in"}}},
+                "description": "The owner whose shared rate limit the key also counts in"},
+            "credits": {"oneOf": [reference("Credits"), {"type": "null"}]}}},
         "KeyWithSecret": with_secret("Key", "key"),
         "KeyPage": page("Key"),
         "CreateKey": {"type": "object", "additionalProperties": false, "required": ["name"], "properties": {
@@ -174,13 +175,15 @@ fn schemas() -> Value {
             "ip_allowlist": names.clone(), "allow_infrastructure_ips": {"type": "boolean"},
             "expires_at": time.clone(), "environment": {"type": "string"},
             "rate_limit": reference("RateLimit"), "metadata": {"type": "object"},
-            "client_cert_sha256": fingerprint.clone(), "owner_id": {"type": "string"}}},
+            "client_cert_sha256": fingerprint.clone(), "owner_id": {"type": "string"},
+            "credits": reference("Credits")}},
         "PatchKey": {"type": "object", "additionalProperties": false, "properties": {
             "name": {"type": "string", "minLength": 1, "maxLength": 200}, "permissions": names.clone(),
             "ip_allowlist": names.clone(), "allow_infrastructure_ips": {"type": "boolean"},
             "rate_limit": {"oneOf": [reference("RateLimit"), {"type": "null"}]}, "metadata": {"type": "object"},
             "client_cert_sha256": {"oneOf": [fingerprint.clone(), {"type": "null"}]},
-            "owner_id": {"type": ["string", "null"]}}},
+            "owner_id": {"type": ["string", "null"]},
+            "credits": {"oneOf": [reference("Credits"), {"type": "null"}]}}},
         "RotateKey": {"type": "object", "additionalProperties": false, "properties": {
             "expires_at": time.clone(), "grace": {"type": "string", "examples": ["1h"]},
             "ip_allowlist": names.clone()}},
@@ -284,20 +287,31 @@ fn schemas() -> Value {
             "data": {"type": "array", "items": reference("Event")}, "next_cursor": {"type": "string"}}}
     });
     let owners = json!({
+        "Credits": {"type": "object", "additionalProperties": false, "required": ["remaining"], "properties": {
+            "remaining": {"type": "integer", "minimum": 0, "maximum": 1_u64 << 50,
+                "description": "As last written back: the data plane's balance may be up to 5 s ahead"},
+            "refill": {"oneOf": [{"type": "object", "additionalProperties": false, "required": ["interval", "amount"], "properties": {
+                "interval": {"enum": ["day", "month"]}, "amount": {"type": "integer", "minimum": 1, "maximum": 1_u64 << 50}}},
+                {"type": "null"}], "description": "Each UTC day or month, the balance is set back to amount"}}},
+        "CreditOp": {"type": "object", "additionalProperties": false, "required": ["op", "amount"], "properties": {
+            "op": {"enum": ["set", "increment", "decrement"]}, "amount": {"type": "integer", "minimum": 0, "maximum": 1_u64 << 50}}},
         "Owner": {"type": "object", "required": ["id", "name", "external_id", "rate_limit", "metadata", "created_at", "updated_at"], "properties": {
             "id": {"type": "string"}, "name": {"type": "string"}, "external_id": {"type": ["string", "null"]},
             "rate_limit": {"oneOf": [reference("RateLimit"), {"type": "null"}],
                 "description": "Windows shared by all the owner's keys, checked beside each key's own"},
+            "credits": {"oneOf": [reference("Credits"), {"type": "null"}]},
             "metadata": {"type": "object"}, "created_at": time.clone(), "updated_at": time.clone()}},
         "OwnerPage": page("Owner"),
         "CreateOwner": {"type": "object", "additionalProperties": false, "required": ["name"], "properties": {
             "name": {"type": "string", "minLength": 1, "maxLength": 200},
             "external_id": {"type": "string", "minLength": 1, "maxLength": 200},
-            "rate_limit": reference("RateLimit"), "metadata": {"type": "object"}}},
+            "rate_limit": reference("RateLimit"), "metadata": {"type": "object"},
+            "credits": reference("Credits")}},
         "PatchOwner": {"type": "object", "additionalProperties": false, "properties": {
             "name": {"type": "string", "minLength": 1, "maxLength": 200},
             "external_id": {"type": ["string", "null"], "minLength": 1, "maxLength": 200},
-            "rate_limit": {"oneOf": [reference("RateLimit"), {"type": "null"}]}, "metadata": {"type": "object"}}}
+            "rate_limit": {"oneOf": [reference("RateLimit"), {"type": "null"}]}, "metadata": {"type": "object"},
+            "credits": {"oneOf": [reference("Credits"), {"type": "null"}]}}}
     });
     for part in [more, workbench, events, owners] {
         if let (Some(into), Value::Object(from)) = (all.as_object_mut(), part) {

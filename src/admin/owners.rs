@@ -2,7 +2,9 @@
 //! their keys share. Create, list, show, update, and an owner's keys.
 
 use super::idempotency::idempotent;
-use super::key_rules::{check_metadata, check_name, check_rate_limit};
+use super::key_rules::{
+    check_credits, check_metadata, check_name, check_rate_limit, patched_credits, CreditsInput,
+};
 use super::principal::Principal;
 use super::retry::until_committed;
 use super::{page, parse_body, parse_change, respond, AdminError, AdminState, ListParams};
@@ -29,6 +31,8 @@ struct CreateOwner {
     rate_limit: Option<RateLimitOverride>,
     #[serde(default, deserialize_with = "super::not_null")]
     metadata: Option<Map<String, Value>>,
+    #[serde(default, deserialize_with = "super::not_null")]
+    credits: Option<CreditsInput>,
 }
 
 /// `PATCH /owners/{id}`: `external_id: null` and `rate_limit: null` clear them.
@@ -43,6 +47,8 @@ struct PatchOwner {
     rate_limit: Option<Value>,
     #[serde(default, deserialize_with = "super::not_null")]
     metadata: Option<Map<String, Value>>,
+    #[serde(default, deserialize_with = "super::key_rules::present")]
+    credits: Option<Value>,
 }
 
 /// `?external_id=` of `GET /owners`.
@@ -80,7 +86,7 @@ pub async fn must_exist(state: &AdminState, owner_id: &str) -> Result<(), AdminE
     }
 }
 
-async fn find(state: &AdminState, id: &str) -> Result<OwnerRecord, AdminError> {
+pub(super) async fn find(state: &AdminState, id: &str) -> Result<OwnerRecord, AdminError> {
     let store = state.store()?;
     match state.call(store.get_owner(id)).await {
         Err(AdminError::NotFound(_)) => Err(AdminError::NotFound("owner")),
@@ -107,6 +113,10 @@ pub async fn create(
                 .transpose()?,
             rate_limit: check_rate_limit(input.rate_limit)?,
             metadata: check_metadata(input.metadata)?,
+            credits: input
+                .credits
+                .map(|credits| check_credits(credits, 1, now))
+                .transpose()?,
             created_at: Timestamp(now),
             updated_at: Timestamp(now),
             version: 0,
@@ -172,6 +182,9 @@ fn patched(current: &OwnerRecord, input: &PatchOwner, now: i64) -> Result<OwnerR
     if let Some(metadata) = &input.metadata {
         next.metadata = check_metadata(Some(metadata.clone()))?;
     }
+    if let Some(credits) = &input.credits {
+        next.credits = patched_credits(credits.clone(), current.credits.as_ref(), now)?;
+    }
     next.updated_at = Timestamp(now);
     Ok(next)
 }
@@ -195,7 +208,7 @@ pub async fn update(
             let now = state.now().max(current.updated_at.0 + 1);
             let next = patched(&current, input, now)?;
             match state
-                .call(store.replace_owner(&current, &next, actor, now))
+                .call(store.replace_owner(&current, &next, "owner.update", actor, now))
                 .await
             {
                 Ok(saved) => Ok(Some(saved)),

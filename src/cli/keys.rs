@@ -7,6 +7,8 @@ use clap::Subcommand;
 use reqwest::Method;
 use serde_json::{json, Map, Value};
 
+// Parsed once per process, so the size of its largest variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum KeysCommand {
     /// Create a key. The secret is printed once.
@@ -54,6 +56,13 @@ pub enum KeysCommand {
         /// The owner (own_...) whose shared rate limit the key also counts in.
         #[arg(long)]
         owner: Option<String>,
+        /// Credits the key starts with; each allowed request spends its route's cost.
+        #[arg(long)]
+        credits: Option<u64>,
+        /// With --credits: set the balance back to AMOUNT each day or month, as
+        /// day:AMOUNT or month:AMOUNT.
+        #[arg(long, requires = "credits")]
+        refill: Option<String>,
         /// Makes a retried create safe: the same key and body within 24 h create one key.
         #[arg(long)]
         idempotency_key: Option<String>,
@@ -133,6 +142,16 @@ pub enum KeysCommand {
         /// The key's id (key_...).
         id: String,
     },
+    /// Change a key's credits: set, increment or decrement, from the balance spent so far.
+    Credits {
+        /// The key's id (key_...).
+        id: String,
+        /// set, increment or decrement.
+        #[arg(value_parser = ["set", "increment", "decrement"])]
+        op: String,
+        /// How many credits.
+        amount: u64,
+    },
     /// Requests per day by outcome.
     Usage {
         /// The key's id (key_...).
@@ -169,6 +188,24 @@ fn expiry(at: Option<String>, within: Option<String>) -> anyhow::Result<Option<S
         }
         (None, None) => Ok(None),
     }
+}
+
+/// `credits` of a create: the balance and, from `day:AMOUNT` or `month:AMOUNT`, its refill.
+pub(super) fn credits(remaining: u64, refill: Option<&str>) -> anyhow::Result<Value> {
+    let refill = match refill {
+        None => Value::Null,
+        Some(text) => {
+            let (interval, amount) = text
+                .split_once(':')
+                .filter(|(interval, _)| matches!(*interval, "day" | "month"))
+                .and_then(|(interval, amount)| Some((interval, amount.parse::<u64>().ok()?)))
+                .ok_or_else(|| {
+                    anyhow!("--refill must be day:AMOUNT or month:AMOUNT, e.g. day:1000")
+                })?;
+            json!({"interval": interval, "amount": amount})
+        }
+    };
+    Ok(json!({"remaining": remaining, "refill": refill}))
 }
 
 pub(super) fn rate_limit(text: &str) -> anyhow::Result<Value> {
@@ -219,6 +256,8 @@ pub async fn keys(args: &AdminArgs, command: KeysCommand) -> anyhow::Result<()> 
             rate_limit,
             metadata,
             owner,
+            credits,
+            refill,
             idempotency_key,
         } => {
             let mut body = Map::new();
@@ -261,6 +300,9 @@ pub async fn keys(args: &AdminArgs, command: KeysCommand) -> anyhow::Result<()> 
             }
             if let Some(owner) = owner {
                 put("owner_id", json!(owner));
+            }
+            if let Some(remaining) = credits {
+                put("credits", self::credits(remaining, refill.as_deref())?);
             }
             let created = client
                 .answer(
@@ -379,6 +421,17 @@ pub async fn keys(args: &AdminArgs, command: KeysCommand) -> anyhow::Result<()> 
                 )
                 .await?;
             print_minted(args, &rotated);
+        }
+        KeysCommand::Credits { id, op, amount } => {
+            let changed = client
+                .send(
+                    Method::POST,
+                    &format!("/keys/{id}/credits"),
+                    Some(json!({"op": op, "amount": amount})),
+                    None,
+                )
+                .await?;
+            print(args, &changed, admin_client::record);
         }
         KeysCommand::Revoke { id } => {
             let revoked = client

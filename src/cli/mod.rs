@@ -33,6 +33,8 @@ struct ConfigArg {
     config: PathBuf,
 }
 
+// Parsed once per process, so the size of its largest variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the gateway: data plane, admin API and metrics.

@@ -2,7 +2,7 @@
 //! share (SPEC 15), through the admin API.
 
 use super::admin_client::{self, print, with_query, AdminArgs, AdminClient};
-use super::keys::{metadata, rate_limit};
+use super::keys::{credits, metadata, rate_limit};
 use clap::Subcommand;
 use reqwest::Method;
 use serde_json::{json, Map, Value};
@@ -23,6 +23,13 @@ pub enum OwnersCommand {
         /// key=value metadata; repeat for several.
         #[arg(long = "metadata")]
         metadata: Vec<String>,
+        /// Credits all its keys spend from; each allowed request spends its route's cost.
+        #[arg(long)]
+        credits: Option<u64>,
+        /// With --credits: set the balance back to AMOUNT each day or month, as
+        /// day:AMOUNT or month:AMOUNT.
+        #[arg(long, requires = "credits")]
+        refill: Option<String>,
     },
     /// List owners, newest first.
     List {
@@ -57,6 +64,16 @@ pub enum OwnersCommand {
         /// key=value metadata, replacing the current metadata; repeat for several.
         #[arg(long = "metadata")]
         metadata: Vec<String>,
+    },
+    /// Change an owner's credits: set, increment or decrement, from the balance spent so far.
+    Credits {
+        /// The owner's id (own_...).
+        id: String,
+        /// set, increment or decrement.
+        #[arg(value_parser = ["set", "increment", "decrement"])]
+        op: String,
+        /// How many credits.
+        amount: u64,
     },
 }
 
@@ -94,9 +111,14 @@ pub async fn owners(args: &AdminArgs, command: OwnersCommand) -> anyhow::Result<
             external_id,
             rate_limit: limit,
             metadata: pairs,
+            credits: remaining,
+            refill,
         } => {
             let mut body = Map::new();
             body.insert("name".into(), json!(name));
+            if let Some(remaining) = remaining {
+                body.insert("credits".into(), credits(remaining, refill.as_deref())?);
+            }
             if let Some(external_id) = external_id {
                 body.insert("external_id".into(), json!(external_id));
             }
@@ -181,6 +203,17 @@ pub async fn owners(args: &AdminArgs, command: OwnersCommand) -> anyhow::Result<
                     Method::PATCH,
                     &format!("/owners/{id}"),
                     Some(Value::Object(body)),
+                    None,
+                )
+                .await?;
+            print(args, &changed, admin_client::record);
+        }
+        OwnersCommand::Credits { id, op, amount } => {
+            let changed = client
+                .send(
+                    Method::POST,
+                    &format!("/owners/{id}/credits"),
+                    Some(json!({"op": op, "amount": amount})),
                     None,
                 )
                 .await?;

@@ -332,6 +332,8 @@ pub struct RouteConfig {
     pub require: Vec<String>,
     pub anonymous: bool,
     pub rate_limit: Option<Window>,
+    /// The credits an allowed request spends from a caller that has credits.
+    pub cost: u64,
 }
 
 impl Config {

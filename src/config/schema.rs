@@ -857,6 +857,7 @@ fn read_routes(
         "require",
         "anonymous",
         "rate_limit",
+        "cost",
     ];
     // Route windows are counted by name, so two routes with windows need two names.
     let mut window_names: BTreeMap<String, String> = BTreeMap::new();
@@ -913,6 +914,8 @@ fn read_routes(
             let rate_limit = r.field(&object, "rate_limit", None, |r, v, p| {
                 window(r, v, p).map(Some)
             });
+            // The credits an allowed request spends (SPEC 15).
+            let cost = r.field(&object, "cost", 1, Reader::positive);
             if anonymous && !require.is_empty() {
                 r.error(
                     &child(object.path(), "require"),
@@ -942,6 +945,7 @@ fn read_routes(
                 require,
                 anonymous,
                 rate_limit,
+                cost,
             })
         })
     })

@@ -760,6 +760,7 @@ fn key_page(
             h2 #usage-title { "Usage by hour, last 48 hours" }
             (charts::hourly(usage, 48, now()))
         }
+        (super::credits::section(operator, &format!("/console/keys/{id}/credits"), &key["credits"], !revoked && operator.may("keys:write")))
         @if !revoked && (operator.may("keys:write") || operator.may("keys:rotate") || operator.may("keys:revoke")) {
             div.actions {
                 @if operator.may("keys:write") {

@@ -5,6 +5,7 @@
 //! its own, and the API refuses what the operator may not do.
 
 mod charts;
+mod credits;
 mod keys;
 mod login;
 mod owners;
@@ -67,6 +68,7 @@ pub fn router(console: Arc<Console>) -> Router {
         .merge(keys::routes())
         .merge(workbench::routes())
         .merge(owners::routes())
+        .merge(credits::routes())
         .merge(webhooks::routes())
         .route(
             "/console/{*rest}",

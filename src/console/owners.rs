@@ -232,6 +232,7 @@ async fn detail(
             dt { "Created" } dd { (time(owner["created_at"].as_str(), now)) }
             dt { "Updated" } dd { (time(owner["updated_at"].as_str(), now)) }
         }
+        (super::credits::section(&operator, &format!("/console/owners/{owner_id}/credits"), &owner["credits"], operator.may("owners:write")))
         section aria-labelledby="keys-title" {
             h2 #keys-title { "Keys" }
             @if keys.is_empty() { p.empty { "No keys yet. Give a key this owner when you create or edit it (owner_id)." } }

@@ -35,6 +35,7 @@ impl<'r> Admission<'r> {
     pub fn with(self, verdict: Verdict) -> Answer<'r> {
         let decision = match (self.refusal, verdict.refused_by) {
             (Some(denial), _) => Decision::Refuse(denial),
+            (None, None) if !verdict.allowed() => Decision::Refuse(Denial::CreditsExhausted),
             (None, Some(kind)) if kind.is_day() => Decision::Refuse(Denial::QuotaExceeded),
             (None, Some(_)) => Decision::Refuse(Denial::RateLimited),
             (None, None) => Decision::Forward,

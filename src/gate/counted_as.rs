@@ -4,7 +4,8 @@
 
 use super::caller::Caller;
 use crate::config::RateLimitConfig;
-use crate::policy::rate_limit::{CallerKey, TierKind, Windows};
+use crate::policy::rate_limit::credits::CreditAsk;
+use crate::policy::rate_limit::{CallerKey, Counted, TierKind, Windows};
 use crate::routes::Route;
 use crate::store::snapshot::{Credential, KeyRef, Snapshot};
 use std::net::IpAddr;
@@ -13,9 +14,24 @@ use std::net::IpAddr;
 #[derive(Debug, Clone)]
 pub struct CountedAs {
     pub caller: CallerKey,
-    /// The key's owner, when it has limits: the owner's windows are counted under it.
+    /// The key's owner, when it has limits or credits: the owner's windows and balance
+    /// are counted under it.
     pub owner: Option<CallerKey>,
     pub windows: Windows,
+    /// What an admitted request costs, when its key or owner has credits.
+    pub credits: Option<CreditAsk>,
+}
+
+impl CountedAs {
+    /// The request as the limiter counts it.
+    pub fn counted(&self) -> Counted<'_> {
+        Counted {
+            caller: &self.caller,
+            owner: self.owner.as_ref(),
+            windows: &self.windows,
+            credits: self.credits.as_ref(),
+        }
+    }
 }
 
 /// An admitted caller's counters.
@@ -36,6 +52,7 @@ pub fn counted_as(
                 caller: CallerKey::Subject(oauth.token.subject.clone()),
                 owner: None,
                 windows: Windows::new(limits, TierKind::OAuth, None, route_window(route)),
+                credits: None,
             },
         },
     }
@@ -61,6 +78,7 @@ pub fn anonymous(limits: &RateLimitConfig, client_ip: IpAddr, route: Option<&Rou
         caller: CallerKey::anonymous(client_ip),
         owner: None,
         windows: Windows::new(limits, TierKind::Anonymous, None, route_window(route)),
+        credits: None,
     }
 }
 
@@ -76,21 +94,42 @@ fn key(
         credential.rate_limit(),
         route_window(route),
     );
-    let owner = credential
+    let caller = CallerKey::Key(credential.id.clone());
+    let key_credits = snapshot.key_credits(&credential.id);
+    let terms = credential
         .owner()
-        .and_then(|owner| Some((owner, snapshot.owner_limit(&owner.id)?)));
-    match owner {
-        Some((owner, shared)) => CountedAs {
-            caller: CallerKey::Key(credential.id.clone()),
-            owner: Some(CallerKey::Owner(owner.id.clone())),
-            windows: windows.with_owner(shared),
-        },
-        None => CountedAs {
-            caller: CallerKey::Key(credential.id.clone()),
+        .and_then(|owner| Some((owner, snapshot.owner_terms(&owner.id)?)));
+    let Some((owner, terms)) = terms else {
+        return CountedAs {
+            caller,
             owner: None,
             windows,
+            credits: key_credits.map(|key| CreditAsk {
+                cost: route_cost(route),
+                key: Some(key),
+                owner: None,
+            }),
+        };
+    };
+    let credits = (key_credits.is_some() || terms.credits.is_some()).then(|| CreditAsk {
+        cost: route_cost(route),
+        key: key_credits,
+        owner: terms.credits,
+    });
+    CountedAs {
+        caller,
+        owner: Some(CallerKey::Owner(owner.id.clone())),
+        windows: match terms.rate_limit {
+            Some(shared) => windows.with_owner(shared),
+            None => windows,
         },
+        credits,
     }
+}
+
+/// What an allowed request of `route` spends: its `cost` (1 when unrouted).
+fn route_cost(route: Option<&Route>) -> u64 {
+    route.map_or(1, |route| route.cost)
 }
 
 fn route_window(route: Option<&Route>) -> Option<(&'static str, crate::config::Window)> {

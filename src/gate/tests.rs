@@ -131,12 +131,7 @@ fn answer<'w>(world: &'w World, limiter: &LocalLimiter, request: &Request<'_>) -
     let admission = admit(world, request);
     let counted = &admission.counted_as;
     let verdict = match admission.counts() {
-        true => limiter.check_with(
-            &counted.caller,
-            counted.owner.as_ref(),
-            &counted.windows,
-            request.now,
-        ),
+        true => limiter.check_with(counted.counted(), request.now),
         false => limiter.peek_with(
             &counted.caller,
             counted.owner.as_ref(),

@@ -2,9 +2,10 @@
 //! snapshots are built from incrementally.
 
 use super::keys::{digest_of, key_from_row, policy_from_row, KeyPage, KEY_COLUMNS};
-use super::records::{KeyRecord, Policy, RateLimitOverride};
+use super::records::{credits_from_columns, KeyRecord, Policy, RateLimitOverride};
 use super::{Store, StoreResult};
 use crate::auth::api_key::Digest;
+use crate::policy::rate_limit::credits::Credits;
 use sqlx::Row;
 
 /// Everything that changed after a version, up to `version`.
@@ -27,6 +28,7 @@ pub struct KeyChanges {
 pub struct OwnerChange {
     pub id: String,
     pub rate_limit: Option<RateLimitOverride>,
+    pub credits: Option<Credits>,
 }
 
 /// What the data plane needs of an OAuth app that changed.
@@ -203,18 +205,26 @@ impl Store {
             .iter()
             .map(|row| row.try_get(0))
             .collect::<Result<Vec<String>, _>>()?;
-        let rows =
-            sqlx::query("SELECT id, rate_limit FROM owners WHERE version > $1 AND version <= $2")
-                .bind(since)
-                .bind(upto)
-                .fetch_all(&mut *conn)
-                .await?;
+        let rows = sqlx::query(
+            "SELECT id, rate_limit, credits_remaining, credits_refill, credits_period, \
+                 credits_generation FROM owners WHERE version > $1 AND version <= $2",
+        )
+        .bind(since)
+        .bind(upto)
+        .fetch_all(&mut *conn)
+        .await?;
         let mut owners = Vec::with_capacity(rows.len());
         for row in rows {
             let rate_limit: Option<String> = row.try_get(1)?;
             owners.push(OwnerChange {
                 id: row.try_get(0)?,
                 rate_limit: rate_limit.and_then(|text| serde_json::from_str(&text).ok()),
+                credits: credits_from_columns(
+                    row.try_get(2)?,
+                    row.try_get::<Option<String>, _>(3)?.as_deref(),
+                    row.try_get(4)?,
+                    row.try_get(5)?,
+                ),
             });
         }
         Ok(KeyChanges {

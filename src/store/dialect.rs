@@ -73,7 +73,8 @@ impl Dialect {
                 "SELECT json_group_array(json_array(id, client_id, key_type, permissions, \
                  role, environment, hex(digest), hex(grace_digest), grace_until, secret_version, \
                  ip_allowlist, allow_infrastructure_ips, expires_at, revoked_at, rate_limit, \
-                 version, rotated_at, client_cert_sha256, owner_id)) \
+                 version, rotated_at, client_cert_sha256, owner_id, credits_remaining, \
+                 credits_refill, credits_period, credits_generation)) \
                  FROM (SELECT * FROM keys WHERE version <= $1 \
                  AND (version > $2 OR (version = $2 AND id > $3)) ORDER BY version, id LIMIT $4)"
             }
@@ -82,7 +83,8 @@ impl Dialect {
                  permissions, role, environment, encode(digest, 'hex'), \
                  encode(grace_digest, 'hex'), grace_until, secret_version, \
                  ip_allowlist, allow_infrastructure_ips, expires_at, revoked_at, rate_limit, \
-                 version, rotated_at, client_cert_sha256, owner_id) ORDER BY version, id) AS text) \
+                 version, rotated_at, client_cert_sha256, owner_id, credits_remaining, \
+                 credits_refill, credits_period, credits_generation) ORDER BY version, id) AS text) \
                  FROM (SELECT * FROM keys WHERE version <= $1 \
                  AND (version > $2 OR (version = $2 AND id > $3)) ORDER BY version, id LIMIT $4) AS page"
             }

@@ -169,12 +169,14 @@ fn delivery_from_row(row: &AnyRow) -> StoreResult<DeliveryRecord> {
     })
 }
 
-/// `quota.exceeded` for a key refused by its daily quota on `day` (days since the epoch),
-/// once per key and day across restarts and replicas. Its data is the key, with the day.
+/// `quota.exceeded` for a key refused by its daily quota (`window` "day") or for its
+/// credits (`window` "credits") on `day` (days since the epoch), once per key, window and
+/// day across restarts and replicas. Its data is the key, with the window and the day.
 pub(super) async fn quota_exceeded(
     tx: &mut Transaction<'static, Any>,
     key_id: &str,
     day: i64,
+    window: &str,
     now: i64,
 ) -> StoreResult<()> {
     let date = chrono::DateTime::from_timestamp(day * 86_400, 0)
@@ -188,16 +190,13 @@ pub(super) async fn quota_exceeded(
         Some(key) => serde_json::json!(key),
         None => serde_json::json!({"id": key_id}),
     };
-    data["quota"] = serde_json::json!({"window": "day", "date": date});
-    emit_once_in(
-        tx,
-        key_id,
-        &format!("quota.exceeded:{date}"),
-        "quota.exceeded",
-        &data,
-        now,
-    )
-    .await?;
+    data["quota"] = serde_json::json!({"window": window, "date": date});
+    // The daily quota's mark is the one earlier versions wrote.
+    let mark = match window {
+        "day" => format!("quota.exceeded:{date}"),
+        other => format!("quota.exceeded:{other}:{date}"),
+    };
+    emit_once_in(tx, key_id, &mark, "quota.exceeded", &data, now).await?;
     Ok(())
 }
 

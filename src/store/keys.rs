@@ -2,8 +2,8 @@
 
 use super::admin_tables::audit;
 use super::records::{
-    client_cert_binding, Actor, KeyRecord, KeyRow, KeyStatus, KeyType, Policy, Secrets, StoredList,
-    Timestamp,
+    client_cert_binding, credits_columns, credits_from_columns, Actor, KeyRecord, KeyRow,
+    KeyStatus, KeyType, Policy, Secrets, StoredList, Timestamp,
 };
 use super::statement::{to_json, Args};
 use super::{Store, StoreError, StoreResult};
@@ -17,7 +17,8 @@ pub(super) const KEY_COLUMNS: &str =
     "id, client_id, name, key_type, permissions, role, environment, start, \
     digest, grace_digest, grace_until, secret_version, ip_allowlist, allow_infrastructure_ips, \
     expires_at, created_at, rotated_at, revoked_at, last_used_at, rate_limit, metadata, version, \
-    client_cert_sha256, owner_id";
+    client_cert_sha256, owner_id, credits_remaining, credits_refill, credits_period, \
+    credits_generation";
 
 /// Which keys a listing shows.
 #[derive(Debug, Clone, Copy, Default)]
@@ -84,6 +85,13 @@ pub(super) fn key_from_row(row: &AnyRow) -> StoreResult<KeyRecord> {
         version: row.try_get("version")?,
         client_cert_sha256: row.try_get("client_cert_sha256")?,
         owner_id: row.try_get("owner_id")?,
+        credits: credits_from_columns(
+            row.try_get("credits_remaining")?,
+            row.try_get::<Option<String>, _>("credits_refill")?
+                .as_deref(),
+            row.try_get("credits_period")?,
+            row.try_get("credits_generation")?,
+        ),
     })
 }
 
@@ -113,6 +121,10 @@ struct PageRow<'a>(
     Option<i64>,                           // rotated_at
     #[serde(borrow)] Option<Cow<'a, str>>, // client_cert_sha256, hex
     #[serde(borrow)] Option<Cow<'a, str>>, // owner_id
+    Option<i64>,                           // credits_remaining
+    #[serde(borrow)] Option<Cow<'a, str>>, // credits_refill, JSON text
+    Option<i64>,                           // credits_period
+    Option<i64>,                           // credits_generation
 );
 
 fn hex_digest(text: &str) -> StoreResult<Digest> {
@@ -161,6 +173,10 @@ impl<'a> PageRow<'a> {
             rotated_at,
             client_cert_sha256,
             owner_id,
+            credits_remaining,
+            credits_refill,
+            credits_period,
+            credits_generation,
         ) = self;
         let grace_digest = grace_digest.filter(|hex| !hex.is_empty());
         Ok(KeyRow {
@@ -185,6 +201,12 @@ impl<'a> PageRow<'a> {
             version,
             client_cert: client_cert_sha256.as_deref().map(client_cert_binding),
             owner_id,
+            credits: credits_from_columns(
+                credits_remaining,
+                credits_refill.as_deref(),
+                credits_period,
+                credits_generation,
+            ),
         })
     }
 }
@@ -280,9 +302,10 @@ impl Store {
         let (mut tx, version) = self.begin_write(now).await?;
         let mut record = record.clone();
         record.version = version;
+        let credits = credits_columns(record.credits.as_ref());
         sqlx::query(&format!(
             "INSERT INTO keys ({KEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, \
-             $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24)"
+             $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28)"
         ))
         .bind(record.id.clone())
         .bind(record.client_id.clone())
@@ -308,6 +331,10 @@ impl Store {
         .bind(version)
         .bind(record.client_cert_sha256.clone())
         .bind(record.owner_id.clone())
+        .bind(credits.0)
+        .bind(credits.1)
+        .bind(credits.2)
+        .bind(credits.3)
         .execute(&mut *tx)
         .await?;
         audit(
@@ -329,9 +356,10 @@ impl Store {
     pub async fn import_keys(&self, records: &[KeyRecord], now: i64) -> StoreResult<i64> {
         let (mut tx, version) = self.begin_write(now).await?;
         for record in records {
+            let credits = credits_columns(record.credits.as_ref());
             sqlx::query(&format!(
                 "INSERT INTO keys ({KEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, \
-                 $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24)"
+                 $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28)"
             ))
             .bind(record.id.clone())
             .bind(record.client_id.clone())
@@ -357,6 +385,10 @@ impl Store {
             .bind(version)
             .bind(record.client_cert_sha256.clone())
             .bind(record.owner_id.clone())
+            .bind(credits.0)
+            .bind(credits.1)
+            .bind(credits.2)
+            .bind(credits.3)
             .execute(&mut *tx)
             .await?;
         }
@@ -388,12 +420,15 @@ impl Store {
             Some(_) => {}
         }
         let mut after = after.clone();
+        let credits = credits_columns(after.credits.as_ref());
         after.version = version;
         sqlx::query(
             "UPDATE keys SET name = $1, permissions = $2, digest = $3, grace_digest = $4, \
              grace_until = $5, secret_version = $6, ip_allowlist = $7, allow_infrastructure_ips = $8, \
              expires_at = $9, rotated_at = $10, revoked_at = $11, rate_limit = $12, metadata = $13, \
-             start = $14, version = $15, client_cert_sha256 = $16, owner_id = $17 WHERE id = $18",
+             start = $14, version = $15, client_cert_sha256 = $16, owner_id = $17, \
+             credits_remaining = $18, credits_refill = $19, credits_period = $20, \
+             credits_generation = $21 WHERE id = $22",
         )
         .bind(after.name.clone())
         .bind(to_json(&after.permissions))
@@ -412,6 +447,10 @@ impl Store {
         .bind(version)
         .bind(after.client_cert_sha256.clone())
         .bind(after.owner_id.clone())
+        .bind(credits.0)
+        .bind(credits.1)
+        .bind(credits.2)
+        .bind(credits.3)
         .bind(after.id.clone())
         .execute(&mut *tx)
         .await?;

@@ -171,6 +171,7 @@ pub mod keys_for_tests {
             metadata: serde_json::json!({}),
             client_cert_sha256: None,
             owner_id: None,
+            credits: None,
             secrets: Secrets {
                 digest,
                 grace_digest: None,

@@ -3,14 +3,20 @@
 
 use super::admin_tables::audit;
 use super::keys::{key_from_row, KEY_COLUMNS};
-use super::records::{Actor, KeyRecord, OwnerRecord, RateLimitOverride, Timestamp};
+use super::records::{
+    credits_columns, credits_from_columns, Actor, KeyRecord, OwnerRecord, RateLimitOverride,
+    Timestamp,
+};
 use super::statement::to_json;
 use super::{Store, StoreError, StoreResult};
+use crate::policy::rate_limit::credits::Balance;
+use crate::policy::rate_limit::CallerKey;
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
 pub(super) const OWNER_COLUMNS: &str =
-    "id, name, external_id, rate_limit, metadata, created_at, updated_at, version";
+    "id, name, external_id, rate_limit, metadata, created_at, updated_at, version, \
+    credits_remaining, credits_refill, credits_period, credits_generation";
 
 pub(super) fn owner_from_row(row: &AnyRow) -> StoreResult<OwnerRecord> {
     let rate_limit: Option<String> = row.try_get("rate_limit")?;
@@ -25,6 +31,13 @@ pub(super) fn owner_from_row(row: &AnyRow) -> StoreResult<OwnerRecord> {
         created_at: Timestamp(row.try_get("created_at")?),
         updated_at: Timestamp(row.try_get("updated_at")?),
         version: row.try_get("version")?,
+        credits: credits_from_columns(
+            row.try_get("credits_remaining")?,
+            row.try_get::<Option<String>, _>("credits_refill")?
+                .as_deref(),
+            row.try_get("credits_period")?,
+            row.try_get("credits_generation")?,
+        ),
     })
 }
 
@@ -40,8 +53,10 @@ impl Store {
         let (mut tx, version) = self.begin_write(now).await?;
         let mut record = record.clone();
         record.version = version;
+        let credits = credits_columns(record.credits.as_ref());
         sqlx::query(&format!(
-            "INSERT INTO owners ({OWNER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+            "INSERT INTO owners ({OWNER_COLUMNS}) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
         ))
         .bind(record.id.clone())
         .bind(record.name.clone())
@@ -51,6 +66,10 @@ impl Store {
         .bind(record.created_at.0)
         .bind(record.updated_at.0)
         .bind(version)
+        .bind(credits.0)
+        .bind(credits.1)
+        .bind(credits.2)
+        .bind(credits.3)
         .execute(&mut *tx)
         .await?;
         audit(
@@ -105,15 +124,18 @@ impl Store {
         &self,
         before: &OwnerRecord,
         after: &OwnerRecord,
+        action: &str,
         actor: &Actor,
         now: i64,
     ) -> StoreResult<OwnerRecord> {
         let (mut tx, version) = self.begin_write(now).await?;
         let mut after = after.clone();
         after.version = version;
+        let credits = credits_columns(after.credits.as_ref());
         let updated = sqlx::query(
             "UPDATE owners SET name = $1, external_id = $2, rate_limit = $3, metadata = $4, \
-             updated_at = $5, version = $6 WHERE id = $7 AND version = $8",
+             updated_at = $5, version = $6, credits_remaining = $7, credits_refill = $8, \
+             credits_period = $9, credits_generation = $10 WHERE id = $11 AND version = $12",
         )
         .bind(after.name.clone())
         .bind(after.external_id.clone())
@@ -121,6 +143,10 @@ impl Store {
         .bind(to_json(&after.metadata))
         .bind(after.updated_at.0)
         .bind(version)
+        .bind(credits.0)
+        .bind(credits.1)
+        .bind(credits.2)
+        .bind(credits.3)
         .bind(after.id.clone())
         .bind(before.version)
         .execute(&mut *tx)
@@ -132,7 +158,7 @@ impl Store {
             &mut tx,
             now,
             actor,
-            "owner.update",
+            action,
             &after.id,
             Some(to_json(before)),
             Some(to_json(&after)),
@@ -162,5 +188,39 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(key_from_row).collect()
+    }
+
+    /// Writes back balances the data plane spent from, in one versioned change (so every
+    /// replica's snapshot, which Redis is rebuilt from, follows). A balance an operator
+    /// changed meanwhile (another generation) is left as the operator set it.
+    pub async fn save_balances(
+        &self,
+        balances: &[(CallerKey, Balance)],
+        now: i64,
+    ) -> StoreResult<()> {
+        if balances.is_empty() {
+            return Ok(());
+        }
+        let (mut tx, version) = self.begin_write(now).await?;
+        for (caller, balance) in balances {
+            let (table, id) = match caller {
+                CallerKey::Key(id) => ("keys", id.as_str().to_string()),
+                CallerKey::Owner(id) => ("owners", id.as_str().to_string()),
+                _ => continue,
+            };
+            sqlx::query(&format!(
+                "UPDATE {table} SET credits_remaining = $1, credits_period = $2, version = $3 \
+                 WHERE id = $4 AND credits_generation = $5"
+            ))
+            .bind(i64::try_from(balance.remaining).unwrap_or(i64::MAX))
+            .bind(balance.period)
+            .bind(version)
+            .bind(id)
+            .bind(balance.generation)
+            .execute(&mut *tx)
+            .await?;
+        }
+        self.finish_write(tx, version).await?;
+        Ok(())
     }
 }

@@ -2,6 +2,7 @@
 
 use crate::auth::api_key::Digest;
 use crate::clock::rfc3339;
+use crate::policy::rate_limit::credits::{Balance, Credits, Refill};
 use serde::{Serialize, Serializer};
 use std::borrow::Cow;
 use std::time::Duration;
@@ -128,6 +129,8 @@ pub struct KeyRecord {
     pub client_cert_sha256: Option<String>,
     /// The owner (SPEC 15) whose shared windows the key also counts in.
     pub owner_id: Option<String>,
+    /// The key's credits, as last written back (the data plane's may be a few seconds on).
+    pub credits: Option<Credits>,
     #[serde(skip)]
     pub secrets: Secrets,
     /// The change that last wrote this record.
@@ -143,6 +146,8 @@ pub struct OwnerRecord {
     pub name: String,
     pub external_id: Option<String>,
     pub rate_limit: Option<RateLimitOverride>,
+    /// The owner's credits, spent by all its keys.
+    pub credits: Option<Credits>,
     pub metadata: serde_json::Value,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
@@ -176,6 +181,7 @@ pub struct KeyRow<'a> {
     /// The SHA-256 of the only client certificate the key works with.
     pub client_cert: Option<[u8; 32]>,
     pub owner_id: Option<Cow<'a, str>>,
+    pub credits: Option<Credits>,
 }
 
 /// A stored certificate binding. One that cannot be read binds the key to no certificate
@@ -218,6 +224,7 @@ impl<'a> KeyRow<'a> {
                 .as_deref()
                 .map(client_cert_binding),
             owner_id: record.owner_id.as_deref().map(Cow::Borrowed),
+            credits: record.credits,
         }
     }
 }
@@ -424,4 +431,38 @@ pub struct Grant {
     /// Codes only: where the code was sent, and the PKCE S256 challenge.
     pub redirect_uri: String,
     pub code_challenge: String,
+}
+
+/// Credits from their four columns; `None` when `remaining` is NULL (no credits).
+pub fn credits_from_columns(
+    remaining: Option<i64>,
+    refill: Option<&str>,
+    period: Option<i64>,
+    generation: Option<i64>,
+) -> Option<Credits> {
+    Some(Credits {
+        balance: Balance {
+            remaining: remaining?.max(0) as u64,
+            period: period.unwrap_or(0),
+            generation: generation.unwrap_or(0),
+        },
+        refill: refill.and_then(|text| serde_json::from_str::<Refill>(text).ok()),
+    })
+}
+
+/// The four columns of `credits`, all NULL for none.
+pub fn credits_columns(
+    credits: Option<&Credits>,
+) -> (Option<i64>, Option<String>, Option<i64>, Option<i64>) {
+    match credits {
+        None => (None, None, None, None),
+        Some(credits) => (
+            Some(i64::try_from(credits.balance.remaining).unwrap_or(i64::MAX)),
+            credits
+                .refill
+                .map(|refill| serde_json::to_string(&refill).unwrap_or_default()),
+            Some(credits.balance.period),
+            Some(credits.balance.generation),
+        ),
+    }
 }

@@ -10,6 +10,7 @@ use crate::auth::api_key::Digest;
 use crate::config::{parse_cidr, Config, Environment, Tier};
 use crate::policy::ip_allowlist::Allowlist;
 use crate::policy::permissions::{Catalog, PermissionSet};
+use crate::policy::rate_limit::credits::Credits;
 use crate::short_id::ShortId;
 use crate::usage::UsageSlot;
 use ipnet::IpNet;
@@ -19,6 +20,13 @@ use std::sync::Arc;
 pub use super::key_table::{Credential, Grace, KeyEntry, KeyOwner, KeyRef, KeyRules};
 
 type Fast = foldhash::fast::RandomState;
+
+/// What an owner's keys share: its windows and its credits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OwnerTerms {
+    pub rate_limit: Option<Tier>,
+    pub credits: Option<Credits>,
+}
 
 /// An OAuth app as the data plane needs it.
 #[derive(Debug)]
@@ -44,8 +52,10 @@ pub struct Snapshot {
     base: Arc<KeyTable>,
     overlay: Arc<KeyTable>,
     oauth: Arc<OAuthIndex>,
-    /// The limits of owners that have them, shared by each owner's keys.
-    owners: Arc<HashMap<ShortId, Tier, Fast>>,
+    /// What owners with limits or credits share among their keys.
+    owners: Arc<HashMap<ShortId, OwnerTerms, Fast>>,
+    /// The stored credits of keys that have them.
+    key_credits: Arc<HashMap<ShortId, Credits, Fast>>,
     /// Active (not revoked) keys by type: fine-grained, legacy.
     counts: [u64; 2],
 }
@@ -59,13 +69,22 @@ impl Snapshot {
             overlay: Arc::default(),
             oauth: Arc::default(),
             owners: Arc::default(),
+            key_credits: Arc::default(),
             counts: [0, 0],
         }
     }
 
-    /// The limits an owner's keys share, when it has them.
-    pub fn owner_limit(&self, owner: &ShortId) -> Option<Tier> {
-        self.owners.get(owner).copied()
+    /// What an owner's keys share, when it has limits or credits.
+    pub fn owner_terms(&self, owner: &ShortId) -> Option<&OwnerTerms> {
+        self.owners.get(owner)
+    }
+
+    /// A key's stored credits, when it has them.
+    pub fn key_credits(&self, key: &ShortId) -> Option<Credits> {
+        if self.key_credits.is_empty() {
+            return None;
+        }
+        self.key_credits.get(key).copied()
     }
 
     pub fn grant_revoked(&self, grant_id: &str) -> bool {
@@ -106,6 +125,7 @@ pub struct FullLoad {
     table: KeyTable,
     graces: Vec<(Digest, OtherSecret)>,
     counts: [u64; 2],
+    credits: HashMap<ShortId, Credits, Fast>,
 }
 
 /// A key's previous secret, while in its grace period, for the record at `at`.
@@ -321,6 +341,7 @@ impl SnapshotBuilder {
             table: KeyTable::with_capacity(expected),
             graces: Vec::new(),
             counts: [0, 0],
+            credits: HashMap::default(),
         }
     }
 
@@ -329,6 +350,9 @@ impl SnapshotBuilder {
             let credential = self.credential(row, None);
             if !credential.revoked {
                 load.counts[credential.key_type as usize] += 1;
+            }
+            if let Some(credits) = row.credits {
+                load.credits.insert(credential.id.clone(), credits);
             }
             let at = load.table.push(credential);
             if let Some(grace) = grace_of(&row.secrets, row.rotated_at, at) {
@@ -348,6 +372,7 @@ impl SnapshotBuilder {
             mut table,
             graces,
             counts,
+            credits,
         } = load;
         table.index_all();
         for (digest, other) in graces {
@@ -360,6 +385,7 @@ impl SnapshotBuilder {
             overlay: Arc::default(),
             oauth: Arc::default(),
             owners: Arc::default(),
+            key_credits: Arc::new(credits),
             counts,
         };
         self.apply(&loaded, rest)
@@ -370,6 +396,7 @@ impl SnapshotBuilder {
     pub fn apply(&mut self, current: &Snapshot, changes: KeyChanges) -> Snapshot {
         let mut overlay = (*current.overlay).clone();
         let mut counts = current.counts;
+        let mut key_credits = None;
         for (digest, key_id) in changes.retired {
             let key_id = ShortId::new(&key_id);
             overlay.insert_other(digest, OtherSecret::Retired { key_id });
@@ -384,6 +411,14 @@ impl SnapshotBuilder {
             let credential = self.credential(&KeyRow::of(record), previous.as_deref());
             if !credential.revoked {
                 counts[credential.key_type as usize] += 1;
+            }
+            let known = current.key_credits.contains_key(&credential.id);
+            if record.credits.is_some() || known {
+                let map = key_credits.get_or_insert_with(|| (*current.key_credits).clone());
+                match record.credits {
+                    Some(credits) => map.insert(credential.id.clone(), credits),
+                    None => map.remove(&credential.id),
+                };
             }
             insert_secrets(
                 &mut overlay,
@@ -426,15 +461,16 @@ impl SnapshotBuilder {
             let mut owners = (*current.owners).clone();
             for owner in &changes.owners {
                 let id = ShortId::new(&owner.id);
-                match owner.rate_limit {
-                    Some(limit) => owners.insert(
-                        id,
-                        Tier {
-                            per_minute: limit.per_minute,
-                            per_day: limit.per_day,
-                        },
-                    ),
-                    None => owners.remove(&id),
+                let terms = OwnerTerms {
+                    rate_limit: owner.rate_limit.map(|limit| Tier {
+                        per_minute: limit.per_minute,
+                        per_day: limit.per_day,
+                    }),
+                    credits: owner.credits,
+                };
+                match terms.rate_limit.is_some() || terms.credits.is_some() {
+                    true => owners.insert(id, terms),
+                    false => owners.remove(&id),
                 };
             }
             Arc::new(owners)
@@ -446,6 +482,7 @@ impl SnapshotBuilder {
             overlay,
             oauth,
             owners,
+            key_credits: key_credits.map_or_else(|| current.key_credits.clone(), Arc::new),
             counts,
         }
     }

@@ -17,6 +17,7 @@
 use super::changes::{AppChange, KeyChanges, OwnerChange};
 use super::records::{KeyRow, KeyType, Policy, RateLimitOverride, Secrets, StoredList};
 use crate::auth::api_key::Digest;
+use crate::policy::rate_limit::credits::{Balance, Credits, Interval, Refill};
 use std::borrow::Cow;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -389,6 +390,28 @@ fn encode_row(out: &mut Vec<u8>, row: &KeyRow<'_>) {
         None => out.push(0),
     }
     put_opt_str(out, row.owner_id.as_deref());
+    put_credits(out, row.credits.as_ref());
+}
+
+fn put_credits(out: &mut Vec<u8>, credits: Option<&Credits>) {
+    let Some(credits) = credits else {
+        out.push(0);
+        return;
+    };
+    out.push(1);
+    out.extend_from_slice(&credits.balance.remaining.to_le_bytes());
+    out.extend_from_slice(&credits.balance.period.to_le_bytes());
+    out.extend_from_slice(&credits.balance.generation.to_le_bytes());
+    match credits.refill {
+        Some(refill) => {
+            out.push(match refill.interval {
+                Interval::Day => 1,
+                Interval::Month => 2,
+            });
+            out.extend_from_slice(&refill.amount.to_le_bytes());
+        }
+        None => out.push(0),
+    }
 }
 
 fn put_opt_str(out: &mut Vec<u8>, text: Option<&str>) {
@@ -442,6 +465,7 @@ fn encode_rest(out: &mut Vec<u8>, rest: &KeyChanges) {
     for owner in &rest.owners {
         put_str(out, &owner.id);
         put_limit(out, owner.rate_limit);
+        put_credits(out, owner.credits.as_ref());
     }
 }
 
@@ -583,7 +607,33 @@ impl<'a> Decoder<'a> {
             } else {
                 None
             },
+            credits: self.credits()?,
         })
+    }
+
+    fn credits(&mut self) -> Result<Option<Credits>, FileError> {
+        if !self.flag()? {
+            return Ok(None);
+        }
+        let balance = Balance {
+            remaining: self.u64()?,
+            period: self.i64()?,
+            generation: self.i64()?,
+        };
+        let interval = match self.u8()? {
+            0 => None,
+            1 => Some(Interval::Day),
+            2 => Some(Interval::Month),
+            _ => return Err(FileError::Corrupt("a refill interval is unknown")),
+        };
+        let refill = match interval {
+            Some(interval) => Some(Refill {
+                interval,
+                amount: self.u64()?,
+            }),
+            None => None,
+        };
+        Ok(Some(Credits { balance, refill }))
     }
 
     fn limit(&mut self) -> Result<Option<RateLimitOverride>, FileError> {
@@ -634,6 +684,7 @@ impl<'a> Decoder<'a> {
             owners.push(OwnerChange {
                 id: self.str()?.to_string(),
                 rate_limit: self.limit()?,
+                credits: self.credits()?,
             });
         }
         Ok(KeyChanges {
@@ -680,6 +731,15 @@ mod tests {
             version: 7,
             client_cert: Some([7u8; 32]),
             owner_id: Some(Cow::Borrowed("own_1")),
+            credits: Some(Credits::new(
+                7,
+                Some(Refill {
+                    interval: Interval::Month,
+                    amount: 1000,
+                }),
+                3,
+                1_000_000,
+            )),
         }
     }
 
@@ -705,6 +765,7 @@ mod tests {
                     per_minute: 100,
                     per_day: 1000,
                 }),
+                credits: Some(Credits::new(50, None, 1, 0)),
             }],
         }
     }

@@ -70,11 +70,18 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         // Keys refused by their daily quota announce it (once a day), in this transaction:
         // off the request path, as sure as the counts themselves.
-        let over_quota: Vec<(&str, i64)> = batch
+        // Keys out of credits announce it the same way, once a day.
+        let over_quota: Vec<(&str, i64, &str)> = batch
             .counts
             .iter()
-            .filter(|(_, _, outcome, _)| *outcome == "quota_exceeded")
-            .map(|(key_id, day, _, _)| (key_id.as_str(), *day))
+            .filter_map(|(key_id, day, outcome, _)| {
+                let window = match *outcome {
+                    "quota_exceeded" => "day",
+                    "credits_exhausted" => "credits",
+                    _ => return None,
+                };
+                Some((key_id.as_str(), *day, window))
+            })
             .collect();
         if !over_quota.is_empty() {
             // Before any row is written, as every versioned write takes it.
@@ -132,8 +139,8 @@ impl Store {
             query.execute(&mut *tx).await?;
         }
         let now = crate::clock::now_ms();
-        for (key_id, day) in over_quota {
-            super::event_tables::quota_exceeded(&mut tx, key_id, day, now).await?;
+        for (key_id, day, window) in over_quota {
+            super::event_tables::quota_exceeded(&mut tx, key_id, day, window, now).await?;
         }
         tx.commit().await?;
         Ok(())

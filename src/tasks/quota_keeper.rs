@@ -1,5 +1,6 @@
 //! Keeps the local limiter's daily counts in the store (restored at start, saved every
-//! 5 s and on shutdown) and forgets idle callers.
+//! 5 s and on shutdown), writes back credit balances on the same beat, and forgets idle
+//! callers.
 
 use crate::clock;
 use crate::lifecycle::Finalizer;
@@ -112,6 +113,7 @@ impl BackgroundService for QuotaKeeper {
                 _ = shutdown.changed() => break,
             }
             self.save().await;
+            super::credit_balances::write_back(&self.limiter, &self.syncer).await;
             ticks += 1;
             if ticks % SWEEP_EVERY == 0 || self.limiter.local().is_crowded() {
                 self.limiter.local().sweep(clock::now_ms());
@@ -124,6 +126,7 @@ impl BackgroundService for QuotaKeeper {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         self.save().await;
+        super::credit_balances::write_back(&self.limiter, &self.syncer).await;
         if let Ok(mut finalizer) = self.finalizer.lock() {
             finalizer.take();
         }

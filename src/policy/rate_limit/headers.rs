@@ -1,5 +1,6 @@
 //! The headers that describe a verdict: `X-RateLimit-*` for the tightest window, the IETF
-//! `RateLimit-Policy` and `RateLimit` fields, and `Retry-After` on a 429.
+//! `RateLimit-Policy` and `RateLimit` fields, `Retry-After` on a 429 of a window, and
+//! `X-Credits-Remaining` for a caller with credits.
 
 use super::{Verdict, Windows};
 use dashmap::DashMap;
@@ -68,8 +69,12 @@ pub fn headers(verdict: &Verdict, policy: &HeaderValue) -> Vec<(&'static str, He
     if let Ok(value) = HeaderValue::from_str(&current) {
         out.push(("ratelimit", value));
     }
-    if !verdict.allowed() {
+    // A full window resets; credits come back with a refill or a top-up, not a window.
+    if verdict.refused_by.is_some() {
         out.push(("retry-after", HeaderValue::from(reset.max(1))));
+    }
+    if let Some(spent) = verdict.credits {
+        out.push(("x-credits-remaining", HeaderValue::from(spent.remaining())));
     }
     out
 }

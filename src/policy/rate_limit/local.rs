@@ -3,7 +3,10 @@
 //! state is also held by the key itself ([`Held`]), so its requests find it without a map
 //! lookup.
 
-use super::{decide, states, CallerKey, Verdict, WindowKind, Windows, DAY_MS, MAX_WINDOWS};
+use super::credits::{spend, Balance, CreditAsk, Spent};
+use super::{
+    decide, states, CallerKey, Counted, Verdict, WindowKind, Windows, DAY_MS, MAX_WINDOWS,
+};
 use dashmap::DashMap;
 use smallvec::SmallVec;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
@@ -32,6 +35,10 @@ pub struct CallerState {
     /// In the map, so persisted and swept; a held state the sweep forgot is listed again
     /// on its next use.
     listed: bool,
+    /// The caller's credits as counted here, once it has spent some.
+    credits: Option<Balance>,
+    /// Credits were spent since the balance was last written back.
+    credits_dirty: bool,
 }
 
 /// A caller's state as the map and a key's usage cell share it.
@@ -47,6 +54,8 @@ fn listed() -> Shared {
         last_seen: 0,
         day_dirty: false,
         listed: true,
+        credits: None,
+        credits_dirty: false,
     }))
 }
 
@@ -90,7 +99,7 @@ impl CallerState {
 
     /// Counts one request in every window, or none when a window is full.
     fn check(&mut self, windows: &Windows, now: i64) -> Verdict {
-        check_pair(self, None, windows, now)
+        check_pair(self, None, windows, None, now)
     }
 
     /// Takes in the counts of `other`, a state made for the same caller through the map
@@ -107,6 +116,17 @@ impl CallerState {
         }
         self.last_seen = self.last_seen.max(other.last_seen);
         self.day_dirty |= other.day_dirty;
+        // The later generation's balance, or the lower of one generation (both spent from
+        // the same stored balance: the lower has more of the spending).
+        match (&mut self.credits, other.credits) {
+            (Some(ours), Some(theirs)) if theirs.generation > ours.generation => *ours = theirs,
+            (Some(ours), Some(theirs)) if theirs.generation == ours.generation => {
+                ours.remaining = ours.remaining.min(theirs.remaining)
+            }
+            (None, theirs) => self.credits = theirs,
+            _ => {}
+        }
+        self.credits_dirty |= other.credits_dirty;
     }
 }
 
@@ -122,12 +142,49 @@ fn pick<'s>(
     }
 }
 
-/// Counts one request in every window of the caller and of its owner, or in none when
-/// one window of either is full: a refused request counts against neither.
+/// Spends the request's cost from the caller's credits and its owner's, or from neither;
+/// `None` when neither has credits.
+fn pay(
+    own: &mut CallerState,
+    owner: &mut Option<&mut CallerState>,
+    ask: &CreditAsk,
+    now: i64,
+) -> Option<Spent> {
+    let mut key = ask.key.map(|stored| stored.current(own.credits, now));
+    let mut shared = match (ask.owner, owner.as_deref()) {
+        (Some(stored), Some(state)) => Some(stored.current(state.credits, now)),
+        _ => None,
+    };
+    let spent = {
+        let mut balances: SmallVec<[&mut Balance; 2]> = SmallVec::new();
+        balances.extend(key.as_mut());
+        balances.extend(shared.as_mut());
+        if balances.is_empty() {
+            return None;
+        }
+        spend(ask.cost, &mut balances)
+    };
+    if spent != Spent::Exhausted {
+        if let Some(balance) = key {
+            own.credits = Some(balance);
+            own.credits_dirty = true;
+        }
+        if let (Some(balance), Some(state)) = (shared, owner.as_deref_mut()) {
+            state.credits = Some(balance);
+            state.credits_dirty = true;
+        }
+    }
+    Some(spent)
+}
+
+/// Counts one request in every window of the caller and of its owner and spends its
+/// credits, or does none of it when a window is full or a balance too low: a refused
+/// request counts against neither.
 fn check_pair(
     own: &mut CallerState,
     mut owner: Option<&mut CallerState>,
     windows: &Windows,
+    ask: Option<&CreditAsk>,
     now: i64,
 ) -> Verdict {
     let mut used = [0u64; MAX_WINDOWS];
@@ -138,7 +195,16 @@ fn check_pair(
             .count;
     }
     let refused_by = decide(windows, &mut used[..count]);
-    if refused_by.is_none() {
+    let credits = match (refused_by, ask) {
+        (None, Some(ask)) => pay(own, &mut owner, ask, now),
+        _ => None,
+    };
+    if credits == Some(Spent::Exhausted) {
+        // Refused for its credits: the windows `decide` counted are given back.
+        for count in used[..count].iter_mut() {
+            *count -= 1;
+        }
+    } else if refused_by.is_none() {
         for (index, spec) in windows.iter().enumerate() {
             let state = pick(own, &mut owner, spec.kind);
             state.slot(spec.kind, spec.start(now)).count = used[index];
@@ -156,6 +222,7 @@ fn check_pair(
         windows: states(windows, &used[..count], now),
         tier: windows.tier,
         fallback: false,
+        credits,
     }
 }
 
@@ -192,22 +259,23 @@ impl LocalLimiter {
     }
 
     /// [`check`](Self::check) with the windows `owner` shares with its other keys, counted
-    /// under its own state. Locks are taken caller first, then owner; nothing takes an
-    /// owner's lock and then a caller's.
-    pub fn check_with(
-        &self,
-        key: &CallerKey,
-        owner: Option<&CallerKey>,
-        windows: &Windows,
-        now: i64,
-    ) -> Verdict {
-        let Some(owner) = owner else {
-            return self.check(key, windows, now);
-        };
-        let own = self.state(key);
-        let shared = self.state(owner);
+    /// under its own state, and the request's credits. Locks are taken caller first, then
+    /// owner; nothing takes an owner's lock and then a caller's.
+    pub fn check_with(&self, counted: Counted<'_>, now: i64) -> Verdict {
+        let Counted {
+            caller,
+            owner,
+            windows,
+            credits,
+        } = counted;
+        if owner.is_none() && credits.is_none() {
+            return self.check(caller, windows, now);
+        }
+        let own = self.state(caller);
+        let shared = owner.map(|owner| self.state(owner));
         let mut own = lock(&own);
-        let verdict = check_pair(&mut own, Some(&mut lock(&shared)), windows, now);
+        let mut shared = shared.as_ref().map(lock);
+        let verdict = check_pair(&mut own, shared.as_deref_mut(), windows, credits, now);
         verdict
     }
 
@@ -223,29 +291,33 @@ impl LocalLimiter {
     /// [`check`](Self::check) through the state `held` keeps for `key`: the map is read on
     /// the key's first check only, and again when the sweep had forgotten the state.
     pub fn check_held(&self, held: &Held, key: &CallerKey, windows: &Windows, now: i64) -> Verdict {
-        self.check_held_with(held, key, None, windows, now)
+        self.check_held_with(held, Counted::alone(key, windows), now)
     }
 
-    /// [`check_held`](Self::check_held) with the windows `owner` shares (see
-    /// [`check_with`](Self::check_with)); the owner's state is found in the map.
-    pub fn check_held_with(
-        &self,
-        held: &Held,
-        key: &CallerKey,
-        owner: Option<&CallerKey>,
-        windows: &Windows,
-        now: i64,
-    ) -> Verdict {
+    /// [`check_held`](Self::check_held) with the windows `owner` shares and the request's
+    /// credits (see [`check_with`](Self::check_with)); the owner's state is found in the map.
+    pub fn check_held_with(&self, held: &Held, counted: Counted<'_>, now: i64) -> Verdict {
+        let Counted {
+            caller: key,
+            owner,
+            windows,
+            credits,
+        } = counted;
         let state = held.get_or_init(|| {
             let entry = self.callers.entry(key.clone()).or_insert_with(listed);
             entry.value().clone()
         });
         let shared = owner.map(|owner| self.state(owner));
         let mut guard = lock(state);
-        let verdict = match &shared {
-            Some(shared) => check_pair(&mut guard, Some(&mut lock(shared)), windows, now),
-            None => guard.check(windows, now),
-        };
+        let mut shared_guard = shared.as_ref().map(lock);
+        let verdict = check_pair(
+            &mut guard,
+            shared_guard.as_deref_mut(),
+            windows,
+            credits,
+            now,
+        );
+        drop(shared_guard);
         let listed = guard.listed;
         drop(guard);
         // Listed after counting, so the count it just made is persisted and swept as any.
@@ -298,6 +370,36 @@ impl LocalLimiter {
             windows: states(windows, &used[..count], now),
             tier: windows.tier,
             fallback: false,
+            credits: None,
+        }
+    }
+
+    /// A caller's balance as counted here, if it has spent any.
+    pub fn live_credits(&self, caller: &CallerKey) -> Option<Balance> {
+        self.callers
+            .get(caller)
+            .and_then(|entry| lock(entry.value()).credits)
+    }
+
+    /// Balances spent from since the last call, to write back to the store.
+    pub fn take_spent_credits(&self) -> Vec<(CallerKey, Balance)> {
+        let mut spent = Vec::new();
+        for entry in self.callers.iter() {
+            let mut state = lock(entry.value());
+            if let (true, Some(balance)) = (state.credits_dirty, state.credits) {
+                state.credits_dirty = false;
+                spent.push((entry.key().clone(), balance));
+            }
+        }
+        spent
+    }
+
+    /// Marks balances as unsaved again (after a failed write).
+    pub fn unsaved_credits(&self, callers: &[CallerKey]) {
+        for caller in callers {
+            if let Some(entry) = self.callers.get(caller) {
+                lock(entry.value()).credits_dirty = true;
+            }
         }
     }
 
@@ -355,8 +457,10 @@ impl LocalLimiter {
                 .slots
                 .iter()
                 .all(|s| !s.kind.is_day() || s.start < today || s.count == 0);
-            let forget = (crowded && now - state.last_seen > CROWDED_IDLE_MS)
-                || (idle && (crowded || (!state.day_dirty && day_over)));
+            // A balance not yet written back is kept whatever the crowd: it is money.
+            let forget = !state.credits_dirty
+                && ((crowded && now - state.last_seen > CROWDED_IDLE_MS)
+                    || (idle && (crowded || (!state.day_dirty && day_over))));
             if forget {
                 state.listed = false;
             }
@@ -641,15 +745,15 @@ mod tests {
         let held = Held::default();
         for t in 0..3 {
             assert!(limiter
-                .check_held_with(&held, &a, Some(&owner), &windows, t)
+                .check_held_with(&held, with(&a, &owner, &windows), t)
                 .allowed());
         }
         // A's own minute refuses its 4th; the owner's count stays at 3.
-        let refused = limiter.check_held_with(&held, &a, Some(&owner), &windows, 3);
+        let refused = limiter.check_held_with(&held, with(&a, &owner, &windows), 3);
         assert_eq!(refused.refused_by, Some(WindowKind::Minute));
-        assert!(limiter.check_with(&b, Some(&owner), &windows, 4).allowed());
-        assert!(limiter.check_with(&b, Some(&owner), &windows, 5).allowed());
-        let refused = limiter.check_with(&b, Some(&owner), &windows, 6);
+        assert!(limiter.check_with(with(&b, &owner, &windows), 4).allowed());
+        assert!(limiter.check_with(with(&b, &owner, &windows), 5).allowed());
+        let refused = limiter.check_with(with(&b, &owner, &windows), 6);
         assert_eq!(refused.refused_by, Some(WindowKind::OwnerMinute));
         // B's refusal by its owner counted nothing against B either.
         let peek = limiter.peek_with(&b, Some(&owner), &windows, 7);
@@ -676,5 +780,76 @@ mod tests {
                 .used,
             5
         );
+    }
+
+    fn with<'c>(caller: &'c CallerKey, owner: &'c CallerKey, windows: &'c Windows) -> Counted<'c> {
+        Counted {
+            caller,
+            owner: Some(owner),
+            windows,
+            credits: None,
+        }
+    }
+
+    #[test]
+    fn credits_are_spent_by_cost_from_key_and_owner_and_a_refusal_spends_nothing() {
+        use super::super::credits::{Credits, Interval, Refill};
+        let w = windows(None);
+        let limiter = LocalLimiter::default();
+        let owner = CallerKey::Owner(ShortId::new("own_1"));
+        let ask = CreditAsk {
+            cost: 3,
+            key: Some(Credits::new(10, None, 1, 0)),
+            owner: Some(Credits::new(
+                100,
+                Some(Refill {
+                    interval: Interval::Day,
+                    amount: 100,
+                }),
+                1,
+                0,
+            )),
+        };
+        let counted = Counted {
+            caller: &key(),
+            owner: Some(&owner),
+            windows: &w,
+            credits: Some(&ask),
+        };
+        let key = key();
+        let counted = Counted {
+            caller: &key,
+            ..counted
+        };
+        let remaining: Vec<Option<Spent>> = (0..4)
+            .map(|t| limiter.check_with(counted, t).credits)
+            .collect();
+        assert_eq!(
+            remaining,
+            [
+                Some(Spent::Spent { remaining: 7 }),
+                Some(Spent::Spent { remaining: 4 }),
+                Some(Spent::Spent { remaining: 1 }),
+                Some(Spent::Exhausted)
+            ]
+        );
+        let refused = limiter.check_with(counted, 5);
+        assert!(!refused.allowed());
+        // The refusal counted in no window: three requests in the minute, not five.
+        let peek = limiter.peek(&key, &w, 6);
+        assert_eq!(peek.windows[1].used, 3);
+        assert_eq!(limiter.live_credits(&key).unwrap().remaining, 1);
+        assert_eq!(limiter.live_credits(&owner).unwrap().remaining, 91);
+        let mut spent = limiter.take_spent_credits();
+        spent.sort_by_key(|(caller, _)| caller.text());
+        let texts: Vec<(String, u64)> = spent
+            .iter()
+            .map(|(caller, balance)| (caller.text(), balance.remaining))
+            .collect();
+        assert_eq!(
+            texts,
+            [("k:key_1".to_string(), 1), ("o:own_1".to_string(), 91)]
+        );
+        assert!(limiter.take_spent_credits().is_empty());
     }
 }

@@ -2,6 +2,7 @@
 //! day): which windows apply to a caller, the verdict, and the headers that describe it.
 //! Counting happens in [`local`] (in-process) or [`redis`] (shared by every replica).
 
+pub mod credits;
 pub mod headers;
 pub mod local;
 pub mod redis;
@@ -238,6 +239,28 @@ impl Windows {
     }
 }
 
+/// Whom one request is counted against: the caller, its owner (whose windows and credits
+/// the caller's key shares), the windows, and what it costs in credits.
+#[derive(Debug, Clone, Copy)]
+pub struct Counted<'c> {
+    pub caller: &'c CallerKey,
+    pub owner: Option<&'c CallerKey>,
+    pub windows: &'c Windows,
+    pub credits: Option<&'c credits::CreditAsk>,
+}
+
+impl<'c> Counted<'c> {
+    /// A caller counted in `windows` alone: no owner, no credits.
+    pub fn alone(caller: &'c CallerKey, windows: &'c Windows) -> Counted<'c> {
+        Counted {
+            caller,
+            owner: None,
+            windows,
+            credits: None,
+        }
+    }
+}
+
 /// The counters, in process or shared through Redis.
 pub enum Limiter {
     Local(local::LocalLimiter),
@@ -251,17 +274,42 @@ impl Limiter {
     pub async fn check(
         &self,
         held: Option<&local::Held>,
-        caller: &CallerKey,
-        owner: Option<&CallerKey>,
-        windows: &Windows,
+        counted: Counted<'_>,
         now: i64,
     ) -> Verdict {
         match (self, held) {
-            (Limiter::Local(local), Some(held)) => {
-                local.check_held_with(held, caller, owner, windows, now)
-            }
-            (Limiter::Local(local), None) => local.check_with(caller, owner, windows, now),
-            (Limiter::Redis(shared), _) => shared.check(caller, owner, windows, now).await,
+            (Limiter::Local(local), Some(held)) => local.check_held_with(held, counted, now),
+            (Limiter::Local(local), None) => local.check_with(counted, now),
+            (Limiter::Redis(shared), _) => shared.check(counted, now).await,
+        }
+    }
+
+    /// A caller's balance as counted now (for an operator's change), without spending;
+    /// `owner` is the owner of a key caller.
+    pub async fn live_credits(
+        &self,
+        caller: &CallerKey,
+        owner: Option<&CallerKey>,
+    ) -> Option<credits::Balance> {
+        match self {
+            Limiter::Local(local) => local.live_credits(caller),
+            Limiter::Redis(shared) => shared.live_credits(caller, owner).await,
+        }
+    }
+
+    /// Balances spent since the last call, to write back to the store.
+    pub async fn take_spent_credits(&self) -> Vec<(CallerKey, credits::Balance)> {
+        match self {
+            Limiter::Local(local) => local.take_spent_credits(),
+            Limiter::Redis(shared) => shared.take_spent_credits().await,
+        }
+    }
+
+    /// Marks balances as unsaved again (after a failed write).
+    pub fn unsaved_credits(&self, callers: &[CallerKey]) {
+        match self {
+            Limiter::Local(local) => local.unsaved_credits(callers),
+            Limiter::Redis(shared) => shared.unsaved_credits(callers),
         }
     }
 
@@ -370,10 +418,12 @@ impl LimitMetrics {
         &self.decisions[(tier * MAX_WINDOWS + window) * 2 + usize::from(limited)]
     }
 
-    /// Counts every window as allowed, or the refusing window as limited.
+    /// Counts every window as allowed, or the refusing window as limited. A request
+    /// refused for its credits was counted in no window.
     pub fn record(&self, verdict: &Verdict) {
         match verdict.refused_by {
             Some(window) => self.counter(verdict.tier, window, true).inc(),
+            None if !verdict.allowed() => {}
             None => {
                 for state in verdict.windows.iter() {
                     self.counter(verdict.tier, state.spec.kind, false).inc();
@@ -416,11 +466,15 @@ pub struct Verdict {
     pub tier: TierKind,
     /// Decided by the local fallback because the shared counters were unreachable.
     pub fallback: bool,
+    /// What was spent from the caller's credits, when it has them and the windows allowed
+    /// the request. `Exhausted` refuses it: then nothing was counted in any window.
+    pub credits: Option<credits::Spent>,
 }
 
 impl Verdict {
+    /// Every window allowed it and its credits (if any) paid for it.
     pub fn allowed(&self) -> bool {
-        self.refused_by.is_none()
+        self.refused_by.is_none() && self.credits != Some(credits::Spent::Exhausted)
     }
 
     /// The window with the fewest requests left (the refusing one, when refused).

@@ -3,8 +3,10 @@
 //! one multiplexed connection (pipelined). When Redis is unreachable or slow, each replica
 //! counts locally at limit / replicas until Redis answers again.
 
+use super::credits::{period_of, Balance, CreditAsk, Credits, Spent};
 use super::local::LocalLimiter;
-use super::{states, CallerKey, Verdict, Windows};
+use super::{states, CallerKey, Counted, Verdict, Windows};
+use dashmap::DashMap;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
@@ -16,26 +18,64 @@ pub const REDIS_TIMEOUT: Duration = Duration::from_millis(100);
 /// After a failure, Redis is not asked again for this long.
 const RETRY_AFTER_MS: i64 = 1_000;
 
-/// Reads every window's count; refuses on the first full one (counting nothing); else
-/// counts every window and sets each new counter to expire at its window's end.
-/// KEYS: one counter per window. ARGV: per window, its limit then its end (Unix ms).
+/// Reads every window's count; refuses on the first full one (counting nothing). Then the
+/// caller's credits and its owner's: each balance is Redis's, unless the store holds a later
+/// operator change (a higher generation), with a due refill applied; refuses when one is
+/// below the cost (spending and counting nothing). Else spends the cost from each, counts
+/// every window and sets each new counter to expire at its window's end.
+/// KEYS: one counter per window, then one hash (r, p, g) per balance.
+/// ARGV: the number of windows; per window its limit and its end (Unix ms); the number of
+/// balances and the cost; per balance the stored remaining, period and generation, the
+/// refill amount (-1: none) and the period of now.
+/// Returns: the refusing window's position (0: none, -1: credits), the smaller balance left
+/// (-1: no credits), then each window's count.
 const SCRIPT: &str = r"
+local w = tonumber(ARGV[1])
 local used = {}
-for i = 1, #KEYS do
+for i = 1, w do
   used[i] = tonumber(redis.call('GET', KEYS[i]) or '0')
 end
-for i = 1, #KEYS do
-  if used[i] >= tonumber(ARGV[2 * i - 1]) then
-    return {i, unpack(used)}
+for i = 1, w do
+  if used[i] >= tonumber(ARGV[2 * i]) then
+    return {i, -1, unpack(used)}
   end
 end
-for i = 1, #KEYS do
+local at = 2 * w + 2
+local c = tonumber(ARGV[at])
+local cost = tonumber(ARGV[at + 1])
+local balances = {}
+for j = 1, c do
+  local a = at + 2 + (j - 1) * 5
+  local live = redis.call('HMGET', KEYS[w + j], 'r', 'p', 'g')
+  local r, p, g = tonumber(live[1]), tonumber(live[2]), tonumber(live[3])
+  local stored = tonumber(ARGV[a + 2])
+  if r == nil or p == nil or g == nil or g < stored then
+    r, p, g = tonumber(ARGV[a]), tonumber(ARGV[a + 1]), stored
+  end
+  local refill, period = tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4])
+  if refill >= 0 and period > p then
+    r, p = refill, period
+  end
+  if r < cost then
+    return {-1, 0, unpack(used)}
+  end
+  balances[j] = {r - cost, p, g}
+end
+local least = -1
+for j = 1, c do
+  local b = balances[j]
+  redis.call('HSET', KEYS[w + j], 'r', string.format('%d', b[1]), 'p', string.format('%d', b[2]), 'g', string.format('%d', b[3]))
+  if least < 0 or b[1] < least then
+    least = b[1]
+  end
+end
+for i = 1, w do
   used[i] = redis.call('INCR', KEYS[i])
   if used[i] == 1 then
-    redis.call('PEXPIREAT', KEYS[i], tonumber(ARGV[2 * i]) + 60000)
+    redis.call('PEXPIREAT', KEYS[i], tonumber(ARGV[2 * i + 1]) + 60000)
   end
 end
-return {0, unpack(used)}
+return {0, least, unpack(used)}
 ";
 
 pub struct RedisLimiter {
@@ -48,29 +88,45 @@ pub struct RedisLimiter {
     skip_until: AtomicI64,
     in_fallback: AtomicBool,
     on_fallback: Arc<dyn Fn(bool) + Send + Sync>,
+    /// Balances this replica spent from since they were last written back, with their
+    /// hashes.
+    spent: DashMap<CallerKey, (String, bool)>,
 }
 
-/// The counter of one window. A caller with an owner names every counter by the owner
-/// in braces, a Redis Cluster hash tag: the key's windows and the owner's, which one
-/// script touches together, then live in one slot.
-fn key_of(
-    caller: &CallerKey,
-    owner: Option<&CallerKey>,
-    window: &super::WindowSpec,
-    now: i64,
-) -> String {
+/// The hash tag of a request's keys: its owner's when it has one (the owner's counters are
+/// shared by its keys), else the caller's when it has credits. Every key one script
+/// touches then shares the tag, so a Redis Cluster keeps them in one slot.
+fn tag_of<'c>(counted: &Counted<'c>) -> Option<&'c CallerKey> {
+    match (counted.owner, counted.credits) {
+        (Some(owner), _) => Some(owner),
+        (None, Some(_)) => Some(counted.caller),
+        (None, None) => None,
+    }
+}
+
+/// The counter of one window.
+fn key_of(counted: &Counted<'_>, window: &super::WindowSpec, now: i64) -> String {
     let kind = window.kind.policy_name();
     let start = window.start(now);
-    match owner {
-        None => format!("tg:rl:{}:{kind}:{start}", caller.text()),
-        Some(owner) if window.kind.is_owner() => {
-            format!("tg:rl:{{{}}}:{kind}:{start}", owner.text())
+    match tag_of(counted) {
+        None => format!("tg:rl:{}:{kind}:{start}", counted.caller.text()),
+        Some(tag) if window.kind.is_owner() => {
+            format!("tg:rl:{{{}}}:{kind}:{start}", tag.text())
         }
-        Some(owner) => format!(
+        Some(tag) => format!(
             "tg:rl:{{{}}}:{}:{kind}:{start}",
-            owner.text(),
-            caller.text()
+            tag.text(),
+            counted.caller.text()
         ),
+    }
+}
+
+/// The hash holding `caller`'s balance, under the request's tag.
+fn balance_key(tag: &CallerKey, caller: &CallerKey) -> String {
+    if tag == caller {
+        format!("tg:cr:{{{}}}", caller.text())
+    } else {
+        format!("tg:cr:{{{}}}:{}", tag.text(), caller.text())
     }
 }
 
@@ -86,6 +142,7 @@ impl RedisLimiter {
             skip_until: AtomicI64::new(0),
             in_fallback: AtomicBool::new(false),
             on_fallback,
+            spent: DashMap::new(),
         }
     }
 
@@ -121,48 +178,17 @@ impl RedisLimiter {
         }
     }
 
-    /// Runs the script; `None` means Redis could not answer in time.
-    async fn shared(
+    /// Runs `query` within the timeout; `None` (and the fallback, for a second) when Redis
+    /// could not answer in time.
+    async fn ask<T>(
         &self,
-        caller: &CallerKey,
-        owner: Option<&CallerKey>,
-        windows: &Windows,
         now: i64,
-        count: bool,
-    ) -> Option<Vec<u64>> {
+        query: impl std::future::Future<Output = Option<T>>,
+    ) -> Option<T> {
         if now < self.skip_until.load(Ordering::Relaxed) {
             return None;
         }
-        let answer = async {
-            let mut connection = self.connection().await?;
-            if count {
-                let mut invocation = self.script.prepare_invoke();
-                for spec in windows.iter() {
-                    invocation.key(key_of(caller, owner, spec, now));
-                    invocation.arg(spec.limit).arg(spec.end(now));
-                }
-                invocation
-                    .invoke_async::<Vec<u64>>(&mut connection)
-                    .await
-                    .ok()
-            } else {
-                let keys: Vec<String> = windows
-                    .iter()
-                    .map(|spec| key_of(caller, owner, spec, now))
-                    .collect();
-                let values: Vec<Option<u64>> = redis::cmd("MGET")
-                    .arg(&keys)
-                    .query_async(&mut connection)
-                    .await
-                    .ok()?;
-                Some(
-                    std::iter::once(0)
-                        .chain(values.into_iter().map(Option::unwrap_or_default))
-                        .collect(),
-                )
-            }
-        };
-        match tokio::time::timeout(REDIS_TIMEOUT, answer).await {
+        match tokio::time::timeout(REDIS_TIMEOUT, query).await {
             Ok(Some(answer)) => {
                 self.set_fallback(false);
                 Some(answer)
@@ -176,31 +202,95 @@ impl RedisLimiter {
         }
     }
 
-    pub async fn check(
-        &self,
-        caller: &CallerKey,
-        owner: Option<&CallerKey>,
-        windows: &Windows,
-        now: i64,
-    ) -> Verdict {
-        match self.shared(caller, owner, windows, now, true).await {
-            Some(answer) if !answer.is_empty() => {
-                let used: Vec<u64> = answer[1..].to_vec();
-                let refused_index = answer[0] as usize;
-                let refused_by = (refused_index > 0)
-                    .then(|| windows.iter().nth(refused_index - 1).map(|s| s.kind))
-                    .flatten();
+    /// The balances a request spends from, with their hashes: the caller's, then its
+    /// owner's.
+    fn balances(counted: &Counted<'_>) -> Vec<(CallerKey, String, Credits)> {
+        let (Some(ask), Some(tag)) = (counted.credits, tag_of(counted)) else {
+            return Vec::new();
+        };
+        let mut balances = Vec::with_capacity(2);
+        if let Some(credits) = ask.key {
+            let caller = counted.caller.clone();
+            balances.push((caller.clone(), balance_key(tag, &caller), credits));
+        }
+        if let (Some(credits), Some(owner)) = (ask.owner, counted.owner) {
+            balances.push((owner.clone(), balance_key(tag, owner), credits));
+        }
+        balances
+    }
+
+    pub async fn check(&self, counted: Counted<'_>, now: i64) -> Verdict {
+        let windows = counted.windows;
+        let balances = Self::balances(&counted);
+        let answer = self
+            .ask(now, async {
+                let mut connection = self.connection().await?;
+                let mut invocation = self.script.prepare_invoke();
+                invocation.arg(windows.iter().count());
+                for spec in windows.iter() {
+                    invocation.key(key_of(&counted, spec, now));
+                    invocation.arg(spec.limit).arg(spec.end(now));
+                }
+                let cost = counted.credits.map_or(0, |ask| ask.cost);
+                invocation.arg(balances.len()).arg(cost);
+                for (_, key, credits) in &balances {
+                    invocation.key(key);
+                    let refill = credits.refill.map_or(-1, |r| r.amount as i64);
+                    invocation
+                        .arg(credits.balance.remaining)
+                        .arg(credits.balance.period)
+                        .arg(credits.balance.generation)
+                        .arg(refill)
+                        .arg(period_of(credits.refill, now));
+                }
+                invocation
+                    .invoke_async::<Vec<i64>>(&mut connection)
+                    .await
+                    .ok()
+            })
+            .await;
+        match answer {
+            Some(answer) if answer.len() >= 2 => {
+                let used: Vec<u64> = answer[2..].iter().map(|&n| n.max(0) as u64).collect();
+                let refused_by = usize::try_from(answer[0])
+                    .ok()
+                    .filter(|&i| i > 0)
+                    .and_then(|i| windows.iter().nth(i - 1).map(|s| s.kind));
+                let credits = match (answer[0], answer[1]) {
+                    (-1, _) => Some(Spent::Exhausted),
+                    (_, left) if left >= 0 => Some(Spent::Spent {
+                        remaining: left as u64,
+                    }),
+                    _ => None,
+                };
+                if matches!(credits, Some(Spent::Spent { .. })) {
+                    for (caller, key, _) in balances {
+                        self.spent.insert(caller, (key, true));
+                    }
+                }
                 Verdict {
                     refused_by,
                     windows: states(windows, &used, now),
                     tier: windows.tier,
                     fallback: false,
+                    credits,
                 }
             }
             _ => {
-                let mut verdict =
-                    self.fallback
-                        .check_with(caller, owner, &windows.share(self.replicas), now);
+                // Each replica spends at most its share of each balance while Redis is away;
+                // what it spends then is not written back (Redis's balance stays the one).
+                let shared = windows.share(self.replicas);
+                let ask = counted.credits.map(|ask| CreditAsk {
+                    key: ask.key.map(|c| c.share(self.replicas)),
+                    owner: ask.owner.map(|c| c.share(self.replicas)),
+                    ..*ask
+                });
+                let local = Counted {
+                    windows: &shared,
+                    credits: ask.as_ref(),
+                    ..counted
+                };
+                let mut verdict = self.fallback.check_with(local, now);
                 verdict.fallback = true;
                 verdict
             }
@@ -214,19 +304,118 @@ impl RedisLimiter {
         windows: &Windows,
         now: i64,
     ) -> Verdict {
-        match self.shared(caller, owner, windows, now, false).await {
-            Some(answer) => Verdict {
-                refused_by: None,
-                windows: states(windows, &answer[1..], now),
-                tier: windows.tier,
-                fallback: false,
-            },
+        let counted = Counted {
+            caller,
+            owner,
+            windows,
+            credits: None,
+        };
+        let answer = self
+            .ask(now, async {
+                let mut connection = self.connection().await?;
+                let keys: Vec<String> = windows
+                    .iter()
+                    .map(|spec| key_of(&counted, spec, now))
+                    .collect();
+                redis::cmd("MGET")
+                    .arg(&keys)
+                    .query_async::<Vec<Option<u64>>>(&mut connection)
+                    .await
+                    .ok()
+            })
+            .await;
+        match answer {
+            Some(values) => {
+                let used: Vec<u64> = values.into_iter().map(Option::unwrap_or_default).collect();
+                Verdict {
+                    refused_by: None,
+                    windows: states(windows, &used, now),
+                    tier: windows.tier,
+                    fallback: false,
+                    credits: None,
+                }
+            }
             None => {
                 let mut verdict =
                     self.fallback
                         .peek_with(caller, owner, &windows.share(self.replicas), now);
                 verdict.fallback = true;
                 verdict
+            }
+        }
+    }
+
+    /// `caller`'s balance in Redis (`owner`: the owner of a key), if it has one.
+    pub async fn live_credits(
+        &self,
+        caller: &CallerKey,
+        owner: Option<&CallerKey>,
+    ) -> Option<Balance> {
+        let key = balance_key(owner.unwrap_or(caller), caller);
+        self.read_balances(&[key])
+            .await
+            .and_then(|mut found| found.pop().flatten())
+    }
+
+    async fn read_balances(&self, keys: &[String]) -> Option<Vec<Option<Balance>>> {
+        let now = crate::clock::now_ms();
+        self.ask(now, async {
+            let mut connection = self.connection().await?;
+            let mut pipe = redis::pipe();
+            for key in keys {
+                pipe.cmd("HMGET").arg(key).arg("r").arg("p").arg("g");
+            }
+            let rows: Vec<Vec<Option<i64>>> = pipe.query_async(&mut connection).await.ok()?;
+            Some(
+                rows.into_iter()
+                    .map(|row| match row.as_slice() {
+                        [Some(r), Some(p), Some(g)] => Some(Balance {
+                            remaining: (*r).max(0) as u64,
+                            period: *p,
+                            generation: *g,
+                        }),
+                        _ => None,
+                    })
+                    .collect(),
+            )
+        })
+        .await
+    }
+
+    /// The balances this replica spent from since the last call, as Redis holds them now.
+    pub async fn take_spent_credits(&self) -> Vec<(CallerKey, Balance)> {
+        let mut spent: Vec<(CallerKey, String)> = Vec::new();
+        for mut entry in self.spent.iter_mut() {
+            let caller = entry.key().clone();
+            let (key, dirty) = entry.value_mut();
+            if *dirty {
+                *dirty = false;
+                spent.push((caller, key.clone()));
+            }
+        }
+        if spent.is_empty() {
+            return Vec::new();
+        }
+        let keys: Vec<String> = spent.iter().map(|(_, key)| key.clone()).collect();
+        let Some(balances) = self.read_balances(&keys).await else {
+            // Redis is away: try again at the next write-back.
+            let callers: Vec<CallerKey> = spent.into_iter().map(|(caller, _)| caller).collect();
+            self.unsaved_credits(&callers);
+            return Vec::new();
+        };
+        spent
+            .into_iter()
+            .zip(balances)
+            .filter_map(|((caller, _), balance)| Some((caller, balance?)))
+            .collect()
+    }
+
+    /// Marks balances as unsaved again (after a failed write): they are read again from
+    /// Redis at the next write-back.
+    pub fn unsaved_credits(&self, callers: &[CallerKey]) {
+        for caller in callers {
+            if let Some(mut entry) = self.spent.get_mut(caller) {
+                entry.value_mut().1 = true;
             }
         }
     }
