@@ -73,7 +73,7 @@ fn snapshot(config: &Config, n: usize) -> (Snapshot, Vec<String>) {
     let mut records = Vec::with_capacity(n);
     for index in 0..n {
         if index < 10_000 {
-            let minted = api_key::mint("tg", Environment::Live);
+            let minted = api_key::mint("tg", Environment::LIVE);
             records.push(record(index, minted.digest));
             secrets.push(minted.secret);
         } else {
@@ -124,7 +124,12 @@ fn key_check(c: &mut Criterion) {
             b.iter(|| {
                 i = (i + 1) % secrets.len();
                 let key = secrets[i].as_bytes();
-                let ok = api_key::check_format(key, "tg", Environment::Live).is_ok();
+                let ok = api_key::check_format(
+                    key,
+                    "tg",
+                    tollgate::config::Environments::of(&[Environment::LIVE]),
+                )
+                .is_ok();
                 black_box(ok && snapshot.by_digest(&api_key::digest(key)).is_some())
             })
         });
@@ -142,7 +147,12 @@ fn key_check(c: &mut Criterion) {
             b.iter(|| {
                 i = (i + 1) % secrets.len();
                 let key = secrets[i].as_bytes();
-                let ok = api_key::check_format(key, "tg", Environment::Live).is_ok();
+                let ok = api_key::check_format(
+                    key,
+                    "tg",
+                    tollgate::config::Environments::of(&[Environment::LIVE]),
+                )
+                .is_ok();
                 black_box(ok && dash.get(&api_key::digest(key).0).is_some())
             })
         });
@@ -155,7 +165,7 @@ fn key_check(c: &mut Criterion) {
                         api_key::check_format(
                             b"tg_live_aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
                             "tg",
-                            Environment::Live,
+                            tollgate::config::Environments::of(&[Environment::LIVE]),
                         )
                         .is_ok(),
                     )
@@ -363,7 +373,8 @@ fn whole_decision(c: &mut Criterion) {
         catalog: &catalog,
         snapshot: &snapshot,
         key_prefix: "tg",
-        environment: Environment::Live,
+        environments: tollgate::config::Environments::of(&[Environment::LIVE]),
+        default_environment: Environment::LIVE,
         stale: false,
         rate_limits: &config.rate_limits,
     };
@@ -386,7 +397,7 @@ fn whole_decision(c: &mut Criterion) {
         })
     });
     group.bench_function("invalid key (unknown digest)", |b| {
-        let stranger = api_key::mint("tg", Environment::Live).secret;
+        let stranger = api_key::mint("tg", Environment::LIVE).secret;
         b.iter(|| {
             let facts = Facts {
                 method: &Method::GET,

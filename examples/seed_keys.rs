@@ -71,7 +71,7 @@ async fn main() -> anyhow::Result<()> {
     let mut batch = Vec::with_capacity(10_000);
     for index in 0..total {
         let record = if index < known {
-            let minted = api_key::mint(&config.key_prefix, Environment::Live);
+            let minted = api_key::mint(&config.key_prefix, Environment::LIVE);
             writeln!(secrets, "{}", minted.secret)?;
             let claims = serde_json::json!({
                 "iss": config.oauth.issuer, "aud": audience, "sub": format!("key_{index:020}"),
@@ -82,7 +82,7 @@ async fn main() -> anyhow::Result<()> {
             writeln!(
                 strangers,
                 "{}",
-                api_key::mint(&config.key_prefix, Environment::Live).secret
+                api_key::mint(&config.key_prefix, Environment::LIVE).secret
             )?;
             record(index, minted.digest, minted.start)
         } else {

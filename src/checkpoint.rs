@@ -5,7 +5,7 @@
 
 use crate::access_log::AccessLogger;
 use crate::auth::jwt::TokenVerifier;
-use crate::config::{Environment, RateLimitConfig};
+use crate::config::{Environment, Environments, RateLimitConfig};
 use crate::denial::Denial;
 use crate::gate::{self, Admission, Answer, Facts, Gate};
 use crate::metrics::ResolvedMetrics;
@@ -24,7 +24,8 @@ pub struct Checkpoint {
     pub routes: RouteTable,
     pub catalog: Catalog,
     pub key_prefix: String,
-    pub environment: Environment,
+    pub environments: Environments,
+    pub default_environment: Environment,
     pub snapshot: Arc<SnapshotHandle>,
     pub verifier: Arc<TokenVerifier>,
     pub limiter: Arc<Limiter>,
@@ -100,7 +101,8 @@ impl Checkpoint {
                 catalog: &self.catalog,
                 snapshot: &snapshot,
                 key_prefix: &self.key_prefix,
-                environment: self.environment,
+                environments: self.environments,
+                default_environment: self.default_environment,
                 stale: self.snapshot.is_stale(now),
                 rate_limits: &self.rate_limits,
             };

@@ -69,8 +69,14 @@ pub fn identity(caller: Option<&Caller>) -> Headers {
         headers.push(("x-tollgate-client-id", text(&identity.client_id)));
         headers.push(("x-tollgate-permissions", identity.permissions.clone()));
     }
-    if let Some(owner) = caller.and_then(Caller::key).and_then(|key| key.owner()) {
-        headers.push(("x-tollgate-owner-id", owner.header.clone()));
+    if let Some(key) = caller.and_then(Caller::key) {
+        headers.push((
+            "x-tollgate-environment",
+            HeaderValue::from_static(key.environment.as_str()),
+        ));
+        if let Some(owner) = key.owner() {
+            headers.push(("x-tollgate-owner-id", owner.header.clone()));
+        }
     }
     headers
 }

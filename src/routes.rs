@@ -1,6 +1,6 @@
 //! The route table: which route a method and normalised path reach. First match wins.
 
-use crate::config::{Config, Window};
+use crate::config::{Config, Environment, Environments, Window};
 use crate::path::prefix_matches;
 use crate::policy::permissions::{Catalog, PermissionSet};
 use http::Method;
@@ -22,6 +22,26 @@ pub struct Route {
     pub rate_limit: Option<(&'static str, Window)>,
     /// The credits an allowed request spends from a caller that has credits.
     pub cost: u64,
+    /// Only callers of these environments may use the route, when set.
+    pub environments: Option<Environments>,
+    /// Another upstream (name and position) for callers of an environment.
+    upstream_by_environment: Vec<(Environment, Arc<str>, usize)>,
+}
+
+impl Route {
+    /// The upstream a caller of `environment` goes to, with its position among
+    /// `config.upstreams`.
+    pub fn upstream_for(&self, environment: Option<Environment>) -> (&Arc<str>, usize) {
+        environment
+            .and_then(|environment| {
+                self.upstream_by_environment
+                    .iter()
+                    .find(|(of, _, _)| *of == environment)
+            })
+            .map_or((&self.upstream, self.upstream_index), |(_, name, index)| {
+                (name, *index)
+            })
+    }
 }
 
 #[derive(Debug, Default)]
@@ -53,6 +73,15 @@ impl RouteTable {
                     .rate_limit
                     .map(|window| (crate::policy::rate_limit::route_window(&route.name), window)),
                 cost: route.cost,
+                environments: route.environments.as_deref().map(Environments::of),
+                upstream_by_environment: route
+                    .upstream_by_environment
+                    .iter()
+                    .map(|(environment, name)| {
+                        let index = config.upstreams.keys().position(|n| n == name).unwrap_or(0);
+                        (*environment, Arc::from(name.as_str()), index)
+                    })
+                    .collect(),
             })
             .collect();
         RouteTable { routes }

@@ -144,7 +144,8 @@ pub fn serve(config: Config, options: ServeOptions) -> anyhow::Result<()> {
         routes,
         catalog,
         key_prefix: config.key_prefix.clone(),
-        environment: config.environment,
+        environments: config.accepted_environments(),
+        default_environment: config.environment,
         snapshot: syncer.snapshot.clone(),
         verifier,
         limiter: limiter.clone(),
@@ -514,13 +515,15 @@ fn apply_test_clock(config: &Config) {
     let Ok(offset) = std::env::var("TOLLGATE_TEST_CLOCK_OFFSET") else {
         return;
     };
-    match (config.environment, offset.parse::<i64>()) {
-        (Environment::Test, Ok(offset)) => {
+    // Only a gateway that accepts no live key may shift its clock.
+    let live = config.environments.contains(&Environment::LIVE);
+    match (live, offset.parse::<i64>()) {
+        (false, Ok(offset)) => {
             tracing::warn!(offset_ms = offset, "test clock offset in effect");
             crate::clock::set_offset_ms(offset);
         }
         _ => tracing::warn!(
-            "TOLLGATE_TEST_CLOCK_OFFSET ignored: it applies only to environment: test"
+            "TOLLGATE_TEST_CLOCK_OFFSET ignored: it applies only to a gateway without environment live"
         ),
     }
 }

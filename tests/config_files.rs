@@ -191,7 +191,7 @@ fn syntax_errors_carry_their_line_and_types_are_enforced() {
     assert!(errors[0].line.is_some(), "{:?}", errors[0]);
 
     let errors = Config::parse(
-        "trusted_proxies: [10.0.0.0/8, 10.0.0.0/33, nope]\nrate_limits:\n  backend: memcached://x\n  tiers:\n    api_key: { per_minute: 0, per_day: 10 }\n  burst: { requests: 10 }\nenvironment: staging\n",
+        "trusted_proxies: [10.0.0.0/8, 10.0.0.0/33, nope]\nrate_limits:\n  backend: memcached://x\n  tiers:\n    api_key: { per_minute: 0, per_day: 10 }\n  burst: { requests: 10 }\nenvironment: Staging\n",
     )
     .unwrap_err()
     .0;

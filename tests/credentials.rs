@@ -513,7 +513,7 @@ async fn readiness_waits_for_the_store_and_unknown_keys_get_503_meanwhile() {
     let gw = Gateway::start_unready(&credentials_config(&up, &db.url, "live"));
     assert_eq!(http_get(gw.admin, "/healthz").unwrap().status, 200);
     assert_eq!(http_get(gw.admin, "/readyz").unwrap().status, 503);
-    let key = tollgate::auth::api_key::mint("tg", tollgate::config::Environment::Live).secret;
+    let key = tollgate::auth::api_key::mint("tg", tollgate::config::Environment::LIVE).secret;
     let local = client_from("127.0.0.1");
     // Never synced: an unknown key cannot be called invalid.
     assert_eq!(

@@ -372,7 +372,7 @@ async fn three_replicas_on_one_postgres_and_one_redis() {
         until_status(&http, gw, &known, 200, Instant::now()).await;
         until_status(&http, gw, &gone, 401, Instant::now()).await;
     }
-    let stranger = tollgate::auth::api_key::mint("tg", tollgate::config::Environment::Live).secret;
+    let stranger = tollgate::auth::api_key::mint("tg", tollgate::config::Environment::LIVE).secret;
     // A steady load of the known key on every replica runs through both outages.
     let load_stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut load = Vec::new();

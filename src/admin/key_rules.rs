@@ -165,6 +165,8 @@ pub struct KeyRules {
     presets: BTreeMap<String, Vec<String>>,
     roles: BTreeSet<String>,
     pub environment: Environment,
+    /// The environments keys may be created in.
+    pub environments: Vec<Environment>,
     pub key_prefix: String,
 }
 
@@ -183,6 +185,7 @@ impl KeyRules {
             presets: config.presets.clone(),
             roles: config.roles.keys().cloned().collect(),
             environment: config.environment,
+            environments: config.environments.clone(),
             key_prefix: config.key_prefix.clone(),
         }
     }
@@ -238,11 +241,15 @@ impl KeyRules {
         };
         let environment = match input.environment.as_deref() {
             None => self.environment,
-            Some(text) => Environment::parse(text).ok_or_else(|| {
-                AdminError::InvalidRequest(format!(
-                    "environment must be live or test, not \"{text}\""
-                ))
-            })?,
+            Some(text) => Environment::parse(text)
+                .filter(|environment| self.environments.contains(environment))
+                .ok_or_else(|| {
+                    let names: Vec<&str> = self.environments.iter().map(|e| e.as_str()).collect();
+                    AdminError::InvalidRequest(format!(
+                        "environment must be one of this gateway's ({}), not \"{text}\"",
+                        names.join(", ")
+                    ))
+                })?,
         };
         let expires_at = check_expiry(input.expires_at.as_deref(), policy, now)?;
         let minted = api_key::mint(&self.key_prefix, environment);

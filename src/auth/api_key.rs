@@ -1,16 +1,17 @@
-//! API key format (SPEC section 3): `{prefix}_{env}_{32 random base62}{6 base62 CRC32}`.
+//! API key format (SPEC sections 3 and 15): `{prefix}_{env}_{32 random base62}{6 base62
+//! CRC32}`, where `env` is the key's environment, a lowercase word of 2 to 12 letters.
 //! Minting, the checks done before any lookup, and the SHA-256 digest that is stored.
 
 use super::base62;
-use crate::config::Environment;
+use crate::config::{Environment, Environments};
 use sha2::{Digest as _, Sha256};
 use std::hash::{BuildHasherDefault, Hasher};
 use subtle::ConstantTimeEq;
 
 const RANDOM_LEN: usize = 32;
 const CHECKSUM_LEN: usize = 6;
-/// Characters kept for display: `tg_live_8f3K`.
-pub const START_LEN: usize = 12;
+/// Random characters kept for display after the prefix and environment: `tg_live_8f3K`.
+pub const START_RANDOM: usize = 4;
 
 /// The SHA-256 of a key. Equality is constant-time.
 #[derive(Clone, Copy)]
@@ -86,7 +87,7 @@ fn mint_as(prefix: &str, kind: &str) -> MintedKey {
     secret.push_str(&base62::encode_fixed(u64::from(checksum), CHECKSUM_LEN));
     MintedKey {
         digest: digest(secret.as_bytes()),
-        start: secret[..START_LEN].to_string(),
+        start: secret[..prefix.len() + kind.len() + 2 + START_RANDOM].to_string(),
         secret,
     }
 }
@@ -107,37 +108,41 @@ pub fn looks_like_key(value: &[u8], prefix: &str) -> bool {
         && value[prefix.len()] == b'_'
 }
 
-/// Checks shape and checksum, then the environment. Costs no hashing beyond a CRC32.
+/// Checks shape and checksum, then the environment: one of `accepted`. Costs no hashing
+/// beyond a CRC32.
 pub fn check_format(
     key: &[u8],
     prefix: &str,
-    environment: Environment,
+    accepted: Environments,
 ) -> Result<(), KeyFormatError> {
     let body_len = RANDOM_LEN + CHECKSUM_LEN;
-    if key.len() != prefix.len() + 6 + body_len || !looks_like_key(key, prefix) {
+    if !looks_like_key(key, prefix) || key.len() < prefix.len() + 4 + body_len {
         return Err(KeyFormatError::Malformed);
     }
     let env_start = prefix.len() + 1;
-    let env = &key[env_start..env_start + 4];
-    let body = &key[env_start + 5..];
-    if key[env_start + 4] != b'_' || !base62::is_base62(body) {
+    let env_len = key.len() - env_start - 1 - body_len;
+    let env = &key[env_start..env_start + env_len];
+    let body = &key[env_start + env_len + 1..];
+    let shaped = (2..=12).contains(&env_len)
+        && env.iter().all(u8::is_ascii_lowercase)
+        && env != ADMIN_TOKEN_KIND.as_bytes()
+        && key[env_start + env_len] == b'_'
+        && base62::is_base62(body);
+    if !shaped {
         return Err(KeyFormatError::Malformed);
     }
-    let key_env = match env {
-        b"live" => Environment::Live,
-        b"test" => Environment::Test,
-        _ => return Err(KeyFormatError::Malformed),
-    };
     let (signed, checksum) = key.split_at(key.len() - CHECKSUM_LEN);
     let mut expected = [0u8; CHECKSUM_LEN];
     base62::encode_into(u64::from(crc32fast::hash(signed)), &mut expected);
     if checksum != expected {
         return Err(KeyFormatError::Malformed);
     }
-    if key_env != environment {
-        return Err(KeyFormatError::WrongEnvironment);
+    // A genuine key (its checksum holds) of an environment this gateway does not accept:
+    // one never interned here is no environment it accepts either.
+    match Environment::find_bytes(env) {
+        Some(environment) if accepted.contains(environment) => Ok(()),
+        _ => Err(KeyFormatError::WrongEnvironment),
     }
-    Ok(())
 }
 
 /// Whether `token` is shaped like an admin token of this gateway, checksum included.
@@ -160,16 +165,41 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    fn live() -> Environments {
+        Environments::of(&[Environment::LIVE])
+    }
+
+    #[test]
+    fn any_configured_word_is_an_environment_and_others_are_told_apart() {
+        let public = Environment::parse("pub").unwrap();
+        let sandbox = Environment::parse("sandbox").unwrap();
+        let key = mint("atom", public);
+        assert!(key.secret.starts_with("atom_pub_"), "{}", key.secret);
+        let both = Environments::of(&[Environment::LIVE, public]);
+        assert_eq!(check_format(key.secret.as_bytes(), "atom", both), Ok(()));
+        let elsewhere = mint("atom", sandbox);
+        assert_eq!(
+            check_format(elsewhere.secret.as_bytes(), "atom", both),
+            Err(KeyFormatError::WrongEnvironment)
+        );
+        // A word never configured anywhere, with a good checksum, is a wrong environment.
+        let stranger = mint_as("atom", "staging");
+        assert_eq!(
+            check_format(stranger.secret.as_bytes(), "atom", both),
+            Err(KeyFormatError::WrongEnvironment)
+        );
+    }
+
     #[test]
     fn admin_tokens_and_keys_never_pass_for_each_other() {
         let token = mint_admin_token("tg");
         assert!(token.secret.starts_with("tg_adm_"));
         assert!(is_admin_token(token.secret.as_bytes(), "tg"));
         assert_eq!(
-            check_format(token.secret.as_bytes(), "tg", Environment::Live),
+            check_format(token.secret.as_bytes(), "tg", live()),
             Err(KeyFormatError::Malformed)
         );
-        let key = mint("tg", Environment::Live);
+        let key = mint("tg", Environment::LIVE);
         assert!(!is_admin_token(key.secret.as_bytes(), "tg"));
         let mut tampered = token.secret.into_bytes();
         tampered[10] = if tampered[10] == b'a' { b'b' } else { b'a' };
@@ -178,34 +208,31 @@ mod tests {
 
     #[test]
     fn minted_keys_pass_their_own_checks() {
-        let key = mint("tg", Environment::Live);
+        let key = mint("tg", Environment::LIVE);
         assert!(key.secret.starts_with("tg_live_"));
         assert_eq!(key.secret.len(), 2 + 6 + 38);
         assert_eq!(key.start, &key.secret[..12]);
-        assert_eq!(
-            check_format(key.secret.as_bytes(), "tg", Environment::Live),
-            Ok(())
-        );
+        assert_eq!(check_format(key.secret.as_bytes(), "tg", live()), Ok(()));
         assert_eq!(key.digest, digest(key.secret.as_bytes()));
     }
 
     #[test]
     fn the_other_environment_is_told_apart_from_garbage() {
-        let key = mint("tg", Environment::Test);
+        let key = mint("tg", Environment::TEST);
         assert_eq!(
-            check_format(key.secret.as_bytes(), "tg", Environment::Live),
+            check_format(key.secret.as_bytes(), "tg", live()),
             Err(KeyFormatError::WrongEnvironment)
         );
     }
 
     #[test]
     fn one_changed_character_breaks_the_checksum() {
-        let key = mint("tg", Environment::Live);
+        let key = mint("tg", Environment::LIVE);
         let mut bytes = key.secret.into_bytes();
         let i = 20;
         bytes[i] = if bytes[i] == b'a' { b'b' } else { b'a' };
         assert_eq!(
-            check_format(&bytes, "tg", Environment::Live),
+            check_format(&bytes, "tg", live()),
             Err(KeyFormatError::Malformed)
         );
     }
@@ -220,7 +247,7 @@ mod tests {
             b"tg_live_0123456789012345678901234567890123456!",
         ] {
             assert_eq!(
-                check_format(bad, "tg", Environment::Live),
+                check_format(bad, "tg", live()),
                 Err(KeyFormatError::Malformed)
             );
         }
@@ -237,7 +264,7 @@ mod tests {
     proptest! {
         #[test]
         fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..80)) {
-            let _ = check_format(&bytes, "tg", Environment::Live);
+            let _ = check_format(&bytes, "tg", live());
         }
 
         #[test]
@@ -247,7 +274,7 @@ mod tests {
                 let (signed, _) = key.split_at(key.len() - 6);
                 base62::encode_fixed(u64::from(crc32fast::hash(signed.as_bytes())), 6)
             };
-            let passes = check_format(key.as_bytes(), "tg", Environment::Live).is_ok();
+            let passes = check_format(key.as_bytes(), "tg", live()).is_ok();
             prop_assert_eq!(passes, key.ends_with(&expected));
         }
     }

@@ -2,6 +2,7 @@
 
 mod duplicates;
 mod duration;
+mod environment;
 mod lines;
 mod lint;
 mod reader;
@@ -9,6 +10,7 @@ mod schema;
 mod tls_schema;
 
 pub use duration::{format_duration, parse_duration};
+pub use environment::{Environment, Environments};
 pub use reader::{canonical_ip, parse_cidr, parse_cidr_exact, CidrError};
 
 use http::Method;
@@ -68,7 +70,11 @@ pub struct Config {
     pub upgrade_sock: PathBuf,
     pub grace_period: Duration,
     pub access_log: AccessLog,
+    /// The environment keys are created in when they name none: the first of
+    /// `environments`.
     pub environment: Environment,
+    /// Every environment whose keys this gateway accepts (`environment: live` is `[live]`).
+    pub environments: Vec<Environment>,
     pub key_prefix: String,
     pub admin: AdminConfig,
     pub metrics: MetricsConfig,
@@ -147,26 +153,10 @@ pub enum AccessLog {
     File(PathBuf),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Environment {
-    Live,
-    Test,
-}
-
-impl Environment {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Environment::Live => "live",
-            Environment::Test => "test",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<Self> {
-        match text {
-            "live" => Some(Environment::Live),
-            "test" => Some(Environment::Test),
-            _ => None,
-        }
+impl Config {
+    /// The environments whose keys this gateway accepts, as a set.
+    pub fn accepted_environments(&self) -> Environments {
+        Environments::of(&self.environments)
     }
 }
 
@@ -334,6 +324,10 @@ pub struct RouteConfig {
     pub rate_limit: Option<Window>,
     /// The credits an allowed request spends from a caller that has credits.
     pub cost: u64,
+    /// Only keys of these environments may use the route, when set.
+    pub environments: Option<Vec<Environment>>,
+    /// Keys of these environments go to another upstream.
+    pub upstream_by_environment: Vec<(Environment, String)>,
 }
 
 impl Config {

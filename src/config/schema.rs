@@ -14,6 +14,7 @@ const TOP_KEYS: &[&str] = &[
     "grace_period",
     "access_log",
     "environment",
+    "environments",
     "key_prefix",
     "admin",
     "metrics",
@@ -139,14 +140,8 @@ fn read_config(r: &mut Reader<'_>, value: &Value) -> Option<Config> {
             file => AccessLog::File(file.into()),
         })
     });
-    let environment = r.field(&top, "environment", Environment::Live, |r, value, path| {
-        let text = r.string(value, path)?;
-        let environment = Environment::parse(&text);
-        if environment.is_none() {
-            r.error(path, format!("expected live or test, found \"{text}\""));
-        }
-        environment
-    });
+    let environments = read_environments(r, &top);
+    let environment = environments[0];
     let key_prefix = r.field(&top, "key_prefix", "tg".to_string(), |r, value, path| {
         let prefix = r.string(value, path)?;
         let valid = (1..=16).contains(&prefix.len())
@@ -193,7 +188,7 @@ fn read_config(r: &mut Reader<'_>, value: &Value) -> Option<Config> {
                 .collect()
         })
         .unwrap_or_default();
-    let routes = read_routes(r, &top, &known, &declared_upstreams);
+    let routes = read_routes(r, &top, &known, &declared_upstreams, &environments);
     let webhooks = read_webhooks(r, &top);
     let leak_reports = read_leak_reports(r, &top);
 
@@ -243,6 +238,7 @@ fn read_config(r: &mut Reader<'_>, value: &Value) -> Option<Config> {
         grace_period,
         access_log,
         environment,
+        environments,
         key_prefix,
         admin,
         metrics,
@@ -262,6 +258,73 @@ fn read_config(r: &mut Reader<'_>, value: &Value) -> Option<Config> {
         leak_reports,
         warnings: Vec::new(),
     })
+}
+
+/// One environment name: a lowercase word of 2 to 12 letters, and not the word admin
+/// tokens carry where keys carry their environment.
+fn environment_name(r: &mut Reader<'_>, value: &Value, path: &str) -> Option<Environment> {
+    let text = r.string(value, path)?;
+    if text == crate::auth::api_key::ADMIN_TOKEN_KIND {
+        r.error(
+            path,
+            format!("\"{text}\" is what admin tokens carry; choose another name"),
+        );
+        return None;
+    }
+    match Environment::parse(&text) {
+        Some(environment) if environment != Environment::UNKNOWN => Some(environment),
+        Some(_) => {
+            r.error(path, "too many environment names");
+            None
+        }
+        None => {
+            r.error(
+                path,
+                format!(
+                    "\"{text}\" must be a lowercase word of 2 to 12 letters, e.g. live or test"
+                ),
+            );
+            None
+        }
+    }
+}
+
+/// `environment: live` (one) or `environments: [live, test]` (several, the first the
+/// default); `[live]` when neither is set.
+fn read_environments(r: &mut Reader<'_>, top: &Object<'_>) -> Vec<Environment> {
+    let one = r.field(top, "environment", None, |r, value, path| {
+        environment_name(r, value, path).map(Some)
+    });
+    let several = r.field(top, "environments", None, |r, value, path| {
+        let names = r.list(value, path, environment_name)?;
+        let mut seen = Vec::new();
+        for (index, name) in names.iter().enumerate() {
+            if seen.contains(name) {
+                r.error(
+                    &format!("{path}[{index}]"),
+                    format!("{name} is listed twice"),
+                );
+            }
+            seen.push(*name);
+        }
+        if seen.is_empty() {
+            r.error(path, "list at least one environment");
+            return None;
+        }
+        Some(Some(seen))
+    });
+    match (one, several) {
+        (Some(_), Some(list)) => {
+            r.error(
+                &child(top.path(), "environments"),
+                "set environment (one) or environments (several), not both",
+            );
+            list
+        }
+        (Some(one), None) => vec![one],
+        (None, Some(list)) => list,
+        (None, None) => vec![Environment::LIVE],
+    }
 }
 
 fn read_webhooks(r: &mut Reader<'_>, top: &Object<'_>) -> WebhookConfig {
@@ -848,6 +911,7 @@ fn read_routes(
     top: &Object<'_>,
     known: &BTreeSet<&str>,
     upstreams: &BTreeSet<String>,
+    environments: &[Environment],
 ) -> Vec<RouteConfig> {
     const KEYS: &[&str] = &[
         "name",
@@ -858,6 +922,8 @@ fn read_routes(
         "anonymous",
         "rate_limit",
         "cost",
+        "environments",
+        "upstream_by_environment",
     ];
     // Route windows are counted by name, so two routes with windows need two names.
     let mut window_names: BTreeMap<String, String> = BTreeMap::new();
@@ -916,6 +982,34 @@ fn read_routes(
             });
             // The credits an allowed request spends (SPEC 15).
             let cost = r.field(&object, "cost", 1, Reader::positive);
+            let route_environments = r.field(&object, "environments", None, |r, value, path| {
+                let names = r.list(value, path, |r, value, path| {
+                    let name = environment_name(r, value, path)?;
+                    if !environments.contains(&name) {
+                        r.error(path, format!("{name} is not one of this gateway's environments"));
+                    }
+                    Some(name)
+                })?;
+                Some(Some(names))
+            });
+            let upstream_by_environment =
+                r.field(&object, "upstream_by_environment", Vec::new(), |r, value, path| {
+                    let pairs = r.named(value, path, |r, name, value, path| {
+                        let Some(environment) = Environment::parse(name)
+                            .filter(|environment| environments.contains(environment))
+                        else {
+                            r.error(path, format!("{name} is not one of this gateway's environments"));
+                            return None;
+                        };
+                        let upstream = r.string(value, path)?;
+                        if !upstreams.contains(&upstream) {
+                            r.error(path, format!("unknown upstream \"{upstream}\""));
+                            return None;
+                        }
+                        Some((environment, upstream))
+                    })?;
+                    Some(pairs.into_iter().map(|(_, pair)| pair).collect())
+                });
             if anonymous && !require.is_empty() {
                 r.error(
                     &child(object.path(), "require"),
@@ -946,6 +1040,8 @@ fn read_routes(
                 anonymous,
                 rate_limit,
                 cost,
+                environments: route_environments,
+                upstream_by_environment,
             })
         })
     })

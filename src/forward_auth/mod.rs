@@ -95,10 +95,11 @@ async fn answer(State(state): State<Arc<ForwardAuth>>, request: Request<Body>) -
     response
 }
 
-const IDENTITY: [&str; 4] = [
+const IDENTITY: [&str; 5] = [
     "x-tollgate-subject",
     "x-tollgate-client-id",
     "x-tollgate-permissions",
+    "x-tollgate-environment",
     "x-tollgate-owner-id",
 ];
 

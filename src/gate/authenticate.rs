@@ -18,7 +18,7 @@ impl Gate<'_> {
         key: &[u8],
         now: i64,
     ) -> Result<(KeyRef, Option<Grace>), Refusal> {
-        match api_key::check_format(key, self.key_prefix, self.environment) {
+        match api_key::check_format(key, self.key_prefix, self.environments) {
             Ok(()) => {}
             Err(KeyFormatError::Malformed) => return Err((Denial::InvalidApiKey, None)),
             Err(KeyFormatError::WrongEnvironment) => return Err((Denial::WrongEnvironment, None)),

@@ -57,6 +57,11 @@ impl Caller {
         }
     }
 
+    /// The environment of the caller's key, if it has one.
+    pub fn environment(&self) -> Option<crate::config::Environment> {
+        self.key().map(|key| key.environment)
+    }
+
     /// Subject, client id and permissions, for the identity headers.
     pub fn identity(&self) -> Option<Identity<'_>> {
         match self {

@@ -34,7 +34,7 @@ pub use counted_as::CountedAs;
 
 use crate::auth::credential::{presented, Presented};
 use crate::auth::jwt::VerifiedToken;
-use crate::config::{Environment, RateLimitConfig};
+use crate::config::{Environment, Environments, RateLimitConfig};
 use crate::denial::Denial;
 use crate::policy::permissions::Catalog;
 use crate::routes::{Route, RouteTable};
@@ -62,7 +62,11 @@ pub struct Gate<'s> {
     pub catalog: &'s Catalog,
     pub snapshot: &'s Snapshot,
     pub key_prefix: &'s str,
-    pub environment: Environment,
+    /// The environments whose keys this gateway accepts.
+    pub environments: Environments,
+    /// The environment of a caller with no key (a user's token), for routes restricted
+    /// to environments.
+    pub default_environment: Environment,
     /// The snapshot is older than `max_staleness`: a miss is not proof of an unknown key.
     pub stale: bool,
     pub rate_limits: &'s RateLimitConfig,
@@ -260,6 +264,21 @@ impl<'s> Gate<'s> {
                 client_cert,
             ),
         };
+        let checked = checked.and_then(|()| {
+            // A route restricted to environments: a key's is its own, a caller without a
+            // key (a user's token, an anonymous caller) is in the gateway's default one.
+            match route.environments {
+                Some(allowed) => {
+                    let environment =
+                        credential.map_or(self.default_environment, |key| key.environment);
+                    match allowed.contains(environment) {
+                        true => Ok(()),
+                        false => Err(Denial::WrongEnvironment),
+                    }
+                }
+                None => Ok(()),
+            }
+        });
         if let Err(denial) = checked {
             return refused((denial, credential.cloned()), grace);
         }

@@ -38,7 +38,7 @@ fn world(edit: impl FnOnce(&mut KeyRecord)) -> World {
     let config = Config::parse(CONFIG).unwrap();
     let catalog = Catalog::new(&config.permissions);
     let routes = RouteTable::new(&config, &catalog);
-    let minted = mint("tg", Environment::Live);
+    let minted = mint("tg", Environment::LIVE);
     let mut key = record("key_1", minted.digest);
     key.permissions = vec!["accounts:read".into()];
     key.ip_allowlist = vec!["127.0.0.1/32".into()];
@@ -70,7 +70,8 @@ impl World {
             catalog: &self.catalog,
             snapshot: &self.snapshot,
             key_prefix: &self.config.key_prefix,
-            environment: self.config.environment,
+            environments: self.config.accepted_environments(),
+            default_environment: self.config.environment,
             stale,
             rate_limits: &self.config.rate_limits,
         }
@@ -236,7 +237,7 @@ fn invalid_api_key_is_one_answer_for_malformed_bad_checksum_and_unknown() {
     let last = flipped.len() - 1;
     flipped[last] = if flipped[last] == b'a' { b'b' } else { b'a' };
     let flipped = String::from_utf8(flipped).unwrap();
-    let stranger = mint("tg", Environment::Live).secret;
+    let stranger = mint("tg", Environment::LIVE).secret;
     for key in ["tg_live_nope", "hello", flipped.as_str(), stranger.as_str()] {
         let request = Request {
             api_key: Some(key),
@@ -249,7 +250,7 @@ fn invalid_api_key_is_one_answer_for_malformed_bad_checksum_and_unknown() {
 #[test]
 fn wrong_environment_for_a_test_key_on_a_live_gateway() {
     let w = world(|_| {});
-    let test_key = mint("tg", Environment::Test).secret;
+    let test_key = mint("tg", Environment::TEST).secret;
     let request = Request {
         api_key: Some(&test_key),
         ..get("/v1/accounts")
@@ -282,7 +283,7 @@ fn key_revoked_beats_expired_and_a_rotated_secret_ends_with_its_grace() {
     };
     assert_eq!(decide(&w, request), Err(Denial::KeyRevoked));
 
-    let old = mint("tg", Environment::Live);
+    let old = mint("tg", Environment::LIVE);
     let old_digest = old.digest;
     let w = world(move |k| {
         k.secrets.grace_digest = Some(old_digest);
@@ -397,7 +398,7 @@ fn route_not_found_before_any_credential_is_read_or_verified() {
 #[test]
 fn store_unavailable_only_for_a_miss_in_a_stale_snapshot() {
     let w = world(|_| {});
-    let stranger = mint("tg", Environment::Live).secret;
+    let stranger = mint("tg", Environment::LIVE).secret;
     let stale = |key| Request {
         api_key: Some(key),
         stale: true,
@@ -528,7 +529,7 @@ fn rate_limited_then_quota_exceeded_and_refusals_spend_nothing() {
 #[test]
 fn an_unknown_key_counts_against_the_address_and_in_no_usage() {
     let w = world(|_| {});
-    let stranger = mint("tg", Environment::Live).secret;
+    let stranger = mint("tg", Environment::LIVE).secret;
     let request = Request {
         api_key: Some(&stranger),
         ..get("/v1/accounts")

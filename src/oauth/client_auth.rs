@@ -102,7 +102,7 @@ fn key_client(
 ) -> Result<KeyRef, OAuthError> {
     let secret = secret
         .ok_or_else(|| OAuthError::invalid_client("client_secret (the API key) is required"))?;
-    api_key::check_format(secret.as_bytes(), &server.key_prefix, server.environment)
+    api_key::check_format(secret.as_bytes(), &server.key_prefix, server.environments)
         .map_err(|_| OAuthError::invalid_client(UNKNOWN))?;
     let digest: Digest = api_key::digest(secret.as_bytes());
     let snapshot = server.syncer.snapshot.load();

@@ -8,7 +8,7 @@ mod params;
 
 use crate::auth::jwt::TokenVerifier;
 use crate::auth::signing::SigningKeys;
-use crate::config::{Config, Environment, OAuthConfig};
+use crate::config::{Config, Environments, OAuthConfig};
 use crate::policy::permissions::Catalog;
 use crate::store::sync::Syncer;
 use crate::store::Store;
@@ -45,7 +45,7 @@ pub struct OAuthServer {
     pub syncer: Arc<Syncer>,
     pub catalog: Catalog,
     key_prefix: String,
-    environment: Environment,
+    environments: Environments,
     pub verifier: Arc<TokenVerifier>,
     tokens_issued: IntCounterVec,
 }
@@ -82,7 +82,7 @@ impl OAuthServer {
             syncer,
             catalog: Catalog::new(&config.permissions),
             key_prefix: config.key_prefix.clone(),
-            environment: config.environment,
+            environments: config.accepted_environments(),
             verifier,
             tokens_issued,
         }

@@ -50,6 +50,8 @@ pub struct Admitted {
     /// Answered by the authorization server, not routed.
     pub oauth_endpoint: bool,
     pub caller: Option<Caller>,
+    /// The environment of the caller's key: which of the route's upstreams it goes to.
+    pub environment: Option<crate::config::Environment>,
     /// The key the request was about, admitted or refused, for the log.
     pub key_id: Option<crate::short_id::ShortId>,
     /// The key's previous secret was used, in its grace period: answers say until when.

@@ -74,8 +74,10 @@ impl Gateway {
         self.checkpoint.routes.get(ctx.admission.route?)
     }
 
+    /// The route's upstream for the caller's environment.
     fn upstream_name(&self, ctx: &RequestCtx) -> Option<&str> {
-        self.route(ctx).map(|route| &*route.upstream)
+        self.route(ctx)
+            .map(|route| &**route.upstream_for(ctx.admission.environment).0)
     }
 }
 
@@ -195,6 +197,7 @@ impl ProxyHttp for Gateway {
         ctx.admission.route = answer.route.map(|route| route.index);
         ctx.admission.key_id = answer.key.as_ref().map(|key| key.id.clone());
         ctx.admission.grace = answer.grace;
+        ctx.admission.environment = answer.caller.as_ref().and_then(|c| c.environment());
         ctx.admission.caller = answer.caller;
         match answer.decision {
             Decision::Forward => Ok(false),
@@ -330,10 +333,9 @@ impl ProxyHttp for Gateway {
             (Some(started), Some(route)) => {
                 let status = ctx.upstream.status;
                 let seconds = started.elapsed().as_secs_f64();
-                self.checkpoint
-                    .metrics
-                    .upstream(route.upstream_index, status, seconds);
-                Some((&*route.upstream, status, started))
+                let (name, index) = route.upstream_for(ctx.admission.environment);
+                self.checkpoint.metrics.upstream(index, status, seconds);
+                Some((&**name, status, started))
             }
             _ => None,
         };

@@ -412,7 +412,7 @@ mod tests {
             usage: UsageSlot::default(),
             secret_version: 1,
             key_type: KeyType::FineGrained,
-            environment: Environment::Live,
+            environment: Environment::LIVE,
             revoked: false,
         }
     }

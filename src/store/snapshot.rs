@@ -327,7 +327,7 @@ impl SnapshotBuilder {
             client_id: ShortId::new(&row.client_id),
             key_type: row.key_type,
             rules: self.rules(row),
-            environment: Environment::parse(&row.environment).unwrap_or(Environment::Live),
+            environment: Environment::parse(&row.environment).unwrap_or(Environment::UNKNOWN),
             expires_at: stored_expiry(row.expires_at),
             revoked: row.revoked,
             secret_version: stored_version(row.secrets.version),
