@@ -33,6 +33,8 @@ pub struct Checkpoint {
     pub rate_limits: RateLimitConfig,
     pub policy_headers: PolicyHeaders,
     pub usage: Arc<UsageRecorder>,
+    /// Requests per key, hour, route and outcome.
+    pub analytics: Arc<crate::analytics::Analytics>,
     pub metrics: ResolvedMetrics,
     pub access_log: Arc<AccessLogger>,
 }
@@ -161,6 +163,13 @@ impl Checkpoint {
         let answer = admission.with(verdict.clone());
         if let Some((key, outcome)) = answer.usage() {
             self.usage.record(&key.usage, &key.id, outcome, now);
+        }
+        // Every routed request about a key, allowed or refused, once.
+        if let (Some(key), Some(route)) = (&answer.key, answer.route) {
+            let outcome = answer.denial().map_or("allowed", Denial::code);
+            let owner = key.owner().map(|owner| &owner.id);
+            self.analytics
+                .record(now, &key.id, owner, route.index, outcome);
         }
         Checked {
             answer,

@@ -4,6 +4,7 @@
 pub mod access_log;
 pub mod admin;
 pub mod admin_access;
+pub mod analytics;
 pub mod auth;
 pub mod checkpoint;
 pub mod cli;

@@ -140,6 +140,7 @@ pub fn serve(config: Config, options: ServeOptions) -> anyhow::Result<()> {
         .collect();
     let resolved =
         crate::metrics::ResolvedMetrics::new(metrics.clone(), &route_names, &upstream_names);
+    let analytics = Arc::new(crate::analytics::Analytics::new(route_names.clone()));
     let checkpoint = Arc::new(Checkpoint {
         routes,
         catalog,
@@ -153,6 +154,7 @@ pub fn serve(config: Config, options: ServeOptions) -> anyhow::Result<()> {
         rate_limits: config.rate_limits.clone(),
         policy_headers: Default::default(),
         usage: usage.clone(),
+        analytics: analytics.clone(),
         metrics: resolved,
         access_log: access_log.clone(),
     });
@@ -342,7 +344,7 @@ pub fn serve(config: Config, options: ServeOptions) -> anyhow::Result<()> {
     ));
     server.add_service(background_service(
         "usage flush",
-        UsageFlusher::new(usage, syncer),
+        UsageFlusher::new(usage, analytics, config.analytics.retention, syncer),
     ));
 
     watch_drain(

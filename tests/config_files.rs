@@ -79,6 +79,8 @@ fn the_reference_config_sets_every_option() {
         "per_day:",
         "burst:",
         "cost:",
+        "analytics:",
+        "retention:",
         "upstreams:",
         "targets:",
         "tls:",

@@ -587,6 +587,11 @@ async fn the_console_runs_the_whole_key_lifecycle_in_a_browser() {
     fill(&client, "Credits", "50").await;
     press(&client, "Apply").await;
     assert!(page_text(&client).await.contains("300 left"));
+    // The usage chart's range picker.
+    press(&client, "7 days").await;
+    assert!(page_text(&client)
+        .await
+        .contains("No requests in the last 168 hours."));
     screenshot(&client, "owner").await;
 
     // At 360 px wide nothing overflows the page (tables scroll in their box).

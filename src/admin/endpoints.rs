@@ -7,8 +7,8 @@
 use super::endpoint::{Access, Doc, Endpoint};
 use super::principal::{authenticate, Principal};
 use super::{
-    credits, keys, me, oauth_apps, operators, owners, policy, tokens, webhooks, AdminError,
-    AdminState,
+    analytics, credits, keys, me, oauth_apps, operators, owners, policy, tokens, webhooks,
+    AdminError, AdminState,
 };
 use crate::admin_access::Permission;
 use axum::body::Body;
@@ -289,6 +289,18 @@ pub const ENDPOINTS: &[Endpoint] = &[
         query: &[],
         handler: || post(tokens::revoke),
         doc: doc("Revoke an admin token; final, on every replica at once", Some("Empty"), (200, "Token")),
+    },
+    Endpoint {
+        method: "GET",
+        path: "/analytics",
+        access: Needs(P::AnalyticsRead),
+        query: &["key_id", "owner_id", "from", "to", "granularity", "group_by"],
+        handler: || get(analytics::analytics),
+        doc: doc(
+            "Request counts by hour or day, for a key, an owner or all; CSV with Accept: text/csv",
+            None,
+            (200, "AnalyticsPage"),
+        ),
     },
     Endpoint {
         method: "POST",

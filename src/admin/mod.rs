@@ -1,6 +1,7 @@
 //! The admin listener: the control plane of SPEC sections 6 and 10 under `/admin/v1`, each
 //! endpoint behind the permission its table entry names, plus health and readiness.
 
+mod analytics;
 mod credits;
 pub mod endpoint;
 pub mod endpoints;

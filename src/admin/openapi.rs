@@ -24,6 +24,9 @@ fn query_parameter(name: &str) -> Value {
         "status" => json!({"enum": ["active", "expiring", "expired", "revoked"]}),
         "type" => json!({"enum": ["fine_grained", "legacy"]}),
         "from" | "to" => json!({"type": "string", "format": "date-time"}),
+        "granularity" => json!({"enum": ["hour", "day"], "default": "hour"}),
+        "group_by" => json!({"type": "string", "default": "outcome",
+            "pattern": "^(outcome|route|key)(,(outcome|route|key))*$"}),
         _ => json!({"type": "string", "minLength": 1}),
     };
     let description = match name {
@@ -32,6 +35,9 @@ fn query_parameter(name: &str) -> Value {
         "actor" => "An actor's id, or a kind (operator, token, bootstrap, system).",
         "from" => "At or after this time.",
         "to" => "Before this time.",
+        "group_by" => "Comma-separated: outcome, route, key.",
+        "key_id" => "Only this key's requests.",
+        "owner_id" => "Only the requests of this owner's keys.",
         _ => "",
     };
     let mut parameter = json!({"name": name, "in": "query", "required": false, "schema": schema});
@@ -287,6 +293,10 @@ fn schemas() -> Value {
             "data": {"type": "array", "items": reference("Event")}, "next_cursor": {"type": "string"}}}
     });
     let owners = json!({
+        "AnalyticsPage": {"type": "object", "required": ["data"], "properties": {
+            "data": {"type": "array", "items": {"type": "object", "required": ["start", "count"], "properties": {
+                "start": time.clone(), "key_id": {"type": "string"}, "owner_id": {"type": "string"},
+                "route": {"type": "string"}, "outcome": {"type": "string"}, "count": {"type": "integer", "minimum": 0}}}}}},
         "Credits": {"type": "object", "additionalProperties": false, "required": ["remaining"], "properties": {
             "remaining": {"type": "integer", "minimum": 0, "maximum": 1_u64 << 50,
                 "description": "As last written back: the data plane's balance may be up to 5 s ahead"},

@@ -157,8 +157,11 @@ pub enum KeysCommand {
         /// The key's id (key_...).
         id: String,
         /// How many days back, 1 to 366 (default 30).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "hours")]
         days: Option<u32>,
+        /// Draw the requests of the last HOURS hours (1 to 720), hour by hour, by outcome.
+        #[arg(long)]
+        hours: Option<u32>,
     },
 }
 
@@ -444,7 +447,31 @@ pub async fn keys(args: &AdminArgs, command: KeysCommand) -> anyhow::Result<()> 
                 .await?;
             print(args, &revoked, admin_client::record);
         }
-        KeysCommand::Usage { id, days } => {
+        KeysCommand::Usage {
+            id,
+            hours: Some(hours),
+            ..
+        } => {
+            if !(1..=720).contains(&hours) {
+                bail!("--hours must be 1 to 720");
+            }
+            let now = crate::clock::now_ms();
+            let from = crate::clock::rfc3339(now - i64::from(hours) * 3_600_000);
+            let path = with_query(
+                "/analytics",
+                &[
+                    ("key_id", Some(id)),
+                    ("from", Some(from)),
+                    ("granularity", Some("hour".into())),
+                    ("group_by", Some("outcome".into())),
+                ],
+            );
+            let page = client.send(Method::GET, &path, None, None).await?;
+            print(args, &page, |page| {
+                super::usage_chart::hourly(page, hours, now)
+            });
+        }
+        KeysCommand::Usage { id, days, .. } => {
             let path = with_query(
                 &format!("/keys/{id}/usage"),
                 &[("days", days.map(|d| d.to_string()))],

@@ -6,6 +6,7 @@ mod demo;
 mod keys;
 mod oauth;
 mod owners;
+mod usage_chart;
 mod webhooks;
 mod workbench;
 

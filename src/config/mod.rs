@@ -95,6 +95,8 @@ pub struct Config {
     pub webhooks: WebhookConfig,
     /// Leaked-key reports from GitHub's secret scanning (SPEC section 14).
     pub leak_reports: LeakReportConfig,
+    /// How long request counts are kept (SPEC 15).
+    pub analytics: AnalyticsConfig,
     /// What is valid but probably not meant (a route that can never match): `check`
     /// prints them and `serve` logs them.
     pub warnings: Vec<ConfigError>,
@@ -127,6 +129,20 @@ impl Default for WebhookConfig {
 pub enum LeakAction {
     Revoke,
     Notify,
+}
+
+/// `analytics`: how long the per-hour counts are kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AnalyticsConfig {
+    pub retention: Duration,
+}
+
+impl Default for AnalyticsConfig {
+    fn default() -> Self {
+        AnalyticsConfig {
+            retention: Duration::from_secs(90 * 86_400),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -32,6 +32,7 @@ const TOP_KEYS: &[&str] = &[
     "routes",
     "webhooks",
     "leak_reports",
+    "analytics",
 ];
 
 const METHODS: &[&str] = &[
@@ -191,6 +192,17 @@ fn read_config(r: &mut Reader<'_>, value: &Value) -> Option<Config> {
     let routes = read_routes(r, &top, &known, &declared_upstreams, &environments);
     let webhooks = read_webhooks(r, &top);
     let leak_reports = read_leak_reports(r, &top);
+    let mut analytics = AnalyticsConfig::default();
+    if let Some(object) = section(r, &top, "analytics", &["retention"]) {
+        analytics.retention = r.field(&object, "retention", analytics.retention, |r, v, p| {
+            let retention = r.duration(v, p)?;
+            if retention < Duration::from_secs(3600) {
+                r.error(p, "must be at least 1h");
+                return None;
+            }
+            Some(retention)
+        });
+    }
 
     let mut others = vec![
         ("admin.listen", admin.listen),
@@ -256,6 +268,7 @@ fn read_config(r: &mut Reader<'_>, value: &Value) -> Option<Config> {
         routes,
         webhooks,
         leak_reports,
+        analytics,
         warnings: Vec::new(),
     })
 }

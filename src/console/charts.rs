@@ -48,10 +48,11 @@ pub fn sparkline(totals: &[i64]) -> Markup {
 }
 
 /// Every outcome, in the legend's order: allowed first, then the refusals.
-const OUTCOMES: [&str; 7] = [
+const OUTCOMES: [&str; 8] = [
     "allowed",
     "rate_limited",
     "quota_exceeded",
+    "credits_exhausted",
     "ip_not_allowed",
     "insufficient_permission",
     "key_expired",
@@ -129,7 +130,7 @@ pub fn hourly(usage: &Value, hours: usize, now: i64) -> Markup {
                                 width=(format!("{:.1}", (bar - 2.0).max(1.0))) height=(format!("{h:.1}")) {}
                         }
                     }
-                    @if i % 12 == 0 {
+                    @if i % (hours / 4).max(1) == 0 {
                         text.tick x=(format!("{x:.1}")) y=(height - 4.0) { (when.get(11..16).unwrap_or_default()) " UTC" }
                     }
                 }
@@ -147,6 +148,57 @@ pub fn hourly(usage: &Value, hours: usize, now: i64) -> Markup {
             }
         }
     }
+}
+
+/// The ranges the charts offer, as (query value, label, hours).
+pub const RANGES: [(&str, &str, usize); 3] = [
+    ("24h", "24 hours", 24),
+    ("7d", "7 days", 168),
+    ("30d", "30 days", 720),
+];
+
+/// The hours of a range picked by its query value (24 by default).
+pub fn range_hours(picked: Option<&str>) -> usize {
+    RANGES
+        .iter()
+        .find(|(value, _, _)| Some(*value) == picked)
+        .map_or(24, |(_, _, hours)| *hours)
+}
+
+/// Links to the page itself with each range; the one shown is marked as current.
+pub fn range_picker(base: &str, hours: usize) -> Markup {
+    html! {
+        nav.ranges aria-label="Range" {
+            @for (value, label, range) in RANGES {
+                @if range == hours {
+                    a aria-current="page" href=(format!("{base}?range={value}")) { (label) }
+                } @else {
+                    a href=(format!("{base}?range={value}")) { (label) }
+                }
+                " "
+            }
+        }
+    }
+}
+
+/// `GET /admin/v1/analytics?group_by=outcome` rows in the shape [`hourly`] draws.
+pub fn from_analytics(page: &Value) -> Value {
+    let mut hours: std::collections::BTreeMap<String, serde_json::Map<String, Value>> =
+        Default::default();
+    for row in page["data"].as_array().into_iter().flatten() {
+        let (Some(start), Some(outcome)) = (row["start"].as_str(), row["outcome"].as_str()) else {
+            continue;
+        };
+        let count = row["count"].as_i64().unwrap_or(0);
+        let slot = hours.entry(start.to_string()).or_default();
+        let sum = slot.get(outcome).and_then(Value::as_i64).unwrap_or(0) + count;
+        slot.insert(outcome.to_string(), Value::from(sum));
+    }
+    let hours: Vec<Value> = hours
+        .into_iter()
+        .map(|(hour, outcomes)| serde_json::json!({"hour": hour, "outcomes": outcomes}))
+        .collect();
+    serde_json::json!({ "hours": hours })
 }
 
 #[cfg(test)]

@@ -642,6 +642,8 @@ async fn create(State(console): State<Arc<Console>>, headers: HeaderMap, body: B
 pub struct ShowQuery {
     saved: Option<String>,
     error: Option<String>,
+    /// The usage chart's range: 24h, 7d or 30d.
+    range: Option<String>,
 }
 
 async fn show(
@@ -663,17 +665,23 @@ async fn show(
         return refused(&operator, reply.message());
     }
     let key = reply.body;
+    let hours = charts::range_hours(query.range.as_deref());
+    let from = crate::clock::rfc3339(now() - hours as i64 * 3_600_000);
     let usage = console
         .call(
             &operator,
             "GET",
-            &format!("/keys/{id}/usage?days=14&hours=48"),
+            &format!(
+                "/analytics?key_id={}&group_by=outcome&from={from}",
+                url::form_urlencoded::byte_serialize(id.as_bytes()).collect::<String>()
+            ),
             None,
             None,
             None,
         )
         .await
         .body;
+    let usage = (charts::from_analytics(&usage), hours);
     let audit = if operator.may("audit:read") {
         let reply = console
             .call(
@@ -707,7 +715,7 @@ fn key_page(
     console: &Console,
     operator: &Operator,
     key: &Value,
-    usage: &Value,
+    usage: &(Value, usize),
     audit: Option<Vec<Value>>,
     policy: &Value,
     saved: bool,
@@ -757,8 +765,10 @@ fn key_page(
             @if revoked { dt { "Revoked" } dd { (time(key["revoked_at"].as_str(), now())) } }
         }
         section aria-labelledby="usage-title" {
-            h2 #usage-title { "Usage by hour, last 48 hours" }
-            (charts::hourly(usage, 48, now()))
+            @let (chart, hours) = usage;
+            h2 #usage-title { "Usage by hour and outcome" }
+            (charts::range_picker(&format!("/console/keys/{id}"), *hours))
+            (charts::hourly(chart, *hours, now()))
         }
         (super::credits::section(operator, &format!("/console/keys/{id}/credits"), &key["credits"], !revoked && operator.may("keys:write")))
         @if !revoked && (operator.may("keys:write") || operator.may("keys:rotate") || operator.may("keys:revoke")) {

@@ -2,6 +2,7 @@
 //! form that edits its name, external id and the limits its keys share. Every action is
 //! the admin API's.
 
+use super::charts;
 use super::page::{alert, page, refused, respond, status, time};
 use super::{sign_in_first, Console, Fields, Operator};
 use axum::body::Bytes;
@@ -26,6 +27,8 @@ pub struct PageQuery {
     error: Option<String>,
     notice: Option<String>,
     cursor: Option<String>,
+    /// The usage chart's range: 24h, 7d or 30d.
+    range: Option<String>,
 }
 
 fn text(value: &Value) -> String {
@@ -220,6 +223,19 @@ async fn detail(
         .await;
     let keys = keys.body["data"].as_array().cloned().unwrap_or_default();
     let now = crate::clock::now_ms();
+    let hours = charts::range_hours(query.range.as_deref());
+    let from = crate::clock::rfc3339(now - hours as i64 * 3_600_000);
+    let usage = console
+        .call(
+            &operator,
+            "GET",
+            &format!("/analytics?owner_id={owner_id}&group_by=outcome&from={from}"),
+            None,
+            None,
+            None,
+        )
+        .await
+        .body;
     let name = text(&owner["name"]);
     let body = html! {
         h1 { (name) }
@@ -233,6 +249,11 @@ async fn detail(
             dt { "Updated" } dd { (time(owner["updated_at"].as_str(), now)) }
         }
         (super::credits::section(&operator, &format!("/console/owners/{owner_id}/credits"), &owner["credits"], operator.may("owners:write")))
+        section aria-labelledby="usage-title" {
+            h2 #usage-title { "Usage of all its keys, by hour and outcome" }
+            (charts::range_picker(&format!("/console/owners/{owner_id}"), hours))
+            (charts::hourly(&charts::from_analytics(&usage), hours, now))
+        }
         section aria-labelledby="keys-title" {
             h2 #keys-title { "Keys" }
             @if keys.is_empty() { p.empty { "No keys yet. Give a key this owner when you create or edit it (owner_id)." } }

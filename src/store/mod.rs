@@ -2,6 +2,7 @@
 //! for what differs between the embedded SQLite file and a PostgreSQL shared by replicas.
 
 mod admin_tables;
+mod analytics_table;
 mod changes;
 mod dialect;
 mod event_tables;
@@ -19,6 +20,7 @@ pub mod sync;
 mod usage_table;
 
 pub use admin_tables::{AuditFilter, Idempotent};
+pub use analytics_table::{AnalyticsPoint, AnalyticsQuery};
 pub use changes::{KeyChanges, OwnerChange};
 pub use dialect::{Dialect, CHANGES_CHANNEL};
 pub use event_tables::{
