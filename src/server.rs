@@ -554,11 +554,11 @@ fn build_limiter(config: &Config, metrics: &LimitMetrics) -> Limiter {
         LimitBackend::Redis(url) => {
             let active = metrics.fallback_active.clone();
             let on_fallback = Arc::new(move |fallback: bool| active.set(i64::from(fallback)));
-            Limiter::Redis(RedisLimiter::new(
+            Limiter::Redis(Box::new(RedisLimiter::new(
                 url,
                 config.rate_limits.replicas,
                 on_fallback,
-            ))
+            )))
         }
     }
 }

@@ -788,10 +788,13 @@ fn read_rate_limits(r: &mut Reader<'_>, top: &Object<'_>) -> RateLimitConfig {
     let parse = |backend: &str| {
         if backend == "local" {
             Ok(LimitBackend::Local)
-        } else if backend.starts_with("redis://") || backend.starts_with("rediss://") {
+        } else if backend.starts_with("redis://")
+            || backend.starts_with("rediss://")
+            || crate::policy::rate_limit::redis::cluster_nodes(backend).is_some()
+        {
             Ok(LimitBackend::Redis(backend.to_string()))
         } else {
-            Err("expected local or redis://host:port")
+            Err("expected local, redis://host:port or redis+cluster://host1:port,host2:port")
         }
     };
     limits.backend = value_or_env(r, &object, "backend", parse).unwrap_or(LimitBackend::Local);

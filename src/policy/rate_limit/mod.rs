@@ -264,7 +264,7 @@ impl<'c> Counted<'c> {
 /// The counters, in process or shared through Redis.
 pub enum Limiter {
     Local(local::LocalLimiter),
-    Redis(redis::RedisLimiter),
+    Redis(Box<redis::RedisLimiter>),
 }
 
 impl Limiter {

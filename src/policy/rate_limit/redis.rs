@@ -80,7 +80,10 @@ return {0, least, unpack(used)}
 
 pub struct RedisLimiter {
     url: String,
-    connection: OnceCell<ConnectionManager>,
+    connection: OnceCell<Shared>,
+    /// `redis+cluster://`: every request's keys carry a hash tag, so one script stays in
+    /// one slot.
+    cluster: bool,
     script: redis::Script,
     fallback: LocalLimiter,
     replicas: u32,
@@ -96,19 +99,71 @@ pub struct RedisLimiter {
 /// The hash tag of a request's keys: its owner's when it has one (the owner's counters are
 /// shared by its keys), else the caller's when it has credits. Every key one script
 /// touches then shares the tag, so a Redis Cluster keeps them in one slot.
-fn tag_of<'c>(counted: &Counted<'c>) -> Option<&'c CallerKey> {
+fn tag_of<'c>(counted: &Counted<'c>, cluster: bool) -> Option<&'c CallerKey> {
     match (counted.owner, counted.credits) {
         (Some(owner), _) => Some(owner),
         (None, Some(_)) => Some(counted.caller),
+        (None, None) if cluster => Some(counted.caller),
         (None, None) => None,
     }
 }
 
+/// One multiplexed connection to a Redis, or to every node of a Redis Cluster (which routes
+/// each command by its keys' slot and follows the cluster when slots move).
+#[derive(Clone)]
+enum Shared {
+    One(ConnectionManager),
+    Cluster(redis::cluster_async::ClusterConnection),
+}
+
+impl redis::aio::ConnectionLike for Shared {
+    fn req_packed_command<'a>(
+        &'a mut self,
+        cmd: &'a redis::Cmd,
+    ) -> redis::RedisFuture<'a, redis::Value> {
+        match self {
+            Shared::One(connection) => connection.req_packed_command(cmd),
+            Shared::Cluster(connection) => connection.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisFuture<'a, Vec<redis::Value>> {
+        match self {
+            Shared::One(connection) => connection.req_packed_commands(cmd, offset, count),
+            Shared::Cluster(connection) => connection.req_packed_commands(cmd, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Shared::One(connection) => connection.get_db(),
+            Shared::Cluster(connection) => connection.get_db(),
+        }
+    }
+}
+
+/// The nodes of a `redis+cluster://host1:6379,host2:6379` URL, as `redis://` URLs.
+pub fn cluster_nodes(url: &str) -> Option<Vec<String>> {
+    let hosts = url.strip_prefix("redis+cluster://")?;
+    let nodes: Vec<String> = hosts
+        .split(',')
+        .map(str::trim)
+        .filter(|host| !host.is_empty())
+        .map(|host| format!("redis://{host}"))
+        .collect();
+    (!nodes.is_empty()).then_some(nodes)
+}
+
 /// The counter of one window.
-fn key_of(counted: &Counted<'_>, window: &super::WindowSpec, now: i64) -> String {
+fn key_of(counted: &Counted<'_>, cluster: bool, window: &super::WindowSpec, now: i64) -> String {
     let kind = window.kind.policy_name();
     let start = window.start(now);
-    match tag_of(counted) {
+    match tag_of(counted, cluster) {
         None => format!("tg:rl:{}:{kind}:{start}", counted.caller.text()),
         Some(tag) if window.kind.is_owner() => {
             format!("tg:rl:{{{}}}:{kind}:{start}", tag.text())
@@ -136,6 +191,7 @@ impl RedisLimiter {
         RedisLimiter {
             url: url.to_string(),
             connection: OnceCell::new(),
+            cluster: cluster_nodes(url).is_some(),
             script: redis::Script::new(SCRIPT),
             fallback: LocalLimiter::default(),
             replicas,
@@ -146,15 +202,25 @@ impl RedisLimiter {
         }
     }
 
-    async fn connection(&self) -> Option<ConnectionManager> {
+    async fn connection(&self) -> Option<Shared> {
         let connect = || async {
+            if let Some(nodes) = cluster_nodes(&self.url) {
+                let client = redis::cluster::ClusterClient::builder(nodes)
+                    .connection_timeout(REDIS_TIMEOUT * 5)
+                    .response_timeout(REDIS_TIMEOUT)
+                    .retries(1)
+                    .build()?;
+                return client.get_async_connection().await.map(Shared::Cluster);
+            }
             let client = redis::Client::open(self.url.as_str())?;
             let config = ConnectionManagerConfig::new()
                 .set_connection_timeout(REDIS_TIMEOUT * 5)
                 .set_response_timeout(REDIS_TIMEOUT)
                 .set_number_of_retries(1)
                 .set_max_delay(500);
-            ConnectionManager::new_with_config(client, config).await
+            ConnectionManager::new_with_config(client, config)
+                .await
+                .map(Shared::One)
         };
         match self.connection.get_or_try_init(connect).await {
             Ok(connection) => Some(connection.clone()),
@@ -204,8 +270,8 @@ impl RedisLimiter {
 
     /// The balances a request spends from, with their hashes: the caller's, then its
     /// owner's.
-    fn balances(counted: &Counted<'_>) -> Vec<(CallerKey, String, Credits)> {
-        let (Some(ask), Some(tag)) = (counted.credits, tag_of(counted)) else {
+    fn balances(&self, counted: &Counted<'_>) -> Vec<(CallerKey, String, Credits)> {
+        let (Some(ask), Some(tag)) = (counted.credits, tag_of(counted, self.cluster)) else {
             return Vec::new();
         };
         let mut balances = Vec::with_capacity(2);
@@ -221,14 +287,14 @@ impl RedisLimiter {
 
     pub async fn check(&self, counted: Counted<'_>, now: i64) -> Verdict {
         let windows = counted.windows;
-        let balances = Self::balances(&counted);
+        let balances = self.balances(&counted);
         let answer = self
             .ask(now, async {
                 let mut connection = self.connection().await?;
                 let mut invocation = self.script.prepare_invoke();
                 invocation.arg(windows.iter().count());
                 for spec in windows.iter() {
-                    invocation.key(key_of(&counted, spec, now));
+                    invocation.key(key_of(&counted, self.cluster, spec, now));
                     invocation.arg(spec.limit).arg(spec.end(now));
                 }
                 let cost = counted.credits.map_or(0, |ask| ask.cost);
@@ -315,7 +381,7 @@ impl RedisLimiter {
                 let mut connection = self.connection().await?;
                 let keys: Vec<String> = windows
                     .iter()
-                    .map(|spec| key_of(&counted, spec, now))
+                    .map(|spec| key_of(&counted, self.cluster, spec, now))
                     .collect();
                 redis::cmd("MGET")
                     .arg(&keys)
@@ -357,29 +423,44 @@ impl RedisLimiter {
             .and_then(|mut found| found.pop().flatten())
     }
 
+    /// The balances held in `keys`, read concurrently, one command a key (so a cluster
+    /// routes each to its slot). Off the request path: a slow answer is not a fallback.
     async fn read_balances(&self, keys: &[String]) -> Option<Vec<Option<Balance>>> {
-        let now = crate::clock::now_ms();
-        self.ask(now, async {
-            let mut connection = self.connection().await?;
-            let mut pipe = redis::pipe();
-            for key in keys {
-                pipe.cmd("HMGET").arg(key).arg("r").arg("p").arg("g");
+        let connection = self.connection().await?;
+        let mut reads = tokio::task::JoinSet::new();
+        for (index, key) in keys.iter().enumerate() {
+            let (mut connection, key) = (connection.clone(), key.clone());
+            reads.spawn(async move {
+                let row: Option<Vec<Option<i64>>> = redis::cmd("HMGET")
+                    .arg(&key)
+                    .arg("r")
+                    .arg("p")
+                    .arg("g")
+                    .query_async(&mut connection)
+                    .await
+                    .ok();
+                (index, row)
+            });
+        }
+        let mut found = vec![None; keys.len()];
+        let all = async {
+            while let Some(read) = reads.join_next().await {
+                let (index, row) = read.ok()?;
+                found[index] = match row?.as_slice() {
+                    [Some(r), Some(p), Some(g)] => Some(Balance {
+                        remaining: (*r).max(0) as u64,
+                        period: *p,
+                        generation: *g,
+                    }),
+                    _ => None,
+                };
             }
-            let rows: Vec<Vec<Option<i64>>> = pipe.query_async(&mut connection).await.ok()?;
-            Some(
-                rows.into_iter()
-                    .map(|row| match row.as_slice() {
-                        [Some(r), Some(p), Some(g)] => Some(Balance {
-                            remaining: (*r).max(0) as u64,
-                            period: *p,
-                            generation: *g,
-                        }),
-                        _ => None,
-                    })
-                    .collect(),
-            )
-        })
-        .await
+            Some(())
+        };
+        tokio::time::timeout(Duration::from_secs(5), all)
+            .await
+            .ok()??;
+        Some(found)
     }
 
     /// The balances this replica spent from since the last call, as Redis holds them now.
