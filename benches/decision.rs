@@ -315,6 +315,35 @@ fn limiter(c: &mut Criterion) {
             })
         },
     );
+    // A key with credits and an owner with credits too: both balances spent per request.
+    let huge = tollgate::policy::rate_limit::credits::Credits::new(1 << 49, None, 1, 0);
+    let ask = tollgate::policy::rate_limit::credits::CreditAsk {
+        cost: 1,
+        key: Some(huge),
+        owner: Some(huge),
+    };
+    group.bench_function(
+        "local, held by the key, owner's windows and both balances spent",
+        |b| {
+            b.iter(|| {
+                i = (i + 1) % callers.len();
+                black_box(
+                    local
+                        .check_held_with(
+                            &held[i],
+                            Counted {
+                                caller: &callers[i],
+                                owner: Some(&owners[i % 100]),
+                                windows: &owned,
+                                credits: Some(&ask),
+                            },
+                            now,
+                        )
+                        .allowed(),
+                )
+            })
+        },
+    );
     group.bench_function("Mutex<HashMap> (3 windows)", |b| {
         b.iter(|| {
             i = (i + 1) % callers.len();
