@@ -162,7 +162,9 @@ impl Checkpoint {
         let policy = self.policy_headers.get(&counted.windows);
         let answer = admission.with(verdict.clone());
         if let Some((key, outcome)) = answer.usage() {
-            self.usage.record(&key.usage, &key.id, outcome, now);
+            let exceeded = answer.exceeded();
+            self.usage
+                .record(&key.usage, &key.id, outcome, exceeded, now);
         }
         // Every routed request about a key, allowed or refused, once.
         if let (Some(key), Some(route)) = (&answer.key, answer.route) {

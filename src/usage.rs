@@ -7,7 +7,7 @@ use crate::policy::rate_limit::local::Held;
 use crate::short_id::ShortId;
 use crate::store::Store;
 use once_cell::race::OnceBox;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -77,6 +77,42 @@ impl Outcome {
     }
 }
 
+/// A quota that refused a key's request: its own daily quota or credits, or its owner's.
+/// Each is announced by `quota.exceeded` once a day, for the key or for its owner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exceeded {
+    Day,
+    Credits,
+    OwnerDay,
+    OwnerCredits,
+}
+
+impl Exceeded {
+    const ALL: [Exceeded; 4] = [
+        Exceeded::Day,
+        Exceeded::Credits,
+        Exceeded::OwnerDay,
+        Exceeded::OwnerCredits,
+    ];
+
+    fn bit(self) -> u8 {
+        1 << self as u8
+    }
+
+    /// The event's `quota.window`.
+    pub fn window(self) -> &'static str {
+        match self {
+            Exceeded::Day | Exceeded::OwnerDay => "day",
+            Exceeded::Credits | Exceeded::OwnerCredits => "credits",
+        }
+    }
+
+    /// Whether it is the owner's quota, announced for the owner rather than the key.
+    pub fn owner(self) -> bool {
+        matches!(self, Exceeded::OwnerDay | Exceeded::OwnerCredits)
+    }
+}
+
 /// What one key keeps while it is in use: its counters since the last flush, and its
 /// limiter windows.
 #[derive(Debug)]
@@ -86,6 +122,8 @@ pub struct UsageCell {
     last_used: AtomicI64,
     /// The `last_used` last handed to the store (0: none yet, or the write failed).
     written: AtomicI64,
+    /// The quotas that refused it since the last flush, one [`Exceeded::bit`] each.
+    exceeded: AtomicU8,
     /// The in-process limiter's state for this key, found without a map lookup.
     limits: Held,
 }
@@ -130,6 +168,7 @@ impl UsageRecorder {
             counts: Default::default(),
             last_used: AtomicI64::new(0),
             written: AtomicI64::new(0),
+            exceeded: AtomicU8::new(0),
             limits: Held::new(),
         });
         // Of two first uses at once, one cell wins; only the winner is listed.
@@ -141,11 +180,25 @@ impl UsageRecorder {
         slot.0.get_or_init(|| Box::new(cell))
     }
 
-    pub fn record(&self, slot: &UsageSlot, key_id: &ShortId, outcome: Outcome, now: i64) {
+    /// Counts one request by its outcome, and the quota that refused it, if one did.
+    pub fn record(
+        &self,
+        slot: &UsageSlot,
+        key_id: &ShortId,
+        outcome: Outcome,
+        exceeded: Option<Exceeded>,
+        now: i64,
+    ) {
         let cell = self.cell(slot, key_id);
         cell.counts[outcome as usize].fetch_add(1, Ordering::Relaxed);
         if outcome == Outcome::Allowed {
             cell.last_used.store(now, Ordering::Relaxed);
+        }
+        if let Some(bit) = exceeded.map(Exceeded::bit) {
+            // Read first: a flood of refusals does not keep writing one cache line.
+            if cell.exceeded.load(Ordering::Relaxed) & bit == 0 {
+                cell.exceeded.fetch_or(bit, Ordering::Relaxed);
+            }
         }
     }
 
@@ -159,7 +212,14 @@ impl UsageRecorder {
         let mut counts: std::collections::BTreeMap<(Arc<str>, &'static str), i64> =
             Default::default();
         let mut last_used: std::collections::BTreeMap<Arc<str>, i64> = Default::default();
+        let mut exceeded = Vec::new();
         for cell in cells {
+            let bits = cell.exceeded.swap(0, Ordering::Relaxed);
+            for quota in Exceeded::ALL {
+                if bits & quota.bit() != 0 {
+                    exceeded.push((cell.key_id.to_string(), day, quota));
+                }
+            }
             for (index, outcome) in OUTCOMES.iter().enumerate() {
                 let count = cell.counts[index].swap(0, Ordering::Relaxed);
                 if count > 0 {
@@ -185,6 +245,7 @@ impl UsageRecorder {
                 .into_iter()
                 .map(|(key_id, at)| (key_id.to_string(), at))
                 .collect(),
+            exceeded,
             hour: now.div_euclid(3_600_000),
         }
     }
@@ -198,6 +259,11 @@ impl UsageRecorder {
             let index = OUTCOMES.iter().position(|o| o.as_str() == outcome);
             if let (Some(cell), Some(index)) = (by_id.get(key_id.as_str()), index) {
                 cell.counts[index].fetch_add(count as u64, Ordering::Relaxed);
+            }
+        }
+        for (key_id, _, quota) in batch.exceeded {
+            if let Some(cell) = by_id.get(key_id.as_str()) {
+                cell.exceeded.fetch_or(quota.bit(), Ordering::Relaxed);
             }
         }
         for (key_id, at) in batch.last_used {
@@ -238,10 +304,10 @@ mod tests {
         let recorder = UsageRecorder::default();
         let id = ShortId::new("key_1");
         let first = UsageSlot::default();
-        recorder.record(&first, &id, Outcome::Allowed, 1_000);
+        recorder.record(&first, &id, Outcome::Allowed, None, 1_000);
         let second = UsageSlot::carried_from(Some(&first));
-        recorder.record(&second, &id, Outcome::Allowed, 2_000);
-        recorder.record(&second, &id, Outcome::IpNotAllowed, 2_500);
+        recorder.record(&second, &id, Outcome::Allowed, None, 2_000);
+        recorder.record(&second, &id, Outcome::IpNotAllowed, None, 2_500);
         let batch = recorder.drain(86_400_000 * 3 + 5, false);
         assert_eq!(
             batch.counts,
@@ -254,6 +320,40 @@ mod tests {
         assert!(recorder.drain(0, false).is_empty());
     }
 
+    #[test]
+    fn a_quota_that_refused_is_handed_over_once_per_flush_and_kept_when_a_write_fails() {
+        let recorder = UsageRecorder::default();
+        let id = ShortId::new("key_1");
+        let slot = UsageSlot::default();
+        for _ in 0..3 {
+            let over = Some(Exceeded::OwnerCredits);
+            recorder.record(&slot, &id, Outcome::CreditsExhausted, over, 1_000);
+        }
+        recorder.record(
+            &slot,
+            &id,
+            Outcome::QuotaExceeded,
+            Some(Exceeded::Day),
+            1_000,
+        );
+        let batch = recorder.drain(86_400_000 + 1, false);
+        assert_eq!(
+            batch.exceeded,
+            [
+                ("key_1".to_string(), 1, Exceeded::Day),
+                ("key_1".to_string(), 1, Exceeded::OwnerCredits)
+            ]
+        );
+        assert!(Exceeded::OwnerCredits.owner() && !Exceeded::Day.owner());
+        assert_eq!(Exceeded::OwnerCredits.window(), "credits");
+        recorder.restore(batch.clone());
+        assert_eq!(
+            recorder.drain(86_400_000 + 2, false).exceeded,
+            batch.exceeded
+        );
+        assert!(recorder.drain(86_400_000 + 3, false).exceeded.is_empty());
+    }
+
     const AT: i64 = 1_700_000_000_000;
 
     /// A recorder that has counted one allowed request of `key_1` at [`AT`].
@@ -261,7 +361,7 @@ mod tests {
         let recorder = UsageRecorder::default();
         let id = ShortId::new("key_1");
         let slot = UsageSlot::default();
-        recorder.record(&slot, &id, Outcome::Allowed, AT);
+        recorder.record(&slot, &id, Outcome::Allowed, None, AT);
         (recorder, id, slot)
     }
 
@@ -272,19 +372,19 @@ mod tests {
         // The first use is written at once.
         assert_eq!(recorder.drain(at, false).last_used, [("key_1".into(), at)]);
         // Later uses within a step are counted but not rewritten...
-        recorder.record(&slot, &id, Outcome::Allowed, at + 30_000);
+        recorder.record(&slot, &id, Outcome::Allowed, None, at + 30_000);
         let batch = recorder.drain(at + 30_000, false);
         assert_eq!(batch.counts.len(), 1);
         assert!(batch.last_used.is_empty());
         // ...until the last use is a step newer than the one written.
-        recorder.record(&slot, &id, Outcome::Allowed, at + LAST_USED_STEP_MS);
+        recorder.record(&slot, &id, Outcome::Allowed, None, at + LAST_USED_STEP_MS);
         let step = at + LAST_USED_STEP_MS;
         assert_eq!(
             recorder.drain(step, false).last_used,
             [("key_1".into(), step)]
         );
         // A clean stop writes the exact last use.
-        recorder.record(&slot, &id, Outcome::Allowed, step + 1);
+        recorder.record(&slot, &id, Outcome::Allowed, None, step + 1);
         assert_eq!(
             recorder.drain(step + 1, true).last_used,
             [("key_1".into(), step + 1)]

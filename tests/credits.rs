@@ -34,19 +34,6 @@ async fn spend(http: &reqwest::Client, gw: &Gateway, key: &str) -> (u16, String,
     (status, code(&body).to_string(), left)
 }
 
-/// Polls `path` until `test` holds of its answer (at most 15 s).
-async fn until(admin: &Admin, path: &str, test: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let (_, answer) = admin.get(path).await;
-        if test(&answer) {
-            return answer;
-        }
-        assert!(Instant::now() < deadline, "{path}: {answer}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 fn with_costs(config: String) -> String {
     config
         .replacen(
@@ -88,10 +75,9 @@ async fn credits_are_spent_by_cost_from_key_and_owner_and_changed_by_operators()
     );
     assert_eq!(up.recorder.requests().len(), 3);
     // Written back within seconds.
-    until(&admin, &format!("/keys/{id}"), |k| {
-        k["credits"]["remaining"] == 1
-    })
-    .await;
+    admin
+        .until(&format!("/keys/{id}"), |k| k["credits"]["remaining"] == 1)
+        .await;
 
     // An operator's change starts from the balance counted: 1 + 5 = 6, then two requests.
     let (status, changed) = admin
@@ -149,12 +135,12 @@ async fn credits_are_spent_by_cost_from_key_and_owner_and_changed_by_operators()
         )
         .await;
     let owner_id = owner["id"].as_str().unwrap();
-    let (_, shared) = admin
+    let (shared_id, shared) = admin
         .create_key(
             json!({"name": "shared", "permissions": ["accounts:read"], "owner_id": owner_id}),
         )
         .await;
-    let (_, both) = admin
+    let (both_id, both) = admin
         .create_key(json!({"name": "both", "permissions": ["accounts:read"], "owner_id": owner_id, "credits": {"remaining": 100}}))
         .await;
     assert_eq!(spend(&http, &gw, &shared).await.2, Some(4));
@@ -175,14 +161,15 @@ async fn credits_are_spent_by_cost_from_key_and_owner_and_changed_by_operators()
     assert_eq!(spend(&http, &gw, &shared).await.2, Some(1));
 
     // Running out is announced once a day, as quota.exceeded with the credits window.
-    let events = until(&admin, "/events?limit=500", |page| {
-        page["data"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|e| e["type"] == "quota.exceeded" && e["data"]["id"] == id.as_str())
-    })
-    .await;
+    let events = admin
+        .until("/events?limit=500", |page| {
+            page["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|e| e["type"] == "quota.exceeded" && e["data"]["id"] == id.as_str())
+        })
+        .await;
     let exceeded: Vec<&Value> = events["data"]
         .as_array()
         .unwrap()
@@ -191,6 +178,31 @@ async fn credits_are_spent_by_cost_from_key_and_owner_and_changed_by_operators()
         .collect();
     assert_eq!(exceeded.len(), 1, "{exceeded:?}");
     assert_eq!(exceeded[0]["data"]["quota"]["window"], "credits");
+    // The owner's balance ran out: announced once for the owner, not for its keys.
+    let events = admin
+        .until("/events?limit=500", |page| {
+            page["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|e| e["type"] == "quota.exceeded" && e["data"]["id"] == owner_id)
+        })
+        .await;
+    let events = events["data"].as_array().unwrap();
+    let for_owner: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["type"] == "quota.exceeded" && e["data"]["id"] == owner_id)
+        .collect();
+    assert_eq!(for_owner.len(), 1, "{for_owner:?}");
+    let quota = &for_owner[0]["data"]["quota"];
+    assert_eq!(quota["window"], "credits");
+    assert!(
+        quota["key_id"].as_str().unwrap().starts_with("key_"),
+        "{quota}"
+    );
+    assert_eq!(for_owner[0]["data"]["name"], "Acme");
+    assert!(!events.iter().any(|e| e["type"] == "quota.exceeded"
+        && (e["data"]["id"] == shared_id.as_str() || e["data"]["id"] == both_id.as_str())));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -269,24 +281,13 @@ async fn two_replicas_never_overspend_and_a_lost_redis_is_rebuilt_from_the_store
             }
         }
     }
-    let burst = |n: usize| {
-        let http = http.clone();
-        let urls: Vec<String> = replicas.iter().map(|gw| gw.url("/v1/accounts")).collect();
-        let keys = keys.clone();
+    let urls: Vec<String> = replicas.iter().map(|gw| gw.url("/v1/accounts")).collect();
+    let send = |n: usize| {
+        let (urls, keys) = (urls.clone(), keys.clone());
         async move {
-            let mut sent = Vec::new();
-            for i in 0..n {
-                let (http, url, key) = (http.clone(), urls[i % 2].clone(), keys[i % 2].clone());
-                sent.push(tokio::spawn(async move {
-                    let response = http.get(url).header("X-API-Key", key).send().await.unwrap();
-                    let status = response.status().as_u16();
-                    let body: Value = response.json().await.unwrap_or_default();
-                    (status, code(&body).to_string())
-                }));
-            }
             let mut allowed = 0;
-            for answer in sent {
-                match answer.await.unwrap() {
+            for answer in burst(&urls, &keys, n).await {
+                match answer {
                     (200, _) => allowed += 1,
                     (429, code) => assert_eq!(code, "credits_exhausted"),
                     other => panic!("unexpected answer {other:?}"),
@@ -295,10 +296,12 @@ async fn two_replicas_never_overspend_and_a_lost_redis_is_rebuilt_from_the_store
             allowed
         }
     };
-    // 146 left: 100 requests at once, from two keys on two replicas, all allowed.
-    assert_eq!(burst(100).await, 100);
+    // 146 left: 100 requests, 24 in flight, from two keys on two replicas, all allowed.
+    assert_eq!(send(100).await, 100);
     let owner_path = format!("/owners/{owner_id}");
-    until(&admin, &owner_path, |o| o["credits"]["remaining"] == 46).await;
+    admin
+        .until(&owner_path, |o| o["credits"]["remaining"] == 46)
+        .await;
 
     // Redis loses everything; the balance comes back from the store.
     redis.stop();
@@ -318,8 +321,10 @@ async fn two_replicas_never_overspend_and_a_lost_redis_is_rebuilt_from_the_store
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
-    let allowed = burst(100).await;
+    let allowed = send(100).await;
     println!("after Redis lost its data: {allowed} of 100 allowed from a stored balance of 46");
     assert_eq!(allowed, 46);
-    until(&admin, &owner_path, |o| o["credits"]["remaining"] == 0).await;
+    admin
+        .until(&owner_path, |o| o["credits"]["remaining"] == 0)
+        .await;
 }

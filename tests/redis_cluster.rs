@@ -7,32 +7,13 @@
 mod common;
 
 use common::*;
-use serde_json::{json, Value};
+use serde_json::json;
 use std::time::Duration;
 
-fn code(answer: &Value) -> &str {
-    answer["error"]["code"].as_str().unwrap_or("")
-}
-
-/// Sends `n` requests at once, alternating `keys` and `replicas`; the statuses and codes.
-async fn burst(replicas: &[Gateway], keys: &[String], n: usize) -> Vec<(u16, String)> {
-    let http = reqwest::Client::new();
-    let mut sent = Vec::new();
-    for i in 0..n {
-        let url = replicas[i % replicas.len()].url("/v1/accounts");
-        let (http, key) = (http.clone(), keys[i % keys.len()].clone());
-        sent.push(tokio::spawn(async move {
-            let response = http.get(url).header("X-API-Key", key).send().await.unwrap();
-            let status = response.status().as_u16();
-            let body: Value = response.json().await.unwrap_or_default();
-            (status, code(&body).to_string())
-        }));
-    }
-    let mut answers = Vec::new();
-    for answer in sent {
-        answers.push(answer.await.unwrap());
-    }
-    answers
+/// Requests alternating `keys` and `replicas`, a few dozen in flight: statuses and codes.
+async fn on(replicas: &[Gateway], keys: &[String], n: usize) -> Vec<(u16, String)> {
+    let urls: Vec<String> = replicas.iter().map(|gw| gw.url("/v1/accounts")).collect();
+    burst(&urls, keys, n).await
 }
 
 /// Waits until at least `margin` is left in the current clock minute.
@@ -90,7 +71,7 @@ async fn owner_limits_and_credits_hold_on_a_cluster_and_a_dead_node_falls_back()
     for gw in &replicas {
         scrape_until(gw, gauge, 22.0);
     }
-    let every = burst(&replicas, &spread, 60).await;
+    let every = on(&replicas, &spread, 60).await;
     assert!(every.iter().all(|(s, _)| *s == 200), "{every:?}");
 
     admin
@@ -102,7 +83,7 @@ async fn owner_limits_and_credits_hold_on_a_cluster_and_a_dead_node_falls_back()
         .await;
     tokio::time::sleep(Duration::from_millis(2500)).await;
     with_a_minute_ahead(Duration::from_secs(25)).await;
-    let answers = burst(&replicas, &keys, 300).await;
+    let answers = on(&replicas, &keys, 300).await;
     let allowed = answers.iter().filter(|(s, _)| *s == 200).count();
     assert!(
         answers
@@ -122,7 +103,7 @@ async fn owner_limits_and_credits_hold_on_a_cluster_and_a_dead_node_falls_back()
         )
         .await;
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    let answers = burst(&replicas[..2], &keys, 150).await;
+    let answers = on(&replicas[..2], &keys, 150).await;
     let spent = answers.iter().filter(|(s, _)| *s == 200).count();
     assert!(
         answers
@@ -143,7 +124,7 @@ async fn owner_limits_and_credits_hold_on_a_cluster_and_a_dead_node_falls_back()
     cluster.kill(2);
     let mut fell_back = false;
     for _ in 0..5 {
-        let answers = burst(&replicas, &spread, 60).await;
+        let answers = on(&replicas, &spread, 60).await;
         assert!(
             answers.iter().all(|(s, _)| *s == 200),
             "no 5xx and no refusal within the keys' own limits: {answers:?}"

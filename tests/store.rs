@@ -173,6 +173,7 @@ async fn exercise(url: StoreUrl) {
                 (id.clone(), 20_000, "ip_not_allowed", 1),
             ],
             last_used: vec![(id.clone(), at)],
+            exceeded: Vec::new(),
         };
         store.add_usage(&batch).await.unwrap();
     }

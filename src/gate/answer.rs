@@ -4,10 +4,11 @@
 use super::caller::Caller;
 use super::Admission;
 use crate::denial::Denial;
-use crate::policy::rate_limit::{Verdict, Windows};
+use crate::policy::rate_limit::credits::Spent;
+use crate::policy::rate_limit::{Verdict, WindowKind, Windows};
 use crate::routes::Route;
 use crate::store::snapshot::{Grace, KeyRef};
-use crate::usage::Outcome;
+use crate::usage::{Exceeded, Outcome};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
@@ -59,6 +60,31 @@ impl Answer<'_> {
         match &self.decision {
             Decision::Forward => None,
             Decision::Refuse(denial) => Some(denial),
+        }
+    }
+
+    /// The daily quota or credits that refused it, the key's own or its owner's, for the
+    /// once-a-day `quota.exceeded`.
+    pub fn exceeded(&self) -> Option<Exceeded> {
+        match (
+            &self.decision,
+            self.verdict.refused_by,
+            self.verdict.credits,
+        ) {
+            (Decision::Refuse(Denial::QuotaExceeded), Some(WindowKind::Day), _) => {
+                Some(Exceeded::Day)
+            }
+            (Decision::Refuse(Denial::QuotaExceeded), Some(WindowKind::OwnerDay), _) => {
+                Some(Exceeded::OwnerDay)
+            }
+            (Decision::Refuse(Denial::CreditsExhausted), _, Some(Spent::Exhausted { owner })) => {
+                Some(if owner {
+                    Exceeded::OwnerCredits
+                } else {
+                    Exceeded::Credits
+                })
+            }
+            _ => None,
         }
     }
 

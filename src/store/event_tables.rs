@@ -5,10 +5,12 @@
 use super::admin_tables::audit;
 use super::keys::{key_from_row, KEY_COLUMNS};
 use super::outbox::{emit, emit_once_in};
+use super::owner_table::{owner_from_row, OWNER_COLUMNS};
 use super::records::{Actor, Timestamp};
 use super::statement::to_json;
 use super::{Dialect, Store, StoreError, StoreResult};
 use crate::clock::rfc3339;
+use crate::usage::Exceeded;
 use serde::Serialize;
 use serde_json::Value;
 use sqlx::any::AnyRow;
@@ -169,14 +171,16 @@ fn delivery_from_row(row: &AnyRow) -> StoreResult<DeliveryRecord> {
     })
 }
 
-/// `quota.exceeded` for a key refused by its daily quota (`window` "day") or for its
-/// credits (`window` "credits") on `day` (days since the epoch), once per key, window and
-/// day across restarts and replicas. Its data is the key, with the window and the day.
+/// `quota.exceeded` for a key refused by its own daily quota (`quota.window` "day") or
+/// credits ("credits") on `day` (days since the epoch), or for the key's owner when it was
+/// the owner's quota: once per key or owner, window and day, across restarts and
+/// replicas. Its data is the key's or the owner's record, with the window, the date and
+/// (for an owner) the key whose request found it spent.
 pub(super) async fn quota_exceeded(
     tx: &mut Transaction<'static, Any>,
     key_id: &str,
     day: i64,
-    window: &str,
+    quota: Exceeded,
     now: i64,
 ) -> StoreResult<()> {
     let date = chrono::DateTime::from_timestamp(day * 86_400, 0)
@@ -186,17 +190,38 @@ pub(super) async fn quota_exceeded(
         .bind(key_id.to_string())
         .fetch_optional(&mut **tx)
         .await?;
-    let mut data = match row.as_ref().map(key_from_row).transpose()? {
-        Some(key) => serde_json::json!(key),
-        None => serde_json::json!({"id": key_id}),
+    let key = row.as_ref().map(key_from_row).transpose()?;
+    let window = quota.window();
+    let (subject, mut data) = if quota.owner() {
+        // The key's owner now; a key that has since left its owner announces nothing.
+        let Some(owner_id) = key.and_then(|key| key.owner_id) else {
+            return Ok(());
+        };
+        let row = sqlx::query(&format!("SELECT {OWNER_COLUMNS} FROM owners WHERE id = $1"))
+            .bind(owner_id.clone())
+            .fetch_optional(&mut **tx)
+            .await?;
+        let Some(owner) = row.as_ref().map(owner_from_row).transpose()? else {
+            return Ok(());
+        };
+        let mut data = serde_json::json!(owner);
+        data["quota"] = serde_json::json!({"key_id": key_id});
+        (owner_id, data)
+    } else {
+        let data = match key {
+            Some(key) => serde_json::json!(key),
+            None => serde_json::json!({"id": key_id}),
+        };
+        (key_id.to_string(), data)
     };
-    data["quota"] = serde_json::json!({"window": window, "date": date});
-    // The daily quota's mark is the one earlier versions wrote.
+    data["quota"]["window"] = window.into();
+    data["quota"]["date"] = date.clone().into();
+    // A key's daily quota keeps the mark earlier versions wrote.
     let mark = match window {
         "day" => format!("quota.exceeded:{date}"),
         other => format!("quota.exceeded:{other}:{date}"),
     };
-    emit_once_in(tx, key_id, &mark, "quota.exceeded", &data, now).await?;
+    emit_once_in(tx, &subject, &mark, "quota.exceeded", &data, now).await?;
     Ok(())
 }
 

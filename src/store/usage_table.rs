@@ -4,15 +4,18 @@
 use super::dialect::Dialect;
 use super::records::UsageDay;
 use super::{Store, StoreResult};
+use crate::usage::Exceeded;
 use sqlx::Row;
 use std::collections::BTreeMap;
 
-/// One batch of counts: `(key id, day, outcome, count)` and `(key id, last used ms)`, and
-/// the UTC hour (hours since the epoch) its counts are attributed to.
+/// One batch of counts: `(key id, day, outcome, count)` and `(key id, last used ms)`, the
+/// quotas that refused a key `(key id, day, quota)`, and the UTC hour (hours since the
+/// epoch) its counts are attributed to.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct UsageBatch {
     pub counts: Vec<(String, i64, &'static str, i64)>,
     pub last_used: Vec<(String, i64)>,
+    pub exceeded: Vec<(String, i64, Exceeded)>,
     pub hour: i64,
 }
 
@@ -33,7 +36,7 @@ pub struct UsageHour {
 
 impl UsageBatch {
     pub fn is_empty(&self) -> bool {
-        self.counts.is_empty() && self.last_used.is_empty()
+        self.counts.is_empty() && self.last_used.is_empty() && self.exceeded.is_empty()
     }
 }
 
@@ -68,21 +71,9 @@ impl Store {
     /// Adds a batch in one transaction; counts from every replica add up.
     pub async fn add_usage(&self, batch: &UsageBatch) -> StoreResult<()> {
         let mut tx = self.pool.begin().await?;
-        // Keys refused by their daily quota announce it (once a day), in this transaction:
-        // off the request path, as sure as the counts themselves.
-        // Keys out of credits announce it the same way, once a day.
-        let over_quota: Vec<(&str, i64, &str)> = batch
-            .counts
-            .iter()
-            .filter_map(|(key_id, day, outcome, _)| {
-                let window = match *outcome {
-                    "quota_exceeded" => "day",
-                    "credits_exhausted" => "credits",
-                    _ => return None,
-                };
-                Some((key_id.as_str(), *day, window))
-            })
-            .collect();
+        // Keys and owners refused by a daily quota or out of credits announce it (once a
+        // day), in this transaction: off the request path, as sure as the counts themselves.
+        let over_quota = &batch.exceeded;
         if !over_quota.is_empty() {
             // Before any row is written, as every versioned write takes it.
             self.dialect.lock_writes(&mut tx).await?;
@@ -139,8 +130,8 @@ impl Store {
             query.execute(&mut *tx).await?;
         }
         let now = crate::clock::now_ms();
-        for (key_id, day, window) in over_quota {
-            super::event_tables::quota_exceeded(&mut tx, key_id, day, window, now).await?;
+        for (key_id, day, quota) in over_quota {
+            super::event_tables::quota_exceeded(&mut tx, key_id, *day, *quota, now).await?;
         }
         tx.commit().await?;
         Ok(())

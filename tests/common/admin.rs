@@ -49,6 +49,24 @@ impl Admin {
         self.call(reqwest::Method::GET, path, None).await
     }
 
+    /// Polls `GET path` until `test` holds of its answer (at most 15 s): for what the data
+    /// plane writes back a moment later (balances, events).
+    pub async fn until(
+        &self,
+        path: &str,
+        test: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            let (_, answer) = self.get(path).await;
+            if test(&answer) {
+                return answer;
+            }
+            assert!(std::time::Instant::now() < deadline, "{path}: {answer}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     /// Creates a key and returns (id, secret), panicking unless it is 201.
     pub async fn create_key(&self, body: serde_json::Value) -> (String, String) {
         let (status, key) = self.post("/keys", body).await;

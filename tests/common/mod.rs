@@ -1,6 +1,6 @@
 //! Shared test harness, by role: the echo upstream, real gateway processes, raw HTTP,
-//! the admin API, the stores and Redis, test certificates, the usual configurations, and
-//! waiting.
+//! the admin API, concurrent load, the stores and Redis, test certificates, the usual
+//! configurations, and waiting.
 #![allow(dead_code)]
 
 mod admin;
@@ -8,6 +8,7 @@ mod backends;
 mod certs;
 mod configs;
 mod gateway;
+mod load;
 mod raw_http;
 mod upstream;
 mod waiting;
@@ -23,6 +24,8 @@ pub use certs::*;
 pub use configs::*;
 #[allow(unused_imports)]
 pub use gateway::*;
+#[allow(unused_imports)]
+pub use load::*;
 #[allow(unused_imports)]
 pub use raw_http::*;
 #[allow(unused_imports)]

@@ -133,8 +133,9 @@ pub struct CreditAsk {
 pub enum Spent {
     /// Spent; the smaller balance after it.
     Spent { remaining: u64 },
-    /// A balance was below the cost: refused, nothing spent.
-    Exhausted,
+    /// A balance was below the cost: refused, nothing spent. `owner` when it was the
+    /// owner's balance (checked after the key's own), for the owner's `quota.exceeded`.
+    Exhausted { owner: bool },
 }
 
 impl Spent {
@@ -142,22 +143,30 @@ impl Spent {
     pub fn remaining(self) -> u64 {
         match self {
             Spent::Spent { remaining } => remaining,
-            Spent::Exhausted => 0,
+            Spent::Exhausted { .. } => 0,
         }
+    }
+
+    pub fn exhausted(self) -> bool {
+        matches!(self, Spent::Exhausted { .. })
     }
 }
 
-/// Spends `cost` from every balance, or from none when one is below it.
-pub fn spend(cost: u64, balances: &mut [&mut Balance]) -> Spent {
-    if balances.iter().any(|b| b.remaining < cost) {
-        return Spent::Exhausted;
+/// Spends `cost` from the key's balance and its owner's, whichever there are, or from
+/// neither when one is below it. `None` when there is no balance at all.
+pub fn spend(cost: u64, key: Option<&mut Balance>, owner: Option<&mut Balance>) -> Option<Spent> {
+    if key.as_ref().is_some_and(|b| b.remaining < cost) {
+        return Some(Spent::Exhausted { owner: false });
     }
-    let mut least = u64::MAX;
-    for balance in balances.iter_mut() {
+    if owner.as_ref().is_some_and(|b| b.remaining < cost) {
+        return Some(Spent::Exhausted { owner: true });
+    }
+    let mut least = None;
+    for balance in key.into_iter().chain(owner) {
         balance.remaining -= cost;
-        least = least.min(balance.remaining);
+        least = Some(least.map_or(balance.remaining, |l: u64| l.min(balance.remaining)));
     }
-    Spent::Spent { remaining: least }
+    least.map(|remaining| Spent::Spent { remaining })
 }
 
 #[cfg(test)]
@@ -217,11 +226,20 @@ mod tests {
             ..key
         };
         assert_eq!(
-            spend(3, &mut [&mut key, &mut owner]),
-            Spent::Spent { remaining: 1 }
+            spend(3, Some(&mut key), Some(&mut owner)),
+            Some(Spent::Spent { remaining: 1 })
         );
-        assert_eq!(spend(3, &mut [&mut key, &mut owner]), Spent::Exhausted);
+        // The owner's balance is the short one: refused, and neither is spent.
+        assert_eq!(
+            spend(3, Some(&mut key), Some(&mut owner)),
+            Some(Spent::Exhausted { owner: true })
+        );
         assert_eq!((key.remaining, owner.remaining), (7, 1));
-        assert_eq!(Spent::Exhausted.remaining(), 0);
+        assert_eq!(
+            spend(8, Some(&mut key), None),
+            Some(Spent::Exhausted { owner: false })
+        );
+        assert_eq!(spend(1, None, None), None);
+        assert_eq!(Spent::Exhausted { owner: true }.remaining(), 0);
     }
 }

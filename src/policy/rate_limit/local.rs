@@ -155,16 +155,8 @@ fn pay(
         (Some(stored), Some(state)) => Some(stored.current(state.credits, now)),
         _ => None,
     };
-    let spent = {
-        let mut balances: SmallVec<[&mut Balance; 2]> = SmallVec::new();
-        balances.extend(key.as_mut());
-        balances.extend(shared.as_mut());
-        if balances.is_empty() {
-            return None;
-        }
-        spend(ask.cost, &mut balances)
-    };
-    if spent != Spent::Exhausted {
+    let spent = spend(ask.cost, key.as_mut(), shared.as_mut())?;
+    if !spent.exhausted() {
         if let Some(balance) = key {
             own.credits = Some(balance);
             own.credits_dirty = true;
@@ -199,7 +191,7 @@ fn check_pair(
         (None, Some(ask)) => pay(own, &mut owner, ask, now),
         _ => None,
     };
-    if credits == Some(Spent::Exhausted) {
+    if credits.is_some_and(Spent::exhausted) {
         // Refused for its credits: the windows `decide` counted are given back.
         for count in used[..count].iter_mut() {
             *count -= 1;
@@ -830,7 +822,7 @@ mod tests {
                 Some(Spent::Spent { remaining: 7 }),
                 Some(Spent::Spent { remaining: 4 }),
                 Some(Spent::Spent { remaining: 1 }),
-                Some(Spent::Exhausted)
+                Some(Spent::Exhausted { owner: false })
             ]
         );
         let refused = limiter.check_with(counted, 5);

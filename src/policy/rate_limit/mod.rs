@@ -474,7 +474,7 @@ pub struct Verdict {
 impl Verdict {
     /// Every window allowed it and its credits (if any) paid for it.
     pub fn allowed(&self) -> bool {
-        self.refused_by.is_none() && self.credits != Some(credits::Spent::Exhausted)
+        self.refused_by.is_none() && !self.credits.is_some_and(credits::Spent::exhausted)
     }
 
     /// The window with the fewest requests left (the refusing one, when refused).

@@ -28,7 +28,8 @@ const RETRY_AFTER_MS: i64 = 1_000;
 /// balances and the cost; per balance the stored remaining, period and generation, the
 /// refill amount (-1: none) and the period of now.
 /// Returns: the refusing window's position (0: none, -1: credits), the smaller balance left
-/// (-1: no credits), then each window's count.
+/// (-1: no credits; on a credits refusal, the short balance's position), then each
+/// window's count.
 const SCRIPT: &str = r"
 local w = tonumber(ARGV[1])
 local used = {}
@@ -57,7 +58,7 @@ for j = 1, c do
     r, p = refill, period
   end
   if r < cost then
-    return {-1, 0, unpack(used)}
+    return {-1, j, unpack(used)}
   end
   balances[j] = {r - cost, p, g}
 end
@@ -323,7 +324,12 @@ impl RedisLimiter {
                     .filter(|&i| i > 0)
                     .and_then(|i| windows.iter().nth(i - 1).map(|s| s.kind));
                 let credits = match (answer[0], answer[1]) {
-                    (-1, _) => Some(Spent::Exhausted),
+                    (-1, short) => Some(Spent::Exhausted {
+                        owner: usize::try_from(short - 1)
+                            .ok()
+                            .and_then(|j| balances.get(j))
+                            .is_some_and(|(caller, _, _)| Some(caller) == counted.owner),
+                    }),
                     (_, left) if left >= 0 => Some(Spent::Spent {
                         remaining: left as u64,
                     }),
