@@ -222,22 +222,11 @@ async fn an_owners_keys_share_its_limit_and_name_it_upstream() {
             (429, "quota_exceeded".into())
         ]
     );
-    let is_quota = |e: &Value, id: &str| e["type"] == "quota.exceeded" && e["data"]["id"] == id;
-    let page = admin
-        .until("/events?limit=500", |page| {
-            page["data"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|e| is_quota(e, daily_id))
-        })
-        .await;
-    let events = page["data"].as_array().unwrap();
-    let announced: Vec<&Value> = events.iter().filter(|e| is_quota(e, daily_id)).collect();
+    let (announced, subjects) = admin.quota_events(daily_id).await;
     assert_eq!(announced.len(), 1, "{announced:?}");
     assert_eq!(announced[0]["data"]["quota"]["window"], "day");
     assert_eq!(announced[0]["data"]["quota"]["key_id"], c_id.as_str());
-    assert!(!events.iter().any(|e| is_quota(e, &c_id)));
+    assert!(!subjects.contains(&c_id), "{subjects:?}");
 
     // The CLI.
     let (status, out, err) = cli(

@@ -67,6 +67,36 @@ impl Admin {
         }
     }
 
+    /// Waits for a `quota.exceeded` event about `subject` (a key's or an owner's id), then
+    /// returns the ones about it and the ids of every subject one was sent for.
+    pub async fn quota_events(&self, subject: &str) -> (Vec<serde_json::Value>, Vec<String>) {
+        let page = self
+            .until("/events?limit=500", |page| {
+                page["data"].as_array().is_some_and(|events| {
+                    events
+                        .iter()
+                        .any(|e| e["type"] == "quota.exceeded" && e["data"]["id"] == subject)
+                })
+            })
+            .await;
+        let quota: Vec<&serde_json::Value> = page["data"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|e| e["type"] == "quota.exceeded")
+            .collect();
+        let about = quota
+            .iter()
+            .filter(|e| e["data"]["id"] == subject)
+            .map(|e| (*e).clone())
+            .collect();
+        let subjects = quota
+            .iter()
+            .filter_map(|e| e["data"]["id"].as_str().map(str::to_string))
+            .collect();
+        (about, subjects)
+    }
+
     /// Creates a key and returns (id, secret), panicking unless it is 201.
     pub async fn create_key(&self, body: serde_json::Value) -> (String, String) {
         let (status, key) = self.post("/keys", body).await;

@@ -161,12 +161,11 @@ pub fn spend(cost: u64, key: Option<&mut Balance>, owner: Option<&mut Balance>) 
     if owner.as_ref().is_some_and(|b| b.remaining < cost) {
         return Some(Spent::Exhausted { owner: true });
     }
-    let mut least = None;
-    for balance in key.into_iter().chain(owner) {
+    let least = key.into_iter().chain(owner).map(|balance| {
         balance.remaining -= cost;
-        least = Some(least.map_or(balance.remaining, |l: u64| l.min(balance.remaining)));
-    }
-    least.map(|remaining| Spent::Spent { remaining })
+        balance.remaining
+    });
+    least.min().map(|remaining| Spent::Spent { remaining })
 }
 
 #[cfg(test)]
