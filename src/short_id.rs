@@ -1,15 +1,15 @@
-//! An id as the snapshot keeps it, in 16 bytes: an id tollgate mints (`key_` or `cid_` and
-//! 20 base62 characters) packed at six bits a character, any other id of up to 15 bytes
-//! inline, a longer one shared on the heap. A million keys carry two ids each, so packing
-//! saves 32 bytes a key against 30 bytes inline; reading a minted id as text decodes its
-//! 24 characters onto the stack.
+//! An id as the snapshot keeps it, in 16 bytes: an id tollgate mints (`key_`, `cid_` or
+//! `own_` and 20 base62 characters) packed at six bits a character, any other id of up to
+//! 15 bytes inline, a longer one shared on the heap. A million keys carry two ids each, so
+//! packing saves 32 bytes a key against 30 bytes inline; reading a minted id as text
+//! decodes its 24 characters onto the stack.
 
 use std::fmt;
 use std::ops::Deref;
 use std::sync::Arc;
 
 /// The prefixes of the ids tollgate mints, each followed by [`DIGITS`] base62 characters.
-const PREFIXES: [&str; 2] = ["key_", "cid_"];
+const PREFIXES: [&str; 3] = ["key_", "cid_", "own_"];
 const DIGITS: usize = 20;
 /// Bytes of text kept inline, and of packed digits (20 × 6 bits).
 const BODY: usize = 15;
@@ -52,6 +52,7 @@ enum Tag {
     Len15,
     Key,
     Cid,
+    Own,
 }
 
 const LENGTHS: [Tag; BODY + 1] = [
@@ -73,7 +74,7 @@ const LENGTHS: [Tag; BODY + 1] = [
     Tag::Len15,
 ];
 
-const PREFIX_TAGS: [Tag; PREFIXES.len()] = [Tag::Key, Tag::Cid];
+const PREFIX_TAGS: [Tag; PREFIXES.len()] = [Tag::Key, Tag::Cid, Tag::Own];
 
 fn digit_value(c: u8) -> Option<u32> {
     match c {
@@ -207,6 +208,7 @@ mod tests {
             minted,
             "cid_ZZZZZZZZZZZZZZZZZZZZ",
             "cid_00000000000000000000",
+            "own_0123456789ABCDEFGHIJ",
             // Shaped like a minted id but not one: packing would have to refuse each.
             "key_0123456789abcdefghi",
             "key_0123456789abcdefghijk",
@@ -229,6 +231,10 @@ mod tests {
             Repr::Body { tag: Tag::Key, .. }
         ));
         assert!(matches!(
+            ShortId::new("own_0123456789ABCDEFGHIJ").0,
+            Repr::Body { tag: Tag::Own, .. }
+        ));
+        assert!(matches!(
             ShortId::new("key_0123456789abcdefghi").0,
             Repr::Heap(_)
         ));
@@ -244,9 +250,9 @@ mod tests {
     /// (one character too few or too many), and anything else.
     fn id_text() -> impl Strategy<Value = String> {
         prop_oneof![
-            3 => "(key_|cid_)[0-9A-Za-z]{20}",
-            1 => "(key_|cid_)[0-9A-Za-z]{19,21}",
-            1 => "(key_|cid_)?[0-9A-Za-z_-]{0,24}",
+            3 => "(key_|cid_|own_)[0-9A-Za-z]{20}",
+            1 => "(key_|cid_|own_)[0-9A-Za-z]{19,21}",
+            1 => "(key_|cid_|own_)?[0-9A-Za-z_-]{0,24}",
         ]
     }
 

@@ -70,8 +70,9 @@ async fn every_request_is_counted_once_by_route_and_outcome_across_replicas() {
     // Every replica knows the three keys before the count starts.
     let http = reqwest::Client::new();
     let gauge = "tollgate_credentials{type=\"fine_grained\"}";
-    for gw in &replicas {
-        scrape_until(gw, gauge, 3.0);
+    for (i, gw) in replicas.iter().enumerate() {
+        let known = metric(&scrape_until(gw, gauge, 3.0), gauge);
+        assert_eq!(known, 3.0, "replica {i} knows {known} of the three keys");
     }
 
     // 1,000 requests, 20 at a time: allowed, insufficient_permission, rate_limited and

@@ -4,7 +4,7 @@
 //! counts once their snapshots have it.
 
 use super::principal::Principal;
-use super::retry::until_committed;
+use super::retry::{committed, until_committed};
 use super::{keys, owners, parse_body, respond, AdminError, AdminState, Answer};
 use crate::policy::rate_limit::credits::{period_of, Balance, Credits};
 use crate::policy::rate_limit::CallerKey;
@@ -107,14 +107,11 @@ pub async fn key(
             let balance = live(state, &caller, owner.as_ref()).await;
             let mut next = current.clone();
             next.credits = Some(changed(op, current.credits.as_ref(), balance, now)?);
-            match state
-                .call(store.replace_key(&current, &next, "key.credits", actor, &[], now))
-                .await
-            {
-                Ok(saved) => Ok(Some(saved)),
-                Err(AdminError::Conflict) => Ok(None),
-                Err(error) => Err(error),
-            }
+            committed(
+                state
+                    .call(store.replace_key(&current, &next, "key.credits", actor, &[], now))
+                    .await,
+            )
         })
         .await?;
         state.refresh().await;
@@ -143,14 +140,11 @@ pub async fn owner(
             let mut next = current.clone();
             next.credits = Some(changed(op, current.credits.as_ref(), balance, now)?);
             next.updated_at = crate::store::records::Timestamp(now);
-            match state
-                .call(store.replace_owner(&current, &next, "owner.credits", actor, now))
-                .await
-            {
-                Ok(saved) => Ok(Some(saved)),
-                Err(AdminError::Conflict) => Ok(None),
-                Err(error) => Err(error),
-            }
+            committed(
+                state
+                    .call(store.replace_owner(&current, &next, "owner.credits", actor, now))
+                    .await,
+            )
         })
         .await?;
         state.refresh().await;

@@ -3,11 +3,11 @@
 use super::idempotency::idempotent;
 use super::key_rules::{parse_patch, CreateKey, KeyChange, RotateKey};
 use super::principal::Principal;
-use super::retry::until_committed;
+use super::retry::{committed, until_committed};
 use super::{page, parse_body, respond, AdminError, AdminState, Answer, ListParams};
 use crate::auth::api_key::MintedKey;
 use crate::store::records::{Actor, KeyRecord, KeyStatus, KeyType, Policy};
-use crate::store::{KeyFilter, StoreError};
+use crate::store::KeyFilter;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -140,26 +140,18 @@ async fn change_key(
         let (policy, _) = state.policy().await?;
         let now = state.now();
         let next = change(&current, &policy, now)?;
-        let written = tokio::time::timeout(
-            state.syncer.deadline(),
-            store.replace_key(&current, &next.record, action, actor, &next.retired, now),
-        )
-        .await
-        .unwrap_or_else(|_| Err(StoreError::Unavailable("timed out".into())));
-        match written {
-            Ok(saved) => {
-                state.refresh().await;
-                Ok(Some((StatusCode::OK, shown(&saved, next.minted))))
-            }
-            Err(StoreError::Conflict) => Ok(None),
-            Err(StoreError::NotFound) => Err(AdminError::NotFound("key")),
-            Err(error) => {
-                if matches!(error, StoreError::Unavailable(_)) {
-                    state.syncer.store_failed();
-                }
-                Err(error.into())
-            }
-        }
+        let written = state
+            .call(store.replace_key(&current, &next.record, action, actor, &next.retired, now))
+            .await
+            .map_err(|error| match error {
+                AdminError::NotFound(_) => AdminError::NotFound("key"),
+                other => other,
+            });
+        let Some(saved) = committed(written)? else {
+            return Ok(None);
+        };
+        state.refresh().await;
+        Ok(Some((StatusCode::OK, shown(&saved, next.minted))))
     })
     .await
 }

@@ -4,11 +4,10 @@
 use super::idempotency::idempotent;
 use super::oauth_apps::hash_new_password;
 use super::principal::{role_permissions, Principal};
-use super::retry::until_committed;
+use super::retry::{committed, until_committed};
 use super::{page, parse_body, respond, AdminError, AdminState, Answer, ListParams};
 use crate::auth::base62;
 use crate::store::records::{OperatorRecord, Timestamp};
-use crate::store::StoreError;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -216,22 +215,18 @@ pub async fn update(
                 next.password_changed_at = Some(Timestamp(now));
             }
             let end_sessions = hash.is_some() || (next.disabled && !current.disabled);
-            let written = tokio::time::timeout(
-                state.syncer.deadline(),
-                store.replace_operator(&current, &next, end_sessions, &principal.actor, now),
-            )
-            .await
-            .unwrap_or_else(|_| Err(StoreError::Unavailable("timed out".into())));
-            match written {
-                Ok(saved) => Ok(Some((StatusCode::OK, shown(&saved)))),
-                Err(StoreError::Conflict) => Ok(None),
-                Err(error) => {
-                    if matches!(error, StoreError::Unavailable(_)) {
-                        state.syncer.store_failed();
-                    }
-                    Err(error.into())
-                }
-            }
+            let saved = committed(
+                state
+                    .call(store.replace_operator(
+                        &current,
+                        &next,
+                        end_sessions,
+                        &principal.actor,
+                        now,
+                    ))
+                    .await,
+            )?;
+            Ok(saved.map(|saved| (StatusCode::OK, shown(&saved))))
         })
         .await
     }

@@ -34,6 +34,16 @@ where
     Err(AdminError::Conflict)
 }
 
+/// A write as one attempt of [`until_committed`]: a lost race (`409 conflict`) is `None`,
+/// to read again and retry; any other error ends the attempts.
+pub fn committed<T>(written: Result<T, AdminError>) -> Result<Option<T>, AdminError> {
+    match written {
+        Ok(saved) => Ok(Some(saved)),
+        Err(AdminError::Conflict) => Ok(None),
+        Err(error) => Err(error),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -63,5 +73,15 @@ mod tests {
         .await;
         assert!(matches!(failed, Err(AdminError::NotFound(_))));
         assert_eq!(tries, 1);
+    }
+
+    #[test]
+    fn a_lost_race_is_retried_and_other_errors_are_not() {
+        assert_eq!(committed(Ok(7)).ok(), Some(Some(7)));
+        assert_eq!(committed::<()>(Err(AdminError::Conflict)).ok(), Some(None));
+        assert!(matches!(
+            committed::<()>(Err(AdminError::NotFound("key"))),
+            Err(AdminError::NotFound("key"))
+        ));
     }
 }

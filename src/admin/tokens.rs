@@ -4,7 +4,7 @@
 
 use super::idempotency::idempotent;
 use super::principal::{role_permissions, token_permissions, Principal};
-use super::retry::until_committed;
+use super::retry::{committed, until_committed};
 use super::{page, parse_body, respond, AdminError, AdminState, Answer, ListParams};
 use crate::admin_access::Permissions;
 use crate::auth::{api_key, base62};
@@ -169,14 +169,12 @@ pub async fn revoke(
                     "the token is already revoked; revocation is final",
                 ));
             }
-            match state
-                .call(store.revoke_token(&current, &principal.actor, state.now()))
-                .await
-            {
-                Ok(saved) => Ok(Some((StatusCode::OK, shown(state, &saved, None)))),
-                Err(AdminError::Conflict) => Ok(None),
-                Err(error) => Err(error),
-            }
+            let saved = committed(
+                state
+                    .call(store.revoke_token(&current, &principal.actor, state.now()))
+                    .await,
+            )?;
+            Ok(saved.map(|saved| (StatusCode::OK, shown(state, &saved, None))))
         })
         .await
     }

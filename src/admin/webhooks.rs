@@ -3,7 +3,7 @@
 
 use super::idempotency::idempotent;
 use super::principal::Principal;
-use super::retry::until_committed;
+use super::retry::{committed, until_committed};
 use super::{
     encode_cursor, page, parse_body, parse_change, respond, AdminError, AdminState, ListParams,
 };
@@ -178,14 +178,11 @@ async fn change(
         // Two changes in the same millisecond must still be told apart.
         let now = state.now().max(current.updated_at.0 + 1);
         let next = apply(&current, now);
-        match state
-            .call(store.replace_webhook(&current, &next, kind, &principal.actor, now))
-            .await
-        {
-            Ok(saved) => Ok(Some(saved)),
-            Err(AdminError::Conflict) => Ok(None),
-            Err(error) => Err(error),
-        }
+        committed(
+            state
+                .call(store.replace_webhook(&current, &next, kind, &principal.actor, now))
+                .await,
+        )
     })
     .await
 }

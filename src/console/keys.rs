@@ -3,7 +3,7 @@
 //! revocation. Each action is the admin API's own request.
 
 use super::charts;
-use super::page::{alert, field_error, page, refused, respond, status, time};
+use super::page::{alert, back, field_error, page, refused, respond, status, time};
 use super::{sign_in_first, Console, Fields, Operator, Reply};
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -870,9 +870,7 @@ fn key_page(
 }
 
 fn back_with_error(id: &str, message: &str) -> Response {
-    let mut query = url::form_urlencoded::Serializer::new(String::new());
-    query.append_pair("error", message);
-    Redirect::to(&format!("/console/keys/{id}?{}", query.finish())).into_response()
+    back(&format!("/console/keys/{id}"), "error", message)
 }
 
 async fn edit(

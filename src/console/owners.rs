@@ -3,7 +3,7 @@
 //! the admin API's.
 
 use super::charts;
-use super::page::{alert, page, refused, respond, status, time};
+use super::page::{alert, back, page, refused, respond, status, time};
 use super::{sign_in_first, Console, Fields, Operator};
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -37,15 +37,6 @@ fn text(value: &Value) -> String {
         Value::String(s) => s.clone(),
         other => other.to_string(),
     }
-}
-
-fn back(path: &str, name: &str, message: &str) -> Response {
-    let mut query = url::form_urlencoded::Serializer::new(String::new());
-    query.append_pair(
-        name,
-        message.strip_prefix("request body: ").unwrap_or(message),
-    );
-    Redirect::to(&format!("{path}?{}", query.finish())).into_response()
 }
 
 /// `100 a minute, 10000 a day`, or `none`.

@@ -1,9 +1,10 @@
 //! The console's page frame and small parts: the layout with its navigation and Sign out,
-//! times as people read them, status badges, messages, and the two static files.
+//! times as people read them, status badges, messages, the redirect back after a form, and the
+//! two static files.
 
 use super::Operator;
 use axum::http::{header, HeaderValue, StatusCode};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{Html, IntoResponse, Redirect, Response};
 use maud::{html, Markup, DOCTYPE};
 
 const STYLESHEET: &[u8] = include_bytes!("static/console.css");
@@ -98,6 +99,17 @@ pub fn bare(title: &str, body: Markup) -> Markup {
             body.bare { main #main { (body) } }
         }
     }
+}
+
+/// A redirect back to `path` after a form, carrying `message` in the query as `name`
+/// (`error` or `notice`), without the JSON reader's "request body: " prefix.
+pub fn back(path: &str, name: &str, message: &str) -> Response {
+    let mut query = url::form_urlencoded::Serializer::new(String::new());
+    query.append_pair(
+        name,
+        message.strip_prefix("request body: ").unwrap_or(message),
+    );
+    Redirect::to(&format!("{path}?{}", query.finish())).into_response()
 }
 
 pub fn respond(status: StatusCode, markup: Markup) -> Response {

@@ -2,7 +2,7 @@
 //! endpoint's deliveries with their attempts, status and error, a retry for the failed,
 //! a test event, secret rotation, pause and delete. Every action is the admin API's.
 
-use super::page::{alert, page, refused, respond, time};
+use super::page::{alert, back, page, refused, respond, time};
 use super::{sign_in_first, Console, Fields, Operator, Reply};
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -47,15 +47,6 @@ fn text(value: &Value) -> String {
 
 fn now() -> i64 {
     crate::clock::now_ms()
-}
-
-fn back(path: &str, name: &str, message: &str) -> Response {
-    let mut query = url::form_urlencoded::Serializer::new(String::new());
-    query.append_pair(
-        name,
-        message.strip_prefix("request body: ").unwrap_or(message),
-    );
-    Redirect::to(&format!("{path}?{}", query.finish())).into_response()
 }
 
 fn notice(message: Option<&str>) -> Markup {
