@@ -284,8 +284,8 @@ fn limiter(c: &mut Criterion) {
             )
         })
     });
-    // A key whose owner has a limit: the key's held state, then the owner's from the map;
-    // 100 owners of 100 keys each.
+    // A key whose owner has a limit: the key's held state, then the owner's, which the key
+    // holds too; 100 owners of 100 keys each.
     let owned = windows.with_owner(tollgate::config::Tier {
         per_minute: 1_000_000_000,
         per_day: 1_000_000_000,

@@ -497,3 +497,131 @@ async fn the_postgres_store() {
     let db = TestDatabase::create();
     exercise(StoreUrl::Postgres(db.url.clone())).await;
 }
+
+/// Balances the data plane writes back (SPEC 15) reach every snapshot through the change
+/// feed alone: the key's row keeps its version, so a sync reads one narrow row per balance,
+/// and no operator's stale copy of the key puts an older balance back.
+async fn balances_written_back(url: StoreUrl) {
+    use tollgate::policy::rate_limit::credits::Balance;
+    use tollgate::policy::rate_limit::CallerKey;
+    use tollgate::short_id::ShortId;
+    use tollgate::store::records::Actor;
+
+    let config = Config::parse(CONFIG).unwrap();
+    let rules = KeyRules::new(&config);
+    let store = Store::open(&url).await.unwrap();
+    store.seed_policy(policy(), 1).await.unwrap();
+    let input = serde_json::from_value(serde_json::json!({
+        "name": "metered", "permissions": ["accounts:read"], "credits": {"remaining": 100}
+    }))
+    .unwrap();
+    let change = rules.create(input, &policy(), 1000).unwrap();
+    let actor = Actor::system("test");
+    let saved = store
+        .insert_key(&change.record, &actor, 1000)
+        .await
+        .unwrap();
+    let mut builder = SnapshotBuilder::new(&config);
+    let first = builder.apply(
+        &Snapshot::empty(policy()),
+        store.changes_since(0).await.unwrap(),
+    );
+    let id = ShortId::new(&saved.id);
+    let remaining = |snapshot: &Snapshot| snapshot.key_credits(&id).unwrap().balance.remaining;
+    assert_eq!(remaining(&first), 100);
+
+    let stored = saved.credits.unwrap().balance;
+    let spent = |remaining: u64, generation: i64| {
+        vec![(
+            CallerKey::Key(id.clone()),
+            Balance {
+                remaining,
+                generation,
+                ..stored
+            },
+        )]
+    };
+    store
+        .save_balances(&spent(60, stored.generation), 2000)
+        .await
+        .unwrap();
+    let after = store.get_key(&saved.id).await.unwrap();
+    assert_eq!(
+        after.version, saved.version,
+        "a write-back is not a change of the key"
+    );
+    assert_eq!(after.credits.unwrap().balance.remaining, 60);
+    let changes = store.changes_since(first.version).await.unwrap();
+    assert!(changes.keys.is_empty(), "{:?}", changes.keys);
+    assert_eq!(changes.balances.len(), 1);
+    assert_eq!(changes.balances[0].0, saved.id);
+    let second = builder.apply(&first, changes);
+    assert_eq!(remaining(&second), 60);
+    assert!(second.version > first.version);
+
+    // A balance of an older generation (an operator set another since) is not written.
+    store
+        .save_balances(&spent(5, stored.generation - 1), 2100)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .get_key(&saved.id)
+            .await
+            .unwrap()
+            .credits
+            .unwrap()
+            .balance
+            .remaining,
+        60
+    );
+
+    // An operator's change made from a copy read before the write-back keeps the balance.
+    let mut renamed = saved.clone();
+    renamed.name = "renamed".into();
+    store
+        .replace_key(&saved, &renamed, "key.update", &actor, &[], 3000)
+        .await
+        .unwrap();
+    let stored_now = store.get_key(&saved.id).await.unwrap();
+    assert_eq!(stored_now.name, "renamed");
+    assert_eq!(stored_now.credits.unwrap().balance.remaining, 60);
+    let third = builder.apply(&second, store.changes_since(second.version).await.unwrap());
+    assert_eq!(remaining(&third), 60);
+
+    // A change of credits (a new generation) is the operator's to make.
+    let mut topped_up = stored_now.clone();
+    let mut credits = topped_up.credits.unwrap();
+    credits.balance.remaining = 500;
+    credits.balance.generation += 1;
+    topped_up.credits = Some(credits);
+    store
+        .replace_key(&stored_now, &topped_up, "key.credits", &actor, &[], 4000)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .get_key(&saved.id)
+            .await
+            .unwrap()
+            .credits
+            .unwrap()
+            .balance
+            .remaining,
+        500
+    );
+    let fourth = builder.apply(&third, store.changes_since(third.version).await.unwrap());
+    assert_eq!(remaining(&fourth), 500);
+}
+
+#[tokio::test]
+async fn balances_written_back_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    balances_written_back(StoreUrl::Sqlite(dir.path().join("t.db"))).await;
+}
+
+#[tokio::test]
+async fn balances_written_back_on_postgres() {
+    let db = TestDatabase::create();
+    balances_written_back(StoreUrl::Postgres(db.url.clone())).await;
+}

@@ -13,6 +13,11 @@ upstream on cpu0, cases interleaved over several rounds, proxy CPU per request f
   4 tollgate, threads: 1, anonymous route
   5 tollgate, threads: 1, API keys (1M in the store, drawn from 10k), IP allowlist on every
     key, rate limits and metrics on
+  5O the same process, other keys of the same store (drawn from BENCH_OWNED): each belongs to
+    an owner with a shared rate limit, and key and owner both hold credits, so a request
+    checks the owner's windows beside the key's and spends two balances
+  5R, 5RO cases 5 and 5O on a tollgate with `backend: redis://` (a Redis of its own on
+    cpu0, beside wrk): tollgate's CPU per request, and Redis's beside it
   6 tollgate, cached JWT access tokens
   7 tollgate, 100% invalid keys (a credential-stuffing flood)
   2L nginx proxy_pass with a JSON access log to a file, and
@@ -29,7 +34,7 @@ upstream on cpu0, cases interleaved over several rounds, proxy CPU per request f
     builds it once into ~/.cache/tollgate-bench; skipped with the reason otherwise)
 
 Writes benches/results/<date>.md and prints it. Environment: BENCH_ROUNDS (3),
-BENCH_SECONDS (10), BENCH_KEYS (1000000), BENCH_KNOWN (10000); BENCH_OUT (another file to write),
+BENCH_SECONDS (10), BENCH_KEYS (1000000), BENCH_KNOWN (10000), BENCH_OWNED (10000); BENCH_OUT (another file to write),
 PINGAP (the pingap binary).
 """
 
@@ -52,6 +57,7 @@ ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 SECONDS = int(os.environ.get("BENCH_SECONDS", "10"))
 KEYS = int(os.environ.get("BENCH_KEYS", "1000000"))
 KNOWN = int(os.environ.get("BENCH_KNOWN", "10000"))
+OWNED = int(os.environ.get("BENCH_OWNED", "10000"))
 TOKEN = "bench-operator-token-0123456789"
 CLK = os.sysconf("SC_CLK_TCK")
 WORK = tempfile.mkdtemp(prefix="tollgate-bench-")
@@ -68,6 +74,7 @@ P_TG_LOG, P_TG_LOG_ADMIN, P_TG_LOG_METRICS = 18007, 18107, 18207
 POOL_PORTS = list(range(18011, 18019))
 P_NGINX_POOL, P_TG_POOL, P_TG_POOL_ADMIN, P_TG_POOL_METRICS = 18020, 18021, 18121, 18221
 P_NGINX_FORWARD, P_HAPROXY, P_PINGAP = 18009, 18010, 18030
+P_TG_REDIS, P_TG_REDIS_ADMIN, P_TG_REDIS_METRICS, P_REDIS = 18031, 18131, 18231, 18040
 PINGAP = os.environ.get("PINGAP", os.path.expanduser("~/.cache/tollgate-bench/pingap/bin/pingap"))
 
 
@@ -187,16 +194,20 @@ def wrk(port, connections, seconds, cpus="0", script=None, env=None, path="/", s
     }
 
 
-def measure(process, port, script=None, env=None, path="/", refused=False, also=()):
+def measure(process, port, script=None, env=None, path="/", refused=False, also=(), beside=()):
     """CPU per request of `process`, plus that of the processes in `also` that serve the
-    same requests (tollgate behind nginx's auth_request)."""
+    same requests (tollgate behind nginx's auth_request). The CPU of the processes in
+    `beside` (Redis) is reported on its own, as `beside_us`."""
     processes = [process, *also]
     before = sum(cpu_seconds(p) for p in processes)
+    before_beside = sum(cpu_seconds(p) for p in beside)
     result = wrk(port, 32, SECONDS, script=script, env=env, path=path)
     if refused:
         # Every answer is meant to be a refusal (401): only socket errors are bad.
         result["bad"] -= result["non2xx"]
-    result["cpu_us"] = (sum(cpu_seconds(p) for p in processes) - before) * 1e6 / max(result["requests"], 1)
+    requests = max(result["requests"], 1)
+    result["cpu_us"] = (sum(cpu_seconds(p) for p in processes) - before) * 1e6 / requests
+    result["beside_us"] = (sum(cpu_seconds(p) for p in beside) - before_beside) * 1e6 / requests
     result["rss"] = sum(rss_mib(p) for p in processes)
     return result
 
@@ -225,7 +236,7 @@ def nginx(name, body, cpus, workers=1):
 
 
 def tollgate_config(name, port, admin, metrics, store, upstream_targets, threads=1, extra="",
-                    access_log="off", db=None):
+                    access_log="off", db=None, limits_backend="local"):
     targets = ", ".join(f'"127.0.0.1:{p}"' for p in upstream_targets)
     path = os.path.join(WORK, name + ".yaml")
     db = db or f"{WORK}/{name}.db"
@@ -240,6 +251,7 @@ metrics: {{ listen: 127.0.0.1:{metrics} }}
 store: {{ url: "sqlite://{db}" }}
 oauth: {{ issuer: "http://127.0.0.1:{port}", signing_key_path: {WORK}/{name}.pem }}
 rate_limits:
+  backend: "{limits_backend}"
   tiers:
     anonymous: {{ per_minute: 1000000000, per_day: 1000000000000 }}
     api_key: {{ per_minute: 1000000000, per_day: 1000000000000 }}
@@ -255,10 +267,10 @@ routes:
     return path
 
 
-def seed(config, keys, known, out):
+def seed(config, keys, known, out, owned=0):
     os.makedirs(out, exist_ok=True)
     run([os.path.join(ROOT, "target", "release", "examples", "seed_keys"), "--config", config,
-         "--keys", str(keys), "--known", str(known), "--out", out], stdout=subprocess.DEVNULL)
+         "--keys", str(keys), "--known", str(known), "--owned", str(owned), "--out", out], stdout=subprocess.DEVNULL)
 
 
 def start_tollgate(config, port, admin, name, cpus="1"):
@@ -342,7 +354,7 @@ keys = [
 
 def median_row(results):
     out = {}
-    for field in ["cpu_us", "rps", "p50", "p99", "rss", "bad"]:
+    for field in ["cpu_us", "beside_us", "rps", "p50", "p99", "rss", "bad"]:
         values = [r[field] for r in results]
         out[field] = statistics.median(values)
         out[field + "_min"], out[field + "_max"] = min(values), max(values)
@@ -371,9 +383,9 @@ def main():
     data = os.path.join(WORK, "big")
     log(f"seeding {KEYS} keys")
     began = time.time()
-    seed(big, KEYS, KNOWN, data)
+    seed(big, KEYS, KNOWN, data, owned=OWNED)
     log(f"seeded in {time.time() - began:.1f}s")
-    keys_file, tokens_file, invalid_file = (os.path.join(data, f) for f in ["keys.txt", "tokens.txt", "invalid.txt"])
+    keys_file, tokens_file, invalid_file, owned_file = (os.path.join(data, f) for f in ["keys.txt", "tokens.txt", "invalid.txt", "owned.txt"])
     known_keys = open(keys_file).read().split()
 
     # nginx with the same keys in a map, plus limit_req.
@@ -418,6 +430,16 @@ def main():
     logged = tollgate_config("tollgate-logged", P_TG_LOG, P_TG_LOG_ADMIN, P_TG_LOG_METRICS, "big", [P_UPSTREAM],
                              access_log="stdout", db=f"{WORK}/tollgate.db")
     tollgate_logged, _ = start_tollgate(logged, P_TG_LOG, P_TG_LOG_ADMIN, "tollgate-logged")
+    # The same keys and settings with the limits in a Redis of its own, beside wrk on cpu0.
+    redis = start(["redis-server", "--port", str(P_REDIS), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"], "0", "redis")
+    wait_port(P_REDIS)
+    on_redis = tollgate_config("tollgate-redis", P_TG_REDIS, P_TG_REDIS_ADMIN, P_TG_REDIS_METRICS, "big", [P_UPSTREAM],
+                               db=f"{WORK}/tollgate.db", limits_backend=f"redis://127.0.0.1:{P_REDIS}")
+    tollgate_redis, _ = start_tollgate(on_redis, P_TG_REDIS, P_TG_REDIS_ADMIN, "tollgate-redis")
+    for port in (P_TG, P_TG_REDIS):
+        status, body = http_get(f"http://127.0.0.1:{port}/v1/accounts", {"X-API-Key": open(owned_file).readline().strip()})
+        if status != 200:
+            raise SystemExit(f"an owned key got {status} on port {port}: {body[:200]!r}")
     wait_port(P_NGINX_LOG)
 
     # nginx in front, tollgate deciding: the shipped forward-auth file, its example
@@ -489,6 +511,10 @@ backend api
         ("5 tollgate API keys", tollgate, P_TG, script, {"CREDENTIALS": keys_file}, "/"),
         ("5L tollgate API keys, default access log (stdout to a file)", tollgate_logged, P_TG_LOG, script,
          {"CREDENTIALS": keys_file}, "/"),
+        ("5O tollgate API keys with owners and credits", tollgate, P_TG, script, {"CREDENTIALS": owned_file}, "/"),
+        ("5R tollgate API keys, limits in Redis", tollgate_redis, P_TG_REDIS, script, {"CREDENTIALS": keys_file}, "/"),
+        ("5RO tollgate API keys with owners and credits, limits in Redis", tollgate_redis, P_TG_REDIS, script,
+         {"CREDENTIALS": owned_file}, "/"),
         ("6 tollgate cached JWT", tollgate, P_TG, script, {"CREDENTIALS": tokens_file, "HEADER": "Authorization"}, "/"),
         ("7 tollgate invalid keys", tollgate, P_TG, script, {"CREDENTIALS": invalid_file}, "/"),
         ("8 tollgate forward auth, API keys", tollgate, P_TG_FORWARD, script,
@@ -504,7 +530,7 @@ backend api
     # Everything under test shares cpu1: the tollgates not under test are paused (SIGSTOP),
     # so their timers and their 400 MiB of keys each do not disturb the figures of others.
     def only(process):
-        for tg in (tollgate, tollgate_logged):
+        for tg in (tollgate, tollgate_logged, tollgate_redis):
             os.killpg(tg.pid, signal.SIGCONT if tg is process else signal.SIGSTOP)
         time.sleep(0.2)
 
@@ -513,12 +539,20 @@ backend api
         for name, process, port, lua, env, path in cases:
             only(tollgate if process is nginx_forward else process)
             result = measure(process, port, script=lua, env=env, path=path, refused=name.startswith("7"),
-                             also=[tollgate] if process is nginx_forward else ())
+                             also=[tollgate] if process is nginx_forward else (),
+                             beside=[redis] if process is tollgate_redis else ())
             results[name].append(result)
             log(f"round {round_ + 1} {name}: {result['cpu_us']:.2f} us/req, {result['rps']:.0f} req/s, bad {result['bad']}")
     rows = {name: median_row(values) for name, values in results.items()}
+    only(tollgate_redis)
+    # A Redis answer later than the limiter's timeout falls back to local counting (SPEC 8):
+    # the Redis figures hold only if none did.
+    fallbacks = sum(float(line.split()[-1]) for line in
+                    http_get(f"http://127.0.0.1:{P_TG_REDIS_METRICS}/metrics")[1].decode().splitlines()
+                    if line.startswith("tollgate_rate_limit_fallback_total"))
     only(tollgate)
     os.killpg(tollgate_logged.pid, signal.SIGKILL)
+    os.killpg(tollgate_redis.pid, signal.SIGKILL)
 
     # Added latency at c=1, everything on one core.
     def pin(process, cpus):
@@ -617,7 +651,8 @@ backend api
         direct = name.split()[0] == "1"
         ratio2 = f"{row['cpu_us'] / plain['cpu_us']:.2f}×" if not direct else "–"
         ratio3 = f"{row['cpu_us'] / keyed['cpu_us']:.2f}×" if not direct else "–"
-        lines.append(f"| {name} | {row['cpu_us']:.2f} ({row['cpu_us_min']:.2f}–{row['cpu_us_max']:.2f}) | {row['rps']:.0f} "
+        beside = f" + Redis {row['beside_us']:.2f}" if row["beside_us"] else ""
+        lines.append(f"| {name} | {row['cpu_us']:.2f} ({row['cpu_us_min']:.2f}–{row['cpu_us_max']:.2f}){beside} | {row['rps']:.0f} "
                      f"| {row['p50']:.0f} | {row['p99']:.0f} | {row['rss']:.0f} | {ratio2} | {ratio3} | {row['bad']} |")
     base = single["direct"]
     lines += ["", "Added latency, c=1, everything on cpu0 (wrk -t1 -c1), over the upstream directly "
@@ -626,6 +661,8 @@ backend api
     for name in ["nginx", "tollgate keys"]:
         lines.append(f"| {name} | +{single[name]['p50'] - base['p50']:.0f} | +{single[name]['p99'] - base['p99']:.0f} |")
     case5 = rows["5 tollgate API keys"]
+    owned, on_redis_row = rows["5O tollgate API keys with owners and credits"], rows["5R tollgate API keys, limits in Redis"]
+    owned_redis = rows["5RO tollgate API keys with owners and credits, limits in Redis"]
     lines += ["", "| figure | measured |", "|---|---|",
               f"| auth overhead, case 5 − case 4 | {case5['cpu_us'] - rows['4 tollgate anonymous']['cpu_us']:.2f} µs |",
               f"| access log on minus off, CPU per request: tollgate (case 5L − 5), nginx (case 2L − 2) | "
@@ -633,6 +670,12 @@ backend api
               f"{rows['2L nginx proxy_pass, JSON access log to a file']['cpu_us'] - plain['cpu_us']:+.2f} µs |",
               f"| logs on: case 5L / case 2L | {rows['5L tollgate API keys, default access log (stdout to a file)']['cpu_us'] / rows['2L nginx proxy_pass, JSON access log to a file']['cpu_us']:.2f}× |",
               f"| case 6 / case 5 | {rows['6 tollgate cached JWT']['cpu_us'] / case5['cpu_us']:.2f}× |",
+              f"| owner and credit checks, local (case 5O − 5) | {owned['cpu_us'] - case5['cpu_us']:+.2f} µs |",
+              f"| limits in Redis (case 5R − 5): tollgate, and Redis's own CPU | {on_redis_row['cpu_us'] - case5['cpu_us']:+.2f} µs, "
+              f"Redis {on_redis_row['beside_us']:.2f} µs |",
+              f"| owner and credit checks, in Redis (case 5RO − 5R): tollgate, Redis | "
+              f"{owned_redis['cpu_us'] - on_redis_row['cpu_us']:+.2f} µs, {owned_redis['beside_us'] - on_redis_row['beside_us']:+.2f} µs "
+              f"({fallbacks:.0f} requests fell back to local counting) |",
               f"| case 5 / case 3b (our own path over bare pingora) | {case5['cpu_us'] / rows['3b pingora, bare proxy (no tollgate logic)']['cpu_us']:.2f}× |",
               f"| nginx + tollgate forward auth (case 9) / tollgate inline (case 5) | "
               f"{rows['9 nginx auth_request to tollgate forward auth (nginx + tollgate CPU)']['cpu_us'] / case5['cpu_us']:.2f}× |",

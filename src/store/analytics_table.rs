@@ -6,9 +6,6 @@ use super::{Store, StoreResult};
 use crate::analytics::AnalyticsRow;
 use sqlx::Row;
 
-/// Rows per statement: six arguments each, well under every backend's limit.
-const CHUNK: usize = 200;
-
 /// What `GET /admin/v1/analytics` asks for. `from` is inclusive, `to` exclusive (Unix ms).
 #[derive(Debug, Clone, Default)]
 pub struct AnalyticsQuery {
@@ -40,7 +37,7 @@ impl Store {
             return Ok(());
         }
         let mut tx = self.pool.begin().await?;
-        for chunk in rows.chunks(CHUNK) {
+        for chunk in rows.chunks(self.dialect().rows_per_statement()) {
             let mut args = Args::default();
             let values: Vec<String> = chunk
                 .iter()

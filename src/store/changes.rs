@@ -21,6 +21,9 @@ pub struct KeyChanges {
     pub users: Vec<(String, bool)>,
     pub revoked_grants: Vec<String>,
     pub owners: Vec<OwnerChange>,
+    /// Keys whose balance alone was written back (by the data plane), with that balance.
+    /// A key in `keys` as well holds the same balance there, or a later one.
+    pub balances: Vec<(String, Credits)>,
 }
 
 /// What the data plane needs of an owner that changed: the limits its keys share.
@@ -48,6 +51,7 @@ impl KeyChanges {
             && self.users.is_empty()
             && self.revoked_grants.is_empty()
             && self.owners.is_empty()
+            && self.balances.is_empty()
     }
 }
 
@@ -149,6 +153,28 @@ impl Store {
         } else {
             Vec::new()
         };
+        let mut balances = Vec::new();
+        if with_keys {
+            let rows = sqlx::query(
+                "SELECT id, credits_remaining, credits_refill, credits_period, credits_generation \
+                 FROM keys WHERE credits_version > $1 AND credits_version <= $2",
+            )
+            .bind(since)
+            .bind(upto)
+            .fetch_all(&mut *conn)
+            .await?;
+            for row in rows {
+                let credits = credits_from_columns(
+                    row.try_get(1)?,
+                    row.try_get::<Option<String>, _>(2)?.as_deref(),
+                    row.try_get(3)?,
+                    row.try_get(4)?,
+                );
+                if let Some(credits) = credits {
+                    balances.push((row.try_get(0)?, credits));
+                }
+            }
+        }
         let rows = sqlx::query(
             "SELECT digest, key_id FROM retired_digests WHERE version > $1 AND version <= $2",
         )
@@ -236,6 +262,7 @@ impl Store {
             users,
             revoked_grants,
             owners,
+            balances,
         })
     }
 }

@@ -420,6 +420,9 @@ impl Store {
             Some(_) => {}
         }
         let mut after = after.clone();
+        // The balance of an unchanged generation is the data plane's, written back without
+        // a new `version` (see `save_balances`): it stays as the store has it, however old
+        // `before` is. An operator's change of credits always moves the generation on.
         let credits = credits_columns(after.credits.as_ref());
         after.version = version;
         sqlx::query(
@@ -427,7 +430,9 @@ impl Store {
              grace_until = $5, secret_version = $6, ip_allowlist = $7, allow_infrastructure_ips = $8, \
              expires_at = $9, rotated_at = $10, revoked_at = $11, rate_limit = $12, metadata = $13, \
              start = $14, version = $15, client_cert_sha256 = $16, owner_id = $17, \
-             credits_remaining = $18, credits_refill = $19, credits_period = $20, \
+             credits_remaining = CASE WHEN credits_generation = $21 THEN credits_remaining ELSE $18 END, \
+             credits_refill = $19, \
+             credits_period = CASE WHEN credits_generation = $21 THEN credits_period ELSE $20 END, \
              credits_generation = $21 WHERE id = $22",
         )
         .bind(after.name.clone())

@@ -2,6 +2,7 @@
 //! keys share. Versioned writes, so the change feed carries them to the data plane.
 
 use super::admin_tables::audit;
+use super::dialect::BalanceTable;
 use super::keys::{key_from_row, KEY_COLUMNS};
 use super::records::{
     credits_columns, credits_from_columns, Actor, KeyRecord, OwnerRecord, RateLimitOverride,
@@ -191,8 +192,9 @@ impl Store {
     }
 
     /// Writes back balances the data plane spent from, in one versioned change (so every
-    /// replica's snapshot, which Redis is rebuilt from, follows). A balance an operator
-    /// changed meanwhile (another generation) is left as the operator set it.
+    /// replica's snapshot, which Redis is rebuilt from, follows: for a key, through the
+    /// change feed's balances, see `KeyChanges::balances`). A balance an operator changed
+    /// meanwhile (another generation) is left as the operator set it.
     pub async fn save_balances(
         &self,
         balances: &[(CallerKey, Balance)],
@@ -201,24 +203,31 @@ impl Store {
         if balances.is_empty() {
             return Ok(());
         }
-        let (mut tx, version) = self.begin_write(now).await?;
+        let mut keys = Vec::new();
+        let mut owners = Vec::new();
         for (caller, balance) in balances {
-            let (table, id) = match caller {
-                CallerKey::Key(id) => ("keys", id.as_str().to_string()),
-                CallerKey::Owner(id) => ("owners", id.as_str().to_string()),
+            let (rows, id) = match caller {
+                CallerKey::Key(id) => (&mut keys, id),
+                CallerKey::Owner(id) => (&mut owners, id),
                 _ => continue,
             };
-            sqlx::query(&format!(
-                "UPDATE {table} SET credits_remaining = $1, credits_period = $2, version = $3 \
-                 WHERE id = $4 AND credits_generation = $5"
-            ))
-            .bind(i64::try_from(balance.remaining).unwrap_or(i64::MAX))
-            .bind(balance.period)
-            .bind(version)
-            .bind(id)
-            .bind(balance.generation)
-            .execute(&mut *tx)
-            .await?;
+            rows.push(serde_json::json!({
+                "id": &*id.as_str(),
+                "remaining": i64::try_from(balance.remaining).unwrap_or(i64::MAX),
+                "period": balance.period,
+                "generation": balance.generation,
+            }));
+        }
+        let (mut tx, version) = self.begin_write(now).await?;
+        for (table, rows) in [(BalanceTable::Keys, keys), (BalanceTable::Owners, owners)] {
+            if rows.is_empty() {
+                continue;
+            }
+            sqlx::query(self.dialect().save_balances_sql(table))
+                .bind(version)
+                .bind(serde_json::Value::Array(rows).to_string())
+                .execute(&mut *tx)
+                .await?;
         }
         self.finish_write(tx, version).await?;
         Ok(())

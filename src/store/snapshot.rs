@@ -401,6 +401,15 @@ impl SnapshotBuilder {
             let key_id = ShortId::new(&key_id);
             overlay.insert_other(digest, OtherSecret::Retired { key_id });
         }
+        // Balances the data plane wrote back: the key's record is unchanged, so only its
+        // entry here is. A key also in `changes.keys` is set again below.
+        for (id, credits) in &changes.balances {
+            let id = ShortId::new(id);
+            if current.key_credits.contains_key(&id) {
+                let map = key_credits.get_or_insert_with(|| (*current.key_credits).clone());
+                map.insert(id, *credits);
+            }
+        }
         for record in &changes.keys {
             let previous = current.by_id(&record.id);
             if let Some(previous) = &previous {

@@ -696,6 +696,7 @@ impl<'a> Decoder<'a> {
             users,
             revoked_grants,
             owners,
+            balances: Vec::new(),
         })
     }
 }
@@ -767,6 +768,7 @@ mod tests {
                 }),
                 credits: Some(Credits::new(50, None, 1, 0)),
             }],
+            balances: Vec::new(),
         }
     }
 

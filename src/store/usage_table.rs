@@ -40,10 +40,6 @@ impl UsageBatch {
     }
 }
 
-/// Rows per multi-row statement: a batch of thousands of keys is a few statements, not
-/// thousands (SQLite and PostgreSQL both take far more parameters than this needs).
-const ROWS_PER_STATEMENT: usize = 200;
-
 /// `($1, $2), ($3, $4), ...` for `rows` rows of `columns` parameters; plain `?` for
 /// SQLite, which would otherwise look every numbered name up when binding.
 fn placeholders(dialect: Dialect, rows: usize, columns: usize) -> String {
@@ -78,7 +74,7 @@ impl Store {
             // Before any row is written, as every versioned write takes it.
             self.dialect.lock_writes(&mut tx).await?;
         }
-        for chunk in batch.counts.chunks(ROWS_PER_STATEMENT) {
+        for chunk in batch.counts.chunks(self.dialect().rows_per_statement()) {
             let sql = format!(
                 "INSERT INTO usage_daily (key_id, day, outcome, count) VALUES {} \
                  ON CONFLICT (key_id, day, outcome) DO UPDATE SET count = usage_daily.count + excluded.count",
@@ -116,7 +112,7 @@ impl Store {
                 .await?;
             PRUNED_HOUR.store(batch.hour, std::sync::atomic::Ordering::Relaxed);
         }
-        for chunk in batch.last_used.chunks(ROWS_PER_STATEMENT) {
+        for chunk in batch.last_used.chunks(self.dialect().rows_per_statement()) {
             let sql = format!(
                 "WITH used (id, at) AS (VALUES {}) \
                  UPDATE keys SET last_used_at = used.at FROM used \
@@ -206,7 +202,7 @@ impl Store {
     /// Saves daily quota counts; a count never goes down.
     pub async fn save_quotas(&self, counts: &[(String, i64, u64)]) -> StoreResult<()> {
         let mut tx = self.pool.begin().await?;
-        for chunk in counts.chunks(ROWS_PER_STATEMENT) {
+        for chunk in counts.chunks(self.dialect().rows_per_statement()) {
             let sql = format!(
                 "INSERT INTO quota_daily (caller, day, count) VALUES {} ON CONFLICT (caller, day) \
                  DO UPDATE SET count = CASE WHEN excluded.count > quota_daily.count THEN excluded.count \

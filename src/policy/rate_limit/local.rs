@@ -1,7 +1,7 @@
 //! In-process counters: one state per caller in a sharded map, checked and counted under
 //! that state's lock, so concurrent requests of one caller never overshoot a limit. A key's
-//! state is also held by the key itself ([`Held`]), so its requests find it without a map
-//! lookup.
+//! state, and its owner's, are also held by the key itself ([`Held`]), so its requests find
+//! them without a map lookup.
 
 use super::credits::{spend, Balance, CreditAsk, Spent};
 use super::{
@@ -44,9 +44,21 @@ pub struct CallerState {
 /// A caller's state as the map and a key's usage cell share it.
 pub type Shared = Arc<Mutex<CallerState>>;
 
-/// Where a key keeps its limiter state: set on the key's first check, carried with its
-/// usage cell across snapshots.
-pub type Held = OnceLock<Shared>;
+/// Where a key keeps its limiter state and its owner's: each set on the key's first check
+/// that needs it, carried with its usage cell across snapshots.
+#[derive(Debug, Default)]
+pub struct Held {
+    own: OnceLock<Shared>,
+    /// The owner's state, with the owner it was taken for. A key moved to another owner
+    /// finds its new owner's state in the map, as a key without a cell does.
+    owner: OnceLock<(CallerKey, Shared)>,
+}
+
+impl Held {
+    pub fn new() -> Held {
+        Held::default()
+    }
+}
 
 fn listed() -> Shared {
     Arc::new(Mutex::new(CallerState {
@@ -287,7 +299,7 @@ impl LocalLimiter {
     }
 
     /// [`check_held`](Self::check_held) with the windows `owner` shares and the request's
-    /// credits (see [`check_with`](Self::check_with)); the owner's state is found in the map.
+    /// credits (see [`check_with`](Self::check_with)); the owner's state is held too.
     pub fn check_held_with(&self, held: &Held, counted: Counted<'_>, now: i64) -> Verdict {
         let Counted {
             caller: key,
@@ -295,13 +307,23 @@ impl LocalLimiter {
             windows,
             credits,
         } = counted;
-        let state = held.get_or_init(|| {
-            let entry = self.callers.entry(key.clone()).or_insert_with(listed);
-            entry.value().clone()
-        });
-        let shared = owner.map(|owner| self.state(owner));
+        let state = held.own.get_or_init(|| self.state(key));
+        let from_map;
+        let shared = match owner {
+            None => None,
+            Some(owner) => match held
+                .owner
+                .get_or_init(|| (owner.clone(), self.state(owner)))
+            {
+                (held_for, state) if held_for == owner => Some((owner, state)),
+                _ => {
+                    from_map = self.state(owner);
+                    Some((owner, &from_map))
+                }
+            },
+        };
         let mut guard = lock(state);
-        let mut shared_guard = shared.as_ref().map(lock);
+        let mut shared_guard = shared.map(|(_, state)| lock(state));
         let verdict = check_pair(
             &mut guard,
             shared_guard.as_deref_mut(),
@@ -309,12 +331,15 @@ impl LocalLimiter {
             credits,
             now,
         );
-        drop(shared_guard);
+        let owner_listed = shared_guard.take().is_none_or(|owner| owner.listed);
         let listed = guard.listed;
         drop(guard);
         // Listed after counting, so the count it just made is persisted and swept as any.
         if !listed {
             self.relist(key, state);
+        }
+        if let (false, Some((owner, state))) = (owner_listed, shared) {
+            self.relist(owner, state);
         }
         verdict
     }
@@ -772,6 +797,112 @@ mod tests {
                 .used,
             5
         );
+    }
+
+    fn owned_windows() -> Windows {
+        let config = Config::parse(
+            "rate_limits: { tiers: { api_key: { per_minute: 100, per_day: 1000 } }, burst: { requests: 100, per: 10s } }",
+        )
+        .unwrap();
+        Windows::new(&config.rate_limits, TierKind::ApiKey, None, None).with_owner(
+            crate::config::Tier {
+                per_minute: 4,
+                per_day: 1000,
+            },
+        )
+    }
+
+    fn used(verdict: &Verdict, kind: WindowKind) -> u64 {
+        verdict
+            .windows
+            .iter()
+            .find(|w| w.spec.kind == kind)
+            .unwrap()
+            .used
+    }
+
+    #[test]
+    fn keys_hold_their_owners_state_and_it_is_the_one_the_map_holds() {
+        let windows = owned_windows();
+        let limiter = LocalLimiter::default();
+        let owner = CallerKey::Owner(ShortId::new("own_1"));
+        let (a, b) = (
+            CallerKey::Key(ShortId::new("key_a")),
+            CallerKey::Key(ShortId::new("key_b")),
+        );
+        let (held_a, held_b) = (Held::new(), Held::new());
+        for t in 0..2 {
+            assert!(limiter
+                .check_held_with(&held_a, with(&a, &owner, &windows), t)
+                .allowed());
+        }
+        assert!(limiter
+            .check_held_with(&held_b, with(&b, &owner, &windows), 2)
+            .allowed());
+        // A caller without a held state (through the map) counts in the same owner state.
+        assert!(limiter.check_with(with(&b, &owner, &windows), 3).allowed());
+        let refused = limiter.check_held_with(&held_a, with(&a, &owner, &windows), 4);
+        assert_eq!(refused.refused_by, Some(WindowKind::OwnerMinute));
+        let (of_a, of_b) = (held_a.owner.get().unwrap(), held_b.owner.get().unwrap());
+        assert!(Arc::ptr_eq(&of_a.1, &of_b.1), "one state for the owner");
+        assert_eq!(limiter.len(), 3, "a, b and their owner");
+        let peek = limiter.peek_with(&a, Some(&owner), &windows, 5);
+        assert_eq!(used(&peek, WindowKind::OwnerMinute), 4);
+    }
+
+    #[test]
+    fn a_held_owner_state_the_sweep_forgot_is_listed_again_and_its_day_persisted() {
+        let windows = owned_windows();
+        let limiter = LocalLimiter::new(10);
+        let owner = CallerKey::Owner(ShortId::new("own_1"));
+        let a = CallerKey::Key(ShortId::new("key_a"));
+        let held = Held::new();
+        limiter.check_held_with(&held, with(&a, &owner, &windows), 0);
+        limiter.take_dirty_days();
+        let tomorrow = DAY_MS as i64 + IDLE_MS;
+        limiter.sweep(tomorrow);
+        assert!(limiter.is_empty(), "idle, their days saved and over");
+        limiter.check_held_with(&held, with(&a, &owner, &windows), tomorrow + 1);
+        assert_eq!(limiter.len(), 2);
+        let mut dirty = limiter.take_dirty_days();
+        dirty.sort();
+        assert_eq!(
+            dirty,
+            [
+                ("k:key_a".to_string(), DAY_MS as i64, 1),
+                ("o:own_1".to_string(), DAY_MS as i64, 1)
+            ]
+        );
+    }
+
+    #[test]
+    fn a_key_moved_to_another_owner_counts_under_its_new_owner() {
+        let windows = owned_windows();
+        let limiter = LocalLimiter::default();
+        let (first, second) = (
+            CallerKey::Owner(ShortId::new("own_1")),
+            CallerKey::Owner(ShortId::new("own_2")),
+        );
+        let a = CallerKey::Key(ShortId::new("key_a"));
+        let held = Held::new();
+        for t in 0..4 {
+            limiter.check_held_with(&held, with(&a, &first, &windows), t);
+        }
+        // The key holds its first owner's state; its new owner's is counted all the same.
+        for t in 4..8 {
+            assert!(limiter
+                .check_held_with(&held, with(&a, &second, &windows), t)
+                .allowed());
+        }
+        let refused = limiter.check_held_with(&held, with(&a, &second, &windows), 8);
+        assert_eq!(refused.refused_by, Some(WindowKind::OwnerMinute));
+        let peek = limiter.peek_with(&a, Some(&first), &windows, 9);
+        assert_eq!(
+            used(&peek, WindowKind::OwnerMinute),
+            4,
+            "the first owner's is untouched"
+        );
+        assert_eq!(used(&peek, WindowKind::Minute), 8);
     }
 
     fn with<'c>(caller: &'c CallerKey, owner: &'c CallerKey, windows: &'c Windows) -> Counted<'c> {

@@ -511,3 +511,87 @@ impl RedisLimiter {
         &self.fallback
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::{TierKind, WindowKind, WindowSpec, Windows};
+    use super::*;
+    use crate::config::{Config, Tier};
+    use crate::short_id::ShortId;
+
+    const NOW: i64 = 1_800_000_012_345;
+
+    fn minute() -> WindowSpec {
+        WindowSpec {
+            kind: WindowKind::Minute,
+            limit: 10,
+            period_ms: 60_000,
+        }
+    }
+
+    fn windows() -> Windows {
+        let config =
+            Config::parse("rate_limits: { tiers: { api_key: { per_minute: 10, per_day: 100 } } }")
+                .expect("a config");
+        Windows::new(&config.rate_limits, TierKind::ApiKey, None, None)
+    }
+
+    #[test]
+    fn a_key_without_an_owner_or_credits_keeps_its_untagged_counter_names_on_one_redis() {
+        // The names of the releases before owners: a rolling upgrade keeps counting on.
+        let key = CallerKey::Key(ShortId::new("key_aaaaaaaaaaaaaaaaaaaa"));
+        let windows = windows();
+        let alone = Counted::alone(&key, &windows);
+        let start = minute().start(NOW);
+        assert_eq!(
+            key_of(&alone, false, &minute(), NOW),
+            format!("tg:rl:k:key_aaaaaaaaaaaaaaaaaaaa:minute:{start}")
+        );
+        // On a cluster, the same key's names carry its own tag, so a script stays in a slot.
+        assert_eq!(
+            key_of(&alone, true, &minute(), NOW),
+            format!(
+                "tg:rl:{{k:key_aaaaaaaaaaaaaaaaaaaa}}:k:key_aaaaaaaaaaaaaaaaaaaa:minute:{start}"
+            )
+        );
+    }
+
+    #[test]
+    fn an_owned_key_counts_under_its_owner_tag_and_the_owner_windows_are_shared() {
+        let owner = CallerKey::Owner(ShortId::new("own_bbbbbbbbbbbbbbbbbbbb"));
+        let a = CallerKey::Key(ShortId::new("key_aaaaaaaaaaaaaaaaaaaa"));
+        let b = CallerKey::Key(ShortId::new("key_cccccccccccccccccccc"));
+        let windows = windows().with_owner(Tier {
+            per_minute: 100,
+            per_day: 1000,
+        });
+        let of = |key| Counted {
+            caller: key,
+            owner: Some(&owner),
+            windows: &windows,
+            credits: None,
+        };
+        let owner_minute = WindowSpec {
+            kind: WindowKind::OwnerMinute,
+            ..minute()
+        };
+        let start = minute().start(NOW);
+        for cluster in [false, true] {
+            assert_eq!(
+                key_of(&of(&a), cluster, &minute(), NOW),
+                format!("tg:rl:{{o:own_bbbbbbbbbbbbbbbbbbbb}}:k:key_aaaaaaaaaaaaaaaaaaaa:minute:{start}")
+            );
+            let shared = key_of(&of(&a), cluster, &owner_minute, NOW);
+            assert_eq!(
+                shared,
+                format!("tg:rl:{{o:own_bbbbbbbbbbbbbbbbbbbb}}:owner_minute:{start}")
+            );
+            assert_eq!(key_of(&of(&b), cluster, &owner_minute, NOW), shared);
+        }
+        assert_eq!(
+            balance_key(&owner, &a),
+            "tg:cr:{o:own_bbbbbbbbbbbbbbbbbbbb}:k:key_aaaaaaaaaaaaaaaaaaaa"
+        );
+        assert_eq!(balance_key(&a, &a), "tg:cr:{k:key_aaaaaaaaaaaaaaaaaaaa}");
+    }
+}
