@@ -498,6 +498,12 @@ async fn the_postgres_store() {
     exercise(StoreUrl::Postgres(db.url.clone())).await;
 }
 
+/// The balance the store holds for key `id`.
+async fn stored_remaining(store: &Store, id: &str) -> u64 {
+    let key = store.get_key(id).await.unwrap();
+    key.credits.unwrap().balance.remaining
+}
+
 /// Balances the data plane writes back (SPEC 15) reach every snapshot through the change
 /// feed alone: the key's row keeps its version, so a sync reads one narrow row per balance,
 /// and no operator's stale copy of the key puts an older balance back.
@@ -564,17 +570,7 @@ async fn balances_written_back(url: StoreUrl) {
         .save_balances(&spent(5, stored.generation - 1), 2100)
         .await
         .unwrap();
-    assert_eq!(
-        store
-            .get_key(&saved.id)
-            .await
-            .unwrap()
-            .credits
-            .unwrap()
-            .balance
-            .remaining,
-        60
-    );
+    assert_eq!(stored_remaining(&store, &saved.id).await, 60);
 
     // An operator's change made from a copy read before the write-back keeps the balance.
     let mut renamed = saved.clone();
@@ -599,17 +595,7 @@ async fn balances_written_back(url: StoreUrl) {
         .replace_key(&stored_now, &topped_up, "key.credits", &actor, &[], 4000)
         .await
         .unwrap();
-    assert_eq!(
-        store
-            .get_key(&saved.id)
-            .await
-            .unwrap()
-            .credits
-            .unwrap()
-            .balance
-            .remaining,
-        500
-    );
+    assert_eq!(stored_remaining(&store, &saved.id).await, 500);
     let fourth = builder.apply(&third, store.changes_since(third.version).await.unwrap());
     assert_eq!(remaining(&fourth), 500);
 }

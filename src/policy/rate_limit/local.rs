@@ -774,29 +774,15 @@ mod tests {
         assert_eq!(refused.refused_by, Some(WindowKind::OwnerMinute));
         // B's refusal by its owner counted nothing against B either.
         let peek = limiter.peek_with(&b, Some(&owner), &windows, 7);
-        let used = |kind| {
-            peek.windows
-                .iter()
-                .find(|w| w.spec.kind == kind)
-                .unwrap()
-                .used
-        };
-        assert_eq!(used(WindowKind::Minute), 2);
-        assert_eq!(used(WindowKind::OwnerMinute), 5);
+        assert_eq!(used(&peek, WindowKind::Minute), 2);
+        assert_eq!(used(&peek, WindowKind::OwnerMinute), 5);
         // The owner's day is persisted under its own caller key, and restored there.
         let dirty = limiter.take_dirty_days();
         assert!(dirty.contains(&("o:own_1".to_string(), 0, 5)), "{dirty:?}");
         let restarted = LocalLimiter::default();
         restarted.restore_day(owner.clone(), 0, 5);
         let peek = restarted.peek_with(&b, Some(&owner), &windows, 8);
-        assert_eq!(
-            peek.windows
-                .iter()
-                .find(|w| w.spec.kind == WindowKind::OwnerDay)
-                .unwrap()
-                .used,
-            5
-        );
+        assert_eq!(used(&peek, WindowKind::OwnerDay), 5);
     }
 
     fn owned_windows() -> Windows {
