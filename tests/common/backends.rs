@@ -393,7 +393,16 @@ pub struct PrivateRedisCluster {
 impl PrivateRedisCluster {
     pub fn start() -> PrivateRedisCluster {
         let dir = tempfile::tempdir().expect("cluster dir");
-        let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+        // A cluster node also listens on its port + 10000 (the cluster bus), and does not
+        // start when that one is taken: pick ports whose bus port is free too.
+        let ports: Vec<u16> = (0..3)
+            .map(|_| loop {
+                let port = free_port();
+                if std::net::TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok() {
+                    break port;
+                }
+            })
+            .collect();
         let children = ports
             .iter()
             .map(|port| {
